@@ -1,0 +1,128 @@
+"""Command line: `python -m distill run | report | list | strategies`."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+
+from .config import ConfigError, JobConfig
+
+LAYER_NOTE = "Layer indices are 0-based: layer 0 is the encoder layer next to the embeddings."
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m distill", description=__doc__, epilog=LAYER_NOTE)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run a distillation job", epilog=LAYER_NOTE)
+    run.add_argument("--config", help="YAML job file; flags given here override it")
+    for f in dataclasses.fields(JobConfig):
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f.metadata.get("help", "")
+        if f.type.startswith("bool"):
+            run.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif f.type.startswith("list"):
+            run.add_argument(flag, nargs="+", default=None, help=help_text)
+        else:
+            run.add_argument(flag, default=None, help=help_text)
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    report = commands.add_parser("report", help="print a run's comparison table and write its plots")
+    report.add_argument("run", help="run folder, or run name inside --results-dir")
+    report.add_argument("--results-dir", default=None)
+    report.add_argument("--json", action="store_true", help="print the table as JSON records")
+    report.add_argument("--no-plots", action="store_true")
+
+    listing = commands.add_parser("list", help="list the runs in the results folder")
+    listing.add_argument("--results-dir", default=None)
+
+    commands.add_parser("strategies", help="list the layer strategies", epilog=LAYER_NOTE)
+    return parser
+
+
+def job_config(args: argparse.Namespace) -> JobConfig:
+    values = {}
+    if args.config:
+        values = JobConfig.from_yaml(args.config).to_dict()
+    for f in dataclasses.fields(JobConfig):
+        given = getattr(args, f.name)
+        if given is not None:
+            values[f.name] = None if given in ("none", "None", "") and "None" in f.type else given
+    return JobConfig.from_dict(values)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .job import run_job
+    from .progress import TqdmReporter, ignore
+    from .report import comparison, format_table, write_plots
+
+    cfg = job_config(args)
+    reporter = ignore if args.quiet else TqdmReporter()
+    try:
+        run = run_job(cfg, reporter)
+    finally:
+        if not args.quiet:
+            reporter.close()
+    status = run.status()
+    print(format_table(comparison(run)))
+    write_plots(run)
+    print(f"\nrun {run.name}: {status['state']}; results in {run.path}")
+    return 0 if status["state"] == "completed" else 1
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import comparison, format_table, write_plots
+    from .results import open_run
+
+    run = open_run(args.run, args.results_dir)
+    table = comparison(run)
+    if args.json:
+        print(json.dumps(table, indent=2))
+    else:
+        status = run.status()
+        print(
+            f"run {run.name} ({status['state']}): teacher {run.config().get('teacher')}, "
+            f"accuracy on {table[0]['eval_split'] if table else '-'} ({table[0]['eval_rows'] if table else 0} examples)"
+        )
+        print(format_table(table))
+    if not args.no_plots:
+        for path in write_plots(run):
+            print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from .results import list_runs
+
+    runs = list_runs(args.results_dir or JobConfig().results_dir)
+    if not runs:
+        print("no runs yet; start one with: python -m distill run")
+    for r in runs:
+        print(
+            f"{r['run']:<32} {r['state']:<12} models={r['models']:<3} best={r['best_student'] or '-'}  {r['message']}"
+        )
+    return 0
+
+
+def cmd_strategies(_: argparse.Namespace) -> int:
+    from .strategies import DESCRIPTIONS
+
+    for name, text in DESCRIPTIONS.items():
+        print(f"{name:<12} {text}")
+    print(f"{'0,2,4':<12} an explicit list of teacher layers\n\n{LAYER_NOTE}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = {"run": cmd_run, "report": cmd_report, "list": cmd_list, "strategies": cmd_strategies}[args.command]
+    try:
+        return command(args)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; finished models are kept and the run is marked stopped", file=sys.stderr)
+        return 130

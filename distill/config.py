@@ -1,0 +1,225 @@
+"""One job's settings: a single dataclass, loadable from YAML and checked before any work starts.
+
+Layer indices are 0-based everywhere: layer 0 is the encoder layer closest to the embeddings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+EMBEDDED_TEACHER = "embedded"
+SAMPLE_DATA = "mnli-sample"
+HUB_DATA = "glue"
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+HIDDEN_LOSSES = ("mse", "cosine")
+MODES = ("compare", "search")
+RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work; the message is meant for the user as it is."""
+
+
+def default_results_dir() -> str:
+    return os.environ.get("DISTILL_RESULTS_DIR", "runs")
+
+
+def _help(text: str, **kw: Any) -> Any:
+    return field(metadata={"help": text}, **kw)
+
+
+@dataclass
+class JobConfig:
+    """Everything a distillation job needs. Defaults are the embedded offline job."""
+
+    run_name: str | None = _help("name of the run folder (letters, digits, . _ -); default: a timestamp", default=None)
+    mode: str = _help("compare: the strategies side by side; search: a hyperparameter search", default="compare")
+    teacher: str = _help(
+        f"Hub id or local folder of an encoder; '{EMBEDDED_TEACHER}' is the packaged all-MiniLM-L6-v2",
+        default=EMBEDDED_TEACHER,
+    )
+    data: str = _help(
+        f"'{SAMPLE_DATA}' (shipped real MNLI), '{HUB_DATA}' (nyu-mll/glue mnli from the Hub) "
+        "or a CSV/TSV/JSONL file with premise, hypothesis, label",
+        default=SAMPLE_DATA,
+    )
+    eval_data: list[str] = _help(
+        "extra validation files for a user's own data (default: hold out part of the file)", default_factory=list
+    )
+    train_size: int | None = _help("training examples (0 or none: all)", default=2000)
+    eval_size: int | None = _help("validation examples per split (0 or none: all)", default=1000)
+    data_seed: int = _help("seed of the subset draw", default=0)
+    max_length: int = _help("token limit of a premise-hypothesis pair", default=128)
+    strategies: list[str] = _help(
+        "layer strategies by name, or explicit 0-based layer lists such as 0,2,4",
+        default_factory=lambda: ["top_k", "bottom_k", "odd", "even"],
+    )
+    student_layers: int | None = _help("encoder layers of each student (default: half the teacher's)", default=None)
+    epochs: int = _help("distillation epochs per student", default=3)
+    batch_size: int = _help("examples per training step", default=32)
+    learning_rate: float = _help("student learning rate (AdamW)", default=1e-4)
+    teacher_epochs: int = _help(
+        "fine-tuning epochs of the teacher (skipped when it already is an MNLI classifier)", default=3
+    )
+    teacher_learning_rate: float = _help("teacher fine-tuning learning rate", default=5e-5)
+    warmup_ratio: float = _help("share of steps with a linear learning-rate warm-up", default=0.1)
+    weight_decay: float = _help("AdamW weight decay", default=0.01)
+    max_grad_norm: float = _help("gradient clipping norm", default=1.0)
+    temperature: float = _help("softmax temperature of the KL term", default=2.0)
+    weight_ce: float = _help("weight of the hard-label cross-entropy", default=1 / 3)
+    weight_kl: float = _help("weight of the KL divergence on softened logits (times T^2)", default=1 / 3)
+    weight_cos: float = _help("weight of the cosine embedding loss on logits", default=1 / 3)
+    weight_hidden: float = _help("weight of the hidden-state loss (0: off)", default=0.0)
+    hidden_loss: str = _help("hidden-state loss: mse or cosine, on each layer's [CLS] vector", default="mse")
+    seeds: list[int] = _help("seeds; each strategy is distilled once per seed", default_factory=lambda: [0])
+    precision: str = _help("fp32, bf16, fp16 or auto (bf16 where supported, fp16 on older GPUs)", default="auto")
+    teacher_8bit: bool = _help("compute the teacher's outputs with an 8-bit teacher (bitsandbytes)", default=False)
+    optimizer_8bit: bool = _help("8-bit AdamW (bitsandbytes)", default=False)
+    cache_teacher_outputs: bool = _help("compute teacher outputs once per job and reuse them", default=True)
+    group_by_length: bool = _help("batch examples of similar length to keep padding small", default=True)
+    pad_to_max_length: bool = _help("pad every batch to max_length (the original's behaviour)", default=False)
+    latency_examples: int = _help("examples timed per model for the latency columns", default=64)
+    search_trials: int = _help("trials of a hyperparameter search (mode: search)", default=6)
+    results_dir: str = _help("folder holding one sub-folder per run", default_factory=default_results_dir)
+
+    def __post_init__(self) -> None:
+        self.validated()
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> JobConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
+        return cls(**values)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> JobConfig:
+        try:
+            values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except OSError as err:
+            raise ConfigError(f"cannot read job file {path}: {err.strerror}") from None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"job file {path} is not valid YAML: {err}") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"job file {path} must be a mapping of settings")
+        return cls.from_dict(values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> JobConfig:
+        return dataclasses.replace(self, **changes)
+
+    def validated(self) -> JobConfig:
+        """Coerce types and reject values that cannot work; returns self."""
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, _coerce(f.name, getattr(self, f.name), f.type))
+        if self.run_name is not None and not RUN_NAME.match(self.run_name):
+            raise ConfigError(
+                f"run name {self.run_name!r} is not allowed: use letters, digits, '.', '_' and '-' only "
+                "(no path separators or '..'), at most 80 characters"
+            )
+        if self.run_name and ".." in self.run_name:
+            raise ConfigError(f"run name {self.run_name!r} must not contain '..'")
+        _choice("mode", self.mode, MODES)
+        _choice("precision", self.precision, PRECISIONS)
+        _choice("hidden_loss", self.hidden_loss, HIDDEN_LOSSES)
+        for name in ("epochs", "batch_size", "teacher_epochs", "max_length", "latency_examples", "search_trials"):
+            _positive(name, getattr(self, name))
+        for name in ("learning_rate", "teacher_learning_rate", "temperature", "max_grad_norm"):
+            _positive(name, getattr(self, name))
+        if self.teacher_epochs > 100 or self.epochs > 100:
+            raise ConfigError("epochs must be at most 100")
+        if self.batch_size > 4096:
+            raise ConfigError("batch_size must be at most 4096")
+        if self.max_length > 512 or self.max_length < 8:
+            raise ConfigError("max_length must be between 8 and 512 tokens")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError("warmup_ratio must be in [0, 1)")
+        for name in ("weight_ce", "weight_kl", "weight_cos", "weight_hidden", "weight_decay"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative")
+        if self.weight_ce + self.weight_kl + self.weight_cos + self.weight_hidden <= 0:
+            raise ConfigError("at least one loss weight must be positive")
+        for name in ("train_size", "eval_size"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ConfigError(f"{name} must be 0 (all) or a positive number")
+            if value == 0:
+                setattr(self, name, None)
+        if self.student_layers is not None and self.student_layers < 1:
+            raise ConfigError("student_layers must be at least 1")
+        if not self.strategies:
+            raise ConfigError("choose at least one strategy")
+        if len(set(self.strategies)) != len(self.strategies):
+            raise ConfigError("a strategy is listed twice")
+        if not self.seeds:
+            raise ConfigError("give at least one seed")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError("a seed is listed twice")
+        if not self.teacher.strip():
+            raise ConfigError("teacher must not be empty")
+        if not self.data.strip():
+            raise ConfigError("data must not be empty")
+        return self
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+
+
+def _positive(name: str, value: float) -> None:
+    if not value > 0 or not math.isfinite(value):
+        raise ConfigError(f"{name} must be a positive number, not {value!r}")
+
+
+def _coerce(name: str, value: Any, annotation: str) -> Any:
+    """Turn YAML/CLI/API values into the annotated type, with a readable error."""
+    if value is None:
+        if "None" in annotation:
+            return None
+        raise ConfigError(f"{name} must be set")
+    try:
+        if annotation.startswith("list[str]"):
+            items = value.split(";") if isinstance(value, str) else list(value)
+            return [str(item).strip() for item in items if str(item).strip()]
+        if annotation.startswith("list[int]"):
+            items = value.replace(",", " ").split() if isinstance(value, str) else list(value)
+            return [_int(item) for item in items]
+        if annotation.startswith("bool"):
+            if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+                return value.lower() in ("true", "1", "yes")
+            if isinstance(value, bool):
+                return value
+            raise TypeError
+        if annotation.startswith("int"):
+            return _int(value)
+        if annotation.startswith("float"):
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)
+        if annotation.startswith("str"):
+            if not isinstance(value, str):
+                raise TypeError
+            return value.strip()
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} has the wrong type: {value!r}") from None
+    return value
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise TypeError
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError
+    return int(value)

@@ -1,0 +1,443 @@
+"""A whole job, end to end: data, fine-tuned teacher, teacher outputs, one student per strategy and seed, results.
+
+The CLI (`python -m distill run`) and the app's Distill tab both call `run_job`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate.utils import broadcast_object_list
+from torch import nn
+
+from .config import EMBEDDED_TEACHER, ConfigError, JobConfig
+from .data import Encoded, encode, load_job_data, make_loader
+from .evaluation import classification_metrics, evaluate, folder_size_mb, forward_all, latency_ms, model_inputs
+from .hub import scrub
+from .losses import LossInputs, combined_loss, loss_weights
+from .models import (
+    build_student,
+    copied_layers_match,
+    is_mnli_classifier,
+    load_classifier,
+    load_model_config,
+    load_tokenizer,
+    parameter_count,
+)
+from .progress import EventHandler, JobStopped, ignore
+from .results import Run, read_json, save_pretrained_atomic, write_json
+from .strategies import StrategyContext, resolve_layers, strategy_label
+from .training import Runtime, cross_entropy_step, fit
+
+EVAL_BATCH = 64
+HIDDEN_IN_MEMORY_BYTES = 2 * 2**30  # teacher [CLS] states above this size go to a file on disk
+IMPORTANCE_PROBE_ROWS = 1000
+
+
+@dataclass
+class TeacherOutputs:
+    """The fine-tuned teacher's outputs on every training row: exact to reuse, since it runs in eval mode."""
+
+    logits: torch.Tensor  # (rows, labels), fp16
+    hidden: torch.Tensor | None  # (rows, layers + 1, hidden) [CLS] vectors, fp16; None without a hidden loss
+
+
+@dataclass
+class Prepared:
+    """What every student of a job shares."""
+
+    cfg: JobConfig
+    source: str
+    tokenizer: object
+    data: dict[str, Encoded]
+    eval_loaders: dict
+    n_teacher: int
+    n_student: int
+
+
+def run_job(cfg: JobConfig, on_event: EventHandler = ignore, stop: threading.Event | None = None) -> Run:
+    """Run a job and return its run folder; the folder's status says completed, stopped or failed."""
+    cfg.validated()
+    source, teacher_config = load_model_config(cfg.teacher)
+    n_teacher = teacher_config.num_hidden_layers
+    n_student = cfg.student_layers or max(1, n_teacher // 2)
+    check_strategies(cfg.strategies, n_teacher, n_student)
+    already_classifier = is_mnli_classifier(teacher_config)
+    examples = load_job_data(cfg)
+    runtime = Runtime.create(cfg.precision, on_event, stop)
+    tokenizer = load_tokenizer(source)
+
+    run = Run.create(cfg) if runtime.is_main else None
+    run_path = broadcast_object_list([str(run.path) if run else None])[0]
+    run = run or Run(Path(run_path))
+    try:
+        runtime.emit(
+            "stage", "data", f"run {run.name}: tokenising {', '.join(f'{k} {len(v)}' for k, v in examples.items())}"
+        )
+        data = {name: encode(ex, tokenizer, cfg.max_length) for name, ex in examples.items()}
+        if runtime.is_main:
+            write_json(run.path / "labels.json", {k: v.labels for k, v in data.items() if k != "train"})
+        eval_loaders = {
+            name: runtime.accelerator.prepare(make_loader(enc, tokenizer.pad_token_id, EVAL_BATCH, train=False))
+            for name, enc in data.items()
+            if name != "train"
+        }
+        job = Prepared(cfg, source, tokenizer, data, eval_loaders, n_teacher, n_student)
+        steps_per_epoch = math.ceil(len(data["train"]) / cfg.batch_size)
+        students = len(cfg.strategies) * len(cfg.seeds)
+        cached = already_classifier or (teacher_cache_dir(cfg, source, runtime.precision) / "done").exists()
+        runtime.total = steps_per_epoch * (students * cfg.epochs + (0 if cached else cfg.teacher_epochs))
+
+        teacher = prepare_teacher(job, run, runtime, already_classifier)
+        outputs = teacher_outputs(job, teacher, runtime, run) if cfg.cache_teacher_outputs else None
+        importance = layer_importance_once(job, teacher, runtime, run)
+        for spec in cfg.strategies:
+            layers = resolve_layers(spec, StrategyContext(n_teacher, n_student, importance))
+            for seed in cfg.seeds:
+                distil_student(job, run, runtime, teacher, outputs, spec, layers, seed)
+        run.set_status("completed")
+        runtime.emit("stage", "done", f"run {run.name} completed: {run.path}")
+    except (JobStopped, KeyboardInterrupt) as err:
+        run.set_status("stopped", "stopped by the user; finished models are kept")
+        runtime.emit("stage", "stopped", f"run {run.name} stopped; finished models are kept")
+        if isinstance(err, KeyboardInterrupt):
+            raise
+    except BaseException as err:
+        message = str(err) if isinstance(err, ConfigError) else scrub(f"{type(err).__name__}: {err}")
+        if isinstance(err, OSError) and err.errno:
+            message = f"cannot write results: {err.strerror}"
+        with contextlib.suppress(OSError):  # a full disk: the status then reads "interrupted" once we exit
+            run.set_status("failed", message)
+        if isinstance(err, OSError):
+            raise ConfigError(message) from None
+        raise
+    return run
+
+
+def check_strategies(specs: list[str], n_teacher: int, n_student: int) -> None:
+    """Reject unknown strategies and bad layer lists before any work starts."""
+
+    def placeholder() -> list[float]:
+        return [0.0] * n_teacher  # the data-driven scores are not known yet; only the shape is checked here
+
+    for spec in specs:
+        resolve_layers(spec, StrategyContext(n_teacher, n_student, placeholder))
+
+
+def teacher_cache_dir(cfg: JobConfig, source: str, precision: str) -> Path:
+    """Where a fine-tuned teacher is kept, keyed by every setting that changes it."""
+    key = {
+        "teacher": teacher_identity(cfg.teacher, source),
+        "data": data_identity(cfg.data),
+        "train_size": cfg.train_size,
+        "data_seed": cfg.data_seed,
+        "max_length": cfg.max_length,
+        "epochs": cfg.teacher_epochs,
+        "lr": cfg.teacher_learning_rate,
+        "batch_size": cfg.batch_size,
+        "warmup": cfg.warmup_ratio,
+        "weight_decay": cfg.weight_decay,
+        "clip": cfg.max_grad_norm,
+        "seed": cfg.seeds[0],
+        "precision": precision,
+        "group": cfg.group_by_length,
+        "pad": cfg.pad_to_max_length,
+        "optimizer_8bit": cfg.optimizer_8bit,
+    }
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return Path(cfg.results_dir) / ".teachers" / digest
+
+
+def teacher_identity(name: str, source: str) -> str:
+    if name == EMBEDDED_TEACHER or Path(source).is_dir():
+        weights = sorted(Path(source).glob("*.safetensors")) or sorted(Path(source).glob("*.bin"))
+        stamp = [(w.name, w.stat().st_size, int(w.stat().st_mtime)) for w in weights]
+        return f"{name}:{stamp}"
+    return name
+
+
+def data_identity(data: str) -> str:
+    path = Path(data)
+    return f"{data}:{hashlib.sha256(path.read_bytes()).hexdigest()}" if path.is_file() else data
+
+
+def prepare_teacher(job: Prepared, run: Run, runtime: Runtime, already_classifier: bool) -> nn.Module:
+    """The fine-tuned teacher: loaded as is, from the cache, or fine-tuned now and cached; evaluated and saved."""
+    cfg = job.cfg
+    history: list[dict] = []
+    if already_classifier:
+        runtime.emit("stage", "teacher", f"teacher {cfg.teacher} already classifies MNLI labels: no fine-tuning")
+        folder = None
+        teacher = load_classifier(job.source)
+    else:
+        folder = teacher_cache_dir(cfg, job.source, runtime.precision)
+        if (folder / "done").exists():
+            runtime.emit("stage", "teacher", f"reusing the fine-tuned teacher cached in {folder}")
+            teacher = load_classifier(str(folder))
+            history = read_json(folder / "history.json", [])
+        else:
+            runtime.emit("stage", "teacher", f"fine-tuning teacher {cfg.teacher} for {cfg.teacher_epochs} epoch(s)")
+            teacher = load_classifier(job.source)
+            loader = make_loader(
+                job.data["train"],
+                job.tokenizer.pad_token_id,
+                cfg.batch_size,
+                cfg.seeds[0],
+                train=True,
+                group=cfg.group_by_length,
+                pad_to=_pad_to(cfg),
+            )
+            teacher, history = fit(
+                teacher,
+                loader,
+                cross_entropy_step,
+                epochs=cfg.teacher_epochs,
+                learning_rate=cfg.teacher_learning_rate,
+                cfg=cfg,
+                runtime=runtime,
+                stage="teacher",
+                seed=cfg.seeds[0],
+                after_epoch=validation(job, runtime),
+            )
+            if runtime.is_main:
+                save_pretrained_atomic(folder, teacher, job.tokenizer)
+                write_json(folder / "history.json", history)
+                (folder / "done").touch()
+            runtime.accelerator.wait_for_everyone()
+    teacher.to(runtime.device).eval()
+    record_model(
+        job,
+        run,
+        runtime,
+        teacher,
+        name="teacher",
+        role="teacher",
+        strategy="teacher",
+        layers=list(range(job.n_teacher)),
+        seed=cfg.seeds[0],
+        history=history,
+        saved_from=folder,
+    )
+    return teacher
+
+
+def _pad_to(cfg: JobConfig) -> int | None:
+    return cfg.max_length if cfg.pad_to_max_length else None
+
+
+def validation(job: Prepared, runtime: Runtime):
+    """An after-epoch hook: loss and accuracy on every validation split, prefixed by the split's name."""
+
+    def measure(model: nn.Module, epoch: int) -> dict:
+        metrics, _ = evaluate(model, job.eval_loaders, job.data, runtime.precision, runtime.accelerator)
+        return {f"{split}_{k}": v for split, m in metrics.items() for k, v in m.items()}
+
+    return measure
+
+
+def teacher_outputs(job: Prepared, teacher: nn.Module, runtime: Runtime, run: Run) -> TeacherOutputs:
+    """Run the teacher once over the training rows; every student, epoch and seed reuses the result."""
+    cfg = job.cfg
+    need_hidden = cfg.weight_hidden > 0
+    runtime.emit(
+        "stage", "teacher-outputs", f"computing teacher outputs once for {len(job.data['train'])} training rows"
+    )
+    model = teacher
+    if cfg.teacher_8bit:
+        folder = run.model_dir("teacher")
+        model = load_classifier(str(folder), eight_bit=True)
+    loader = runtime.accelerator.prepare(
+        make_loader(job.data["train"], job.tokenizer.pad_token_id, EVAL_BATCH, train=False)
+    )
+    hidden_file = None
+    if need_hidden:
+        size = len(job.data["train"]) * (job.n_teacher + 1) * teacher.config.hidden_size * 2
+        if size > HIDDEN_IN_MEMORY_BYTES:
+            hidden_file = run.path / "cache" / "teacher_hidden.npy"
+            hidden_file.parent.mkdir(exist_ok=True)
+    logits, hidden = forward_all(
+        model,
+        loader,
+        len(job.data["train"]),
+        runtime.precision,
+        accelerator=runtime.accelerator,
+        cls_hidden=need_hidden,
+        hidden_file=hidden_file,
+    )
+    return TeacherOutputs(
+        torch.from_numpy(logits).half(), torch.from_numpy(np.asarray(hidden)) if need_hidden else None
+    )
+
+
+def layer_importance_once(job: Prepared, teacher: nn.Module, runtime: Runtime, run: Run):
+    """A lazy scorer for data-driven strategies: the teacher's accuracy drop when each layer is skipped."""
+    scores: list[float] = []
+
+    def score() -> list[float]:
+        if scores:
+            return scores
+        runtime.emit("stage", "importance", "measuring each teacher layer's importance (accuracy drop when skipped)")
+        train = job.data["train"]
+        rows = list(range(min(IMPORTANCE_PROBE_ROWS, len(train))))
+        probe = Encoded(
+            [train.input_ids[i] for i in rows],
+            [train.token_type_ids[i] for i in rows] if train.token_type_ids else None,
+            train.labels[rows],
+        )
+        loader = make_loader(probe, job.tokenizer.pad_token_id, EVAL_BATCH, train=False)
+
+        def accuracy(model: nn.Module) -> float:
+            logits, _ = forward_all(model, loader, len(probe), runtime.precision)
+            return classification_metrics(logits, probe.labels)["accuracy"]
+
+        full = accuracy(teacher)
+        for i in range(job.n_teacher):
+            runtime.check_stop()
+            scores.append(full - accuracy(build_student(teacher, [j for j in range(job.n_teacher) if j != i])))
+        if runtime.is_main:
+            write_json(
+                run.path / "layer_importance.json",
+                {"probe_rows": len(probe), "teacher_accuracy": full, "accuracy_drop": scores},
+            )
+        return scores
+
+    return score
+
+
+def distillation_step(job: Prepared, teacher: nn.Module, outputs: TeacherOutputs | None, layers: list[int]):
+    """The per-batch loss of a student: the job's weighted CE, KL, cosine and optional hidden-state terms."""
+    cfg = job.cfg
+    weights = loss_weights(cfg)
+    need_hidden = cfg.weight_hidden > 0
+    source_states = [i + 1 for i in layers]  # hidden_states[0] is the embeddings; layer i's output is [i + 1]
+
+    def step(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        out = model(**model_inputs(batch), output_hidden_states=need_hidden)
+        if outputs is not None:
+            rows = batch["rows"].cpu()
+            teacher_logits = outputs.logits[rows].to(out.logits.device)
+            teacher_hidden = outputs.hidden[rows][:, source_states].to(out.logits.device) if need_hidden else None
+        else:  # the original's way: a teacher forward pass on every step
+            with torch.no_grad():
+                t = teacher(**model_inputs(batch), output_hidden_states=need_hidden)
+            teacher_logits = t.logits
+            teacher_hidden = torch.stack([t.hidden_states[i][:, 0] for i in source_states], 1) if need_hidden else None
+        student_hidden = torch.stack([h[:, 0] for h in out.hidden_states[1:]], 1) if need_hidden else None
+        inputs = LossInputs(
+            out.logits, batch["labels"], teacher_logits, cfg.temperature, student_hidden, teacher_hidden
+        )
+        return combined_loss(inputs, weights)
+
+    return step
+
+
+def distil_student(
+    job: Prepared,
+    run: Run,
+    runtime: Runtime,
+    teacher: nn.Module,
+    outputs: TeacherOutputs | None,
+    spec: str,
+    layers: list[int],
+    seed: int,
+) -> None:
+    cfg = job.cfg
+    label = strategy_label(spec)
+    name = f"{label}-seed{seed}"
+    student = build_student(teacher, layers)
+    if not copied_layers_match(student, teacher, layers):
+        raise RuntimeError(f"student {name} does not start from teacher layers {layers}")
+    runtime.emit("stage", name, f"distilling {name}: {len(layers)} layers from teacher layers {layers}")
+    loader = make_loader(
+        job.data["train"],
+        job.tokenizer.pad_token_id,
+        cfg.batch_size,
+        seed,
+        train=True,
+        group=cfg.group_by_length,
+        pad_to=_pad_to(cfg),
+    )
+    started = time.perf_counter()
+    student, history = fit(
+        student,
+        loader,
+        distillation_step(job, teacher, outputs, layers),
+        epochs=cfg.epochs,
+        learning_rate=cfg.learning_rate,
+        cfg=cfg,
+        runtime=runtime,
+        stage=name,
+        seed=seed,
+        after_epoch=validation(job, runtime),
+    )
+    record_model(
+        job,
+        run,
+        runtime,
+        student,
+        name=name,
+        role="student",
+        strategy=label,
+        layers=layers,
+        seed=seed,
+        history=history,
+        train_seconds=time.perf_counter() - started,
+    )
+
+
+def record_model(
+    job: Prepared,
+    run: Run,
+    runtime: Runtime,
+    model: nn.Module,
+    *,
+    name: str,
+    role: str,
+    strategy: str,
+    layers: list[int],
+    seed: int,
+    history: list[dict],
+    saved_from: Path | None = None,
+    train_seconds: float | None = None,
+) -> None:
+    """Evaluate a finished model, time it, save it, and add its rows to the run's metrics and summary."""
+    metrics, predictions = evaluate(model, job.eval_loaders, job.data, runtime.precision, runtime.accelerator)
+    if not runtime.is_main:
+        return
+    folder = run.link_model(name, saved_from) if saved_from else run.save_model(name, model, job.tokenizer)
+    first_split = next(iter(job.eval_loaders))
+    latency = latency_ms(
+        model, job.data[first_split], job.tokenizer.pad_token_id, runtime.precision, job.cfg.latency_examples
+    )
+    identity = {"model": name, "role": role, "strategy": strategy, "layers": layers, "seed": seed}
+    run.add_metrics([{**identity, **row} for row in history])
+    run.add_predictions(name, predictions)
+    row = {
+        **identity,
+        "train_loss": history[-1]["train_loss"] if history else None,
+        "loss": metrics[first_split]["loss"],
+        "accuracy": metrics[first_split]["accuracy"],
+        **{f"{split}_{k}": v for split, m in metrics.items() for k, v in m.items()},
+        "params": parameter_count(model),
+        "size_mb": folder_size_mb(folder),
+        **latency,
+        "train_seconds": train_seconds,
+        "eval_split": first_split,
+        "eval_rows": len(job.data[first_split]),
+    }
+    run.write_summary([r for r in run.summary() if r["model"] != name] + [row])
+    runtime.emit(
+        "model",
+        name,
+        f"{name}: {first_split} accuracy {row['accuracy']:.4f}, {latency['latency_b32_ms']:.2f} ms/example at batch 32",
+        **row,
+    )

@@ -1,0 +1,141 @@
+"""Teachers and students: loading any HF encoder classifier, finding its layer list, and cutting a student from it."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PretrainedConfig
+from transformers.utils import logging as hf_logging
+
+from .config import ConfigError
+from .data import LABELS
+from .hub import hub_error, resolve_model
+
+hf_logging.set_verbosity_error()  # the "newly initialized classifier" notice is expected: the head is fine-tuned
+hf_logging.disable_progress_bar()  # our own progress reporting covers loading and saving
+HEAD_MODULES = ["classifier", "pre_classifier", "pooler"]  # kept in full precision when the teacher is 8-bit
+
+
+def load_model_config(name: str) -> tuple[str, PretrainedConfig]:
+    """The resolved source and config of a model; refuses models that need remote code."""
+    source = resolve_model(name)
+    try:
+        config = AutoConfig.from_pretrained(source, trust_remote_code=False)
+    except ValueError as err:
+        if "trust_remote_code" in str(err) or "custom code" in str(err):
+            raise remote_code_refused(name) from None
+        raise ConfigError(f"cannot read the config of {name}: {str(err).splitlines()[0][:300]}") from None
+    except OSError as err:
+        raise hub_error(f"model {name!r}", err) from None
+    if getattr(config, "auto_map", None):
+        raise remote_code_refused(name)
+    if not getattr(config, "num_hidden_layers", None):
+        raise ConfigError(f"{name} is not a layered encoder (its config has no num_hidden_layers)")
+    return source, config
+
+
+def remote_code_refused(name: str) -> ConfigError:
+    return ConfigError(
+        f"{name} needs trust_remote_code, which this tool never enables; choose a model built into transformers"
+    )
+
+
+def is_mnli_classifier(config: PretrainedConfig) -> bool:
+    """True when the model already classifies entailment/neutral/contradiction in GLUE order.
+
+    The same three labels in another order are an error: silently using them would give a ~33% model.
+    """
+    names = [str(config.id2label[i]).lower() for i in range(len(config.id2label))]
+    if names == list(LABELS):
+        return True
+    if sorted(names) == sorted(LABELS):
+        raise ConfigError(
+            f"the teacher's labels are ordered {names}, but the data uses GLUE order {list(LABELS)}; "
+            "re-save the teacher with GLUE-ordered id2label/label2id"
+        )
+    return False
+
+
+def load_tokenizer(source: str):
+    try:
+        return AutoTokenizer.from_pretrained(source, trust_remote_code=False)
+    except (OSError, ValueError) as err:
+        raise hub_error(f"tokenizer of {source!r}", err) from None
+
+
+def load_classifier(source: str, *, eight_bit: bool = False) -> nn.Module:
+    """An MNLI sequence classifier from `source`, with a new head if it has none for the GLUE labels."""
+    kwargs: dict = {
+        "num_labels": len(LABELS),
+        "id2label": dict(enumerate(LABELS)),
+        "label2id": {name: i for i, name in enumerate(LABELS)},
+        "ignore_mismatched_sizes": True,
+        "trust_remote_code": False,
+    }
+    if eight_bit:
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=HEAD_MODULES)
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(source, **kwargs)
+    except ValueError as err:
+        if "trust_remote_code" in str(err):
+            raise remote_code_refused(source) from None
+        raise ConfigError(f"cannot load {source} as a sequence classifier: {str(err).splitlines()[0][:300]}") from None
+    except OSError as err:
+        raise hub_error(f"model {source!r}", err) from None
+    except ImportError as err:
+        raise ConfigError(f"8-bit loading is not available here: {err}") from None
+
+
+def encoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The list of transformer layers, found by shape rather than by a BERT-only attribute path.
+
+    It is the first ModuleList holding `num_hidden_layers` modules of one class: `bert.encoder.layer`,
+    `roberta.encoder.layer`, `distilbert.transformer.layer`, `deberta.encoder.layer`, and so on.
+    """
+    depth = model.config.num_hidden_layers
+    for _, module in model.named_modules():
+        if isinstance(module, nn.ModuleList) and len(module) == depth and len({type(m) for m in module}) == 1:
+            return module
+    raise ConfigError(f"cannot find the {depth} encoder layers of {type(model).__name__}")
+
+
+def build_student(teacher: nn.Module, layers: list[int]) -> nn.Module:
+    """A copy of the teacher keeping only `layers` (0-based), in that order; all other weights copied."""
+    student = copy.deepcopy(teacher)
+    kept = nn.ModuleList(copy.deepcopy(encoder_layers(teacher)[i]) for i in layers)
+    _replace_module(student, encoder_layers(student), kept)
+    for new_index, layer in enumerate(kept):
+        for module in layer.modules():
+            if hasattr(module, "layer_idx"):  # per-layer cache indices must follow the new numbering
+                module.layer_idx = new_index
+    student.config.num_hidden_layers = len(layers)
+    return student
+
+
+def _replace_module(root: nn.Module, old: nn.Module, new: nn.Module) -> None:
+    for module in root.modules():
+        for name, child in module.named_children():
+            if child is old:
+                setattr(module, name, new)
+                return
+    raise ConfigError("cannot replace the encoder layers")
+
+
+def copied_layers_match(student: nn.Module, teacher: nn.Module, layers: list[int]) -> bool:
+    """Whether student layer j holds exactly teacher layer layers[j]'s weights, for every j."""
+    student_layers, teacher_layers = encoder_layers(student), encoder_layers(teacher)
+    if len(student_layers) != len(layers):
+        return False
+    for j, i in enumerate(layers):
+        s_state, t_state = student_layers[j].state_dict(), teacher_layers[i].state_dict()
+        if s_state.keys() != t_state.keys() or not all(torch.equal(s_state[k], t_state[k]) for k in s_state):
+            return False
+    return True
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

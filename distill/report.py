@@ -1,0 +1,231 @@
+"""The comparison of a run: one row per strategy (mean and spread over seeds), paired tests, curves and plots."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .results import Run, read_json
+from .stats import paired_difference
+
+TABLE_COLUMNS = [
+    ("strategy", "strategy", "{}"),
+    ("layers", "layers", "{}"),
+    ("seeds", "seeds", "{}"),
+    ("train_loss", "train loss", "{:.4f}"),
+    ("loss", "val loss", "{:.4f}"),
+    ("accuracy", "val acc", "{:.2%}"),
+    ("accuracy_std", "± sd", "{:.2%}"),
+    ("other_accuracy", "other split acc", "{:.2%}"),
+    ("macro_f1", "macro-F1", "{:.3f}"),
+    ("params_m", "params (M)", "{:.1f}"),
+    ("speedup_b32", "speed-up", "{:.2f}x"),
+    ("accuracy_kept", "acc kept", "{:.1%}"),
+    ("vs_best", "vs best (95% CI)", "{}"),
+    ("p_value", "p", "{:.3f}"),
+]
+
+
+def comparison(run: Run) -> list[dict[str, Any]]:
+    """Teacher first, then every strategy; averaged over seeds, with spread and a paired test vs the best."""
+    rows = run.summary()
+    if not rows:
+        return []
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        groups[row["strategy"]].append(row)
+    split = rows[0].get("eval_split", "validation")
+    other = next(
+        (
+            k.removesuffix("_accuracy")
+            for k in rows[0]
+            if k.endswith("_accuracy") and k != "accuracy" and not k.startswith(split) and "_accuracy_" not in k
+        ),
+        None,
+    )
+    table = []
+    for strategy, members in groups.items():
+        accs = [m["accuracy"] for m in members]
+        table.append(
+            {
+                "strategy": strategy,
+                "role": members[0]["role"],
+                "layers": members[0]["layers"],
+                "seeds": len(members),
+                "models": [m["model"] for m in members],
+                "train_loss": _mean(m.get("train_loss") for m in members),
+                "loss": _mean(m["loss"] for m in members),
+                "accuracy": float(np.mean(accs)),
+                "accuracy_std": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0,
+                "other_split": other,
+                "other_accuracy": _mean(m.get(f"{other}_accuracy") for m in members) if other else None,
+                "macro_f1": _mean(m.get(f"{split}_macro_f1") for m in members),
+                "params": members[0]["params"],
+                "params_m": members[0]["params"] / 1e6,
+                "size_mb": members[0]["size_mb"],
+                "latency_b1_ms": _mean(m["latency_b1_ms"] for m in members),
+                "latency_b32_ms": _mean(m["latency_b32_ms"] for m in members),
+                "eval_split": split,
+                "eval_rows": members[0].get("eval_rows"),
+            }
+        )
+    teacher = next((r for r in table if r["role"] == "teacher"), None)
+    for r in table:
+        r["speedup_b32"] = teacher["latency_b32_ms"] / r["latency_b32_ms"] if teacher else None
+        r["speedup_b1"] = teacher["latency_b1_ms"] / r["latency_b1_ms"] if teacher else None
+        r["accuracy_kept"] = r["accuracy"] / teacher["accuracy"] if teacher and teacher["accuracy"] else None
+    add_paired_tests(run, table, split)
+    return table
+
+
+def add_paired_tests(run: Run, table: list[dict], split: str) -> None:
+    """Each student against the best student, on the same validation examples."""
+    predictions = run.predictions()
+    labels = read_json(run.path / "labels.json", {}).get(split)
+    students = [r for r in table if r["role"] == "student"]
+    if not students or labels is None:
+        return
+    labels = np.asarray(labels)
+
+    def correct(row: dict) -> np.ndarray:  # share of seeds right, per example
+        return np.mean([np.asarray(predictions[m][split]) == labels for m in row["models"] if m in predictions], axis=0)
+
+    best = max(students, key=lambda r: r["accuracy"])
+    best["best"] = True
+    for r in students:
+        if r is best:
+            continue
+        test = paired_difference(correct(r), correct(best))
+        r.update(
+            diff_vs_best=test.difference,
+            diff_low=test.low,
+            diff_high=test.high,
+            p_value=test.p_value,
+            significant=test.significant,
+        )
+
+
+def _mean(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
+
+
+def display_rows(table: list[dict]) -> list[dict[str, str]]:
+    """The comparison as strings, for the terminal and the app's table."""
+    out = []
+    for r in table:
+        r = dict(r)
+        r["layers"] = ",".join(str(i) for i in r["layers"])
+        if r.get("best"):
+            r["vs_best"] = "best"
+        elif "diff_vs_best" in r:
+            mark = "" if r["significant"] else " (n.s.)"
+            r["vs_best"] = f"{r['diff_vs_best']:+.1%} [{r['diff_low']:+.1%}, {r['diff_high']:+.1%}]{mark}"
+        out.append({title: _fmt(fmt, r.get(key)) for key, title, fmt in TABLE_COLUMNS})
+    return out
+
+
+def _fmt(fmt: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    return fmt.format(value)
+
+
+def format_table(table: list[dict]) -> str:
+    rows = display_rows(table)
+    if not rows:
+        return "(no finished models yet)"
+    titles = list(rows[0])
+    widths = {t: max(len(t), *(len(r[t]) for r in rows)) for t in titles}
+    lines = ["  ".join(t.ljust(widths[t]) for t in titles), "  ".join("-" * widths[t] for t in titles)]
+    lines += ["  ".join(r[t].ljust(widths[t]) for t in titles) for r in rows]
+    return "\n".join(lines)
+
+
+def curves(run: Run) -> list[dict[str, Any]]:
+    """Per-epoch curves in long form (model, strategy, seed, epoch, curve, value): one line per model."""
+    split = next((r.get("eval_split") for r in run.summary()), None)
+    out = []
+    for row in run.metrics:
+        for key, value in row.items():
+            if key.startswith("train_") or (split and key in (f"{split}_loss", f"{split}_accuracy")):
+                curve = key.replace(f"{split}_", "val_") if split else key
+                out.append(
+                    {
+                        "model": row["model"],
+                        "strategy": row["strategy"],
+                        "seed": row["seed"],
+                        "epoch": row["epoch"],
+                        "curve": curve,
+                        "value": value,
+                    }
+                )
+    return out
+
+
+def write_plots(run: Run) -> list[Path]:
+    """The original's plots: loss curves per strategy, validation accuracy per epoch, and accuracy vs latency."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder = run.path / "plots"
+    folder.mkdir(exist_ok=True)
+    points = curves(run)
+    strategies = list(dict.fromkeys(p["strategy"] for p in points))
+    paths = []
+    if strategies:
+        fig, axes = plt.subplots(1, len(strategies), figsize=(4.2 * len(strategies), 3.6), squeeze=False, sharey=True)
+        for ax, strategy in zip(axes[0], strategies, strict=True):
+            for curve in ("train_loss", "train_ce", "train_kl", "train_cos", "val_loss"):
+                epochs, values = _series(points, strategy, curve)
+                if epochs:
+                    ax.plot(epochs, values, marker="o", label=curve.replace("train_", ""))
+            ax.set_title(strategy)
+            ax.set_xlabel("epoch")
+        axes[0][0].set_ylabel("loss (mean over seeds)")
+        axes[0][-1].legend()
+        paths.append(_save(fig, folder / "loss_curves.png"))
+
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for strategy in strategies:
+            epochs, values = _series(points, strategy, "val_accuracy")
+            ax.plot(epochs, values, marker="o", label=strategy)
+        ax.set(xlabel="epoch", ylabel="validation accuracy (mean over seeds)", title="Validation accuracy per epoch")
+        ax.legend()
+        paths.append(_save(fig, folder / "val_accuracy.png"))
+
+    table = comparison(run)
+    if table:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for r in table:
+            ax.errorbar(r["latency_b32_ms"], r["accuracy"], yerr=r["accuracy_std"] or None, fmt="o", capsize=3)
+            ax.annotate(r["strategy"], (r["latency_b32_ms"], r["accuracy"]), textcoords="offset points", xytext=(5, 5))
+        ax.set(xlabel="latency per example at batch 32 (ms)", ylabel="validation accuracy", title="Accuracy vs latency")
+        paths.append(_save(fig, folder / "accuracy_latency.png"))
+    return paths
+
+
+def _series(points: list[dict], strategy: str, curve: str) -> tuple[list[int], list[float]]:
+    by_epoch: dict[int, list[float]] = defaultdict(list)
+    for p in points:
+        if p["strategy"] == strategy and p["curve"] == curve:
+            by_epoch[p["epoch"]].append(p["value"])
+    epochs = sorted(by_epoch)
+    return epochs, [float(np.mean(by_epoch[e])) for e in epochs]
+
+
+def _save(fig, path: Path) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.tight_layout()
+    fig.savefig(tmp, dpi=110)
+    fig.clf()
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    tmp.replace(path)
+    return path

@@ -1,0 +1,247 @@
+"""The results store: one folder per run, every file written atomically, runs listable after a restart.
+
+runs/<run>/
+  config.json        the exact job settings       environment.json  package versions, device
+  status.json        running / completed / failed / stopped, with a message
+  metrics.jsonl      one row per model and epoch  summary.json, summary.csv  one row per model
+  predictions.json   predicted labels per model and validation split (for paired tests)
+  models/<name>/     save_pretrained folders (safetensors + tokenizer)
+  plots/*.png        written by `python -m distill report`
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import shutil
+import socket
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from .config import RUN_NAME, ConfigError, JobConfig
+
+STATES = ("running", "completed", "failed", "stopped", "interrupted")
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write via a temporary file in the same folder and rename it over the target: old or new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, value: Any) -> None:
+    atomic_write(path, json.dumps(value, indent=2, default=_jsonable) + "\n")
+
+
+def read_json(path: Path, default: Any = None) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return default
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
+
+
+def environment() -> dict[str, Any]:
+    import accelerate
+    import torch
+    import transformers
+
+    versions = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "accelerate": accelerate.__version__,
+    }
+    return {
+        "versions": versions,
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+        "cpu_count": os.cpu_count(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+class Run:
+    """One run folder."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.metrics: list[dict] = read_jsonl(self.path / "metrics.jsonl")
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @classmethod
+    def create(cls, cfg: JobConfig) -> Run:
+        root = Path(cfg.results_dir)
+        name = cfg.run_name or time.strftime("%Y%m%d-%H%M%S")
+        path = root / name
+        if path.exists():
+            if cfg.run_name:
+                raise ConfigError(f"a run named {name!r} already exists in {root}; choose another name")
+            path = root / f"{name}-{os.getpid()}"
+        try:
+            path.mkdir(parents=True)
+        except OSError as err:
+            raise ConfigError(f"cannot create the run folder {path}: {err.strerror}") from None
+        run = cls(path)
+        write_json(path / "config.json", cfg.to_dict())
+        write_json(path / "environment.json", environment())
+        run.set_status("running")
+        return run
+
+    def set_status(self, state: str, message: str = "") -> None:
+        assert state in STATES
+        write_json(
+            self.path / "status.json",
+            {"state": state, "message": message, "time": time.time(), "pid": os.getpid(), "host": socket.gethostname()},
+        )
+
+    def status(self) -> dict[str, Any]:
+        status = read_json(self.path / "status.json", {"state": "failed", "message": "no status file"})
+        if status["state"] == "running" and not _alive(status):
+            status = {**status, "state": "interrupted", "message": "the process ended without finishing the run"}
+        return status
+
+    def config(self) -> dict[str, Any]:
+        return read_json(self.path / "config.json", {})
+
+    def add_metrics(self, rows: list[dict]) -> None:
+        self.metrics.extend(rows)
+        atomic_write(
+            self.path / "metrics.jsonl", "".join(json.dumps(r, default=_jsonable) + "\n" for r in self.metrics)
+        )
+
+    def summary(self) -> list[dict]:
+        return read_json(self.path / "summary.json", [])
+
+    def write_summary(self, rows: list[dict]) -> None:
+        write_json(self.path / "summary.json", rows)
+        atomic_write(self.path / "summary.csv", to_csv(rows))
+
+    def predictions(self) -> dict[str, dict[str, list[int]]]:
+        return read_json(self.path / "predictions.json", {})
+
+    def add_predictions(self, model: str, predictions: dict[str, list[int]]) -> None:
+        write_json(self.path / "predictions.json", {**self.predictions(), model: predictions})
+
+    def model_dir(self, name: str) -> Path:
+        return self.path / "models" / name
+
+    def save_model(self, name: str, model, tokenizer) -> Path:
+        """save_pretrained into a temporary folder, then rename it into place."""
+        return save_pretrained_atomic(self.model_dir(name), model, tokenizer)
+
+    def link_model(self, name: str, source: Path) -> Path:
+        """Place an already saved model folder into the run (hard links where possible, else copies)."""
+        target = self.model_dir(name)
+        tmp = target.with_name(f".{name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(source, tmp, copy_function=_link_or_copy)
+        os.replace(tmp, target)
+        return target
+
+
+def save_pretrained_atomic(target: Path, model, tokenizer) -> Path:
+    tmp = target.with_name(f".{target.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(tmp, target)
+    return target
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _alive(status: dict) -> bool:
+    if status.get("host") != socket.gethostname():
+        return True  # another machine's run: cannot tell, assume it is alive
+    try:
+        os.kill(int(status.get("pid", -1)), 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def to_csv(rows: list[dict]) -> str:
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: json.dumps(v) if isinstance(v, list | dict) else v for k, v in row.items()})
+    return out.getvalue()
+
+
+def open_run(name_or_path: str | Path, results_dir: str | Path | None = None) -> Run:
+    """A run by folder path, or by name inside the results folder; names with path separators are refused."""
+    path = Path(name_or_path)
+    if not path.is_dir():
+        name = str(name_or_path)
+        if not RUN_NAME.match(name) or ".." in name:
+            raise ConfigError(f"no run folder {name_or_path!r}")
+        path = Path(results_dir or JobConfig().results_dir) / name
+    if not (path / "config.json").is_file():
+        raise ConfigError(f"{name_or_path} is not a run folder (no config.json)")
+    return Run(path)
+
+
+def list_runs(results_dir: str | Path) -> list[dict[str, Any]]:
+    """Every run in the results folder, newest first, with its state and headline numbers."""
+    root = Path(results_dir)
+    runs = []
+    for path in root.iterdir() if root.is_dir() else []:
+        if path.name.startswith(".") or not (path / "config.json").is_file():
+            continue
+        run = Run(path)
+        status = run.status()
+        summary = run.summary()
+        students = [r for r in summary if r.get("role") == "student"]
+        runs.append(
+            {
+                "run": path.name,
+                "state": status["state"],
+                "message": status.get("message", ""),
+                "started": (path / "config.json").stat().st_mtime,
+                "teacher": run.config().get("teacher"),
+                "models": len(summary),
+                "best_student": max(students, key=lambda r: r.get("accuracy", 0))["model"] if students else None,
+            }
+        )
+    return sorted(runs, key=lambda r: r["started"], reverse=True)

@@ -1,0 +1,159 @@
+"""The training loop (teacher fine-tuning and student distillation share it), run through accelerate."""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch import nn
+from transformers import get_linear_schedule_with_warmup
+
+from .config import ConfigError, JobConfig
+from .evaluation import autocast, model_inputs
+from .progress import Event, EventHandler, JobStopped, ignore
+
+StepLoss = Callable[[nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, float]]]
+
+
+def resolve_precision(requested: str, device: torch.device) -> str:
+    """'auto' becomes bf16 where the hardware runs it natively, fp16 on older GPUs, fp32 elsewhere."""
+    if device.type == "cuda":
+        bf16 = torch.cuda.is_bf16_supported()
+        if requested == "auto":
+            return "bf16" if bf16 else "fp16"
+        if requested == "bf16" and not bf16:
+            raise ConfigError("this GPU does not support bf16; use fp16, fp32 or auto")
+        return requested
+    if requested == "fp16":
+        raise ConfigError("fp16 needs a GPU; on this CPU use bf16, fp32 or auto")
+    if requested == "auto":
+        native = device.type == "cpu" and torch.cpu._is_avx512_bf16_supported()
+        return "bf16" if native else "fp32"
+    return requested
+
+
+@dataclass
+class Runtime:
+    """Where and how a job trains, and where its progress goes."""
+
+    accelerator: Accelerator
+    precision: str
+    on_event: EventHandler = ignore
+    stop: threading.Event | None = None
+    done: int = 0
+    total: int = 0
+
+    @classmethod
+    def create(
+        cls, requested_precision: str, on_event: EventHandler = ignore, stop: threading.Event | None = None
+    ) -> Runtime:
+        # Mixed precision is applied by our own autocast, not accelerate's, so one process can run
+        # jobs of different precisions (accelerate's state is a process-wide singleton).
+        accelerator = Accelerator(mixed_precision="no")
+        return cls(accelerator, resolve_precision(requested_precision, accelerator.device), on_event, stop)
+
+    @property
+    def device(self) -> torch.device:
+        return self.accelerator.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    def emit(self, kind: str, stage: str = "", message: str = "", **metrics) -> None:
+        if self.is_main:
+            self.on_event(Event(kind, stage, message, self.done, self.total, metrics))
+
+    def check_stop(self) -> None:
+        if self.stop is not None and self.stop.is_set():
+            raise JobStopped("stopped by the user")
+
+
+def make_optimizer(model: nn.Module, learning_rate: float, weight_decay: float, eight_bit: bool):
+    """AdamW, decaying matrices only (not biases or LayerNorm weights); 8-bit through bitsandbytes on request."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
+    if eight_bit:
+        try:
+            import bitsandbytes as bnb
+        except ImportError as err:
+            raise ConfigError(f"the 8-bit optimizer needs bitsandbytes: {err}") from None
+        return bnb.optim.AdamW8bit(groups, lr=learning_rate)
+    return torch.optim.AdamW(groups, lr=learning_rate)
+
+
+def fit(
+    model: nn.Module,
+    loader,
+    step_loss: StepLoss,
+    *,
+    epochs: int,
+    learning_rate: float,
+    cfg: JobConfig,
+    runtime: Runtime,
+    stage: str,
+    seed: int,
+    after_epoch: Callable[[nn.Module, int], dict] | None = None,
+) -> tuple[nn.Module, list[dict]]:
+    """Train `model` for `epochs` on `loader`, minimising `step_loss`; returns the trained model and per-epoch rows.
+
+    Each row has the epoch's mean training losses and whatever `after_epoch` measured (validation).
+    """
+    set_seed(seed)
+    accelerator = runtime.accelerator
+    optimizer = make_optimizer(model, learning_rate, cfg.weight_decay, cfg.optimizer_8bit)
+    steps = epochs * len(loader)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * steps), steps)
+    # The optimizer and scheduler stay unwrapped: our own scaler and clipping drive them, on one or many processes.
+    model, loader = accelerator.prepare(model, loader)
+    scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.precision == "fp16")
+    history = []
+    for epoch in range(1, epochs + 1):
+        model.train()
+        sums: dict[str, float] = defaultdict(float)
+        batches = 0
+        for batch in loader:
+            runtime.check_stop()
+            with autocast(runtime.device, runtime.precision):
+                loss, parts = step_loss(model, batch)
+            accelerator.backward(scaler.scale(loss))
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            batches += 1
+            sums["loss"] += loss.item()
+            for name, value in parts.items():
+                sums[name] += value
+            runtime.done += 1
+            runtime.emit("step", stage, loss=loss.item(), epoch=epoch, **parts)
+        row = {"epoch": epoch, **{f"train_{k}": v / max(batches, 1) for k, v in sums.items()}}
+        if after_epoch is not None:
+            row.update(after_epoch(accelerator.unwrap_model(model), epoch))
+        history.append(row)
+        runtime.emit("epoch", stage, f"{stage}: epoch {epoch}/{epochs} " + _short(row), **row)
+    model = accelerator.unwrap_model(model)
+    accelerator.free_memory()
+    return model, history
+
+
+def _short(row: dict) -> str:
+    shown = {k: v for k, v in row.items() if k == "train_loss" or k.endswith("accuracy")}
+    return " ".join(f"{k}={v:.4f}" for k, v in shown.items())
+
+
+def cross_entropy_step(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    """Plain fine-tuning: the model's own cross-entropy on the hard labels."""
+    logits = model(**model_inputs(batch)).logits
+    loss = nn.functional.cross_entropy(logits.float(), batch["labels"])
+    return loss, {"ce": loss.item()}

@@ -1,0 +1,63 @@
+import pytest
+
+from distill.config import ConfigError, JobConfig
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"epochs": 0}, "epochs"),
+        ({"epochs": -1}, "epochs"),
+        ({"learning_rate": 0}, "learning_rate"),
+        ({"learning_rate": -1e-3}, "learning_rate"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"temperature": 0}, "temperature"),
+        ({"temperature": float("nan")}, "temperature"),
+        ({"precision": "fp8"}, "precision"),
+        ({"run_name": "../escape"}, "run name"),
+        ({"run_name": "a/b"}, "run name"),
+        ({"run_name": "a..b"}, "'..'"),
+        ({"epochs": "three"}, "wrong type"),
+        ({"batch_size": 2.5}, "wrong type"),
+        ({"weight_ce": -1}, "weight_ce"),
+        ({"weight_ce": 0, "weight_kl": 0, "weight_cos": 0}, "at least one"),
+        ({"strategies": []}, "at least one strategy"),
+        ({"seeds": [1, 1]}, "seed"),
+        ({"max_length": 100000}, "max_length"),
+        ({"hidden_loss": "l1"}, "hidden_loss"),
+        ({"epochs": True}, "wrong type"),
+    ],
+)
+def test_bad_settings_are_refused_with_a_clear_message(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        JobConfig.from_dict(changes)
+
+
+def test_unknown_setting():
+    with pytest.raises(ConfigError, match="unknown setting"):
+        JobConfig.from_dict({"epoch": 3})
+
+
+def test_values_from_strings_are_coerced():
+    cfg = JobConfig.from_dict(
+        {"epochs": "2", "seeds": "0 1 2", "teacher_8bit": "true", "train_size": 0, "strategies": "top_k; 0,2,4"}
+    )
+    assert cfg.epochs == 2 and cfg.seeds == [0, 1, 2] and cfg.teacher_8bit is True
+    assert cfg.train_size is None and cfg.strategies == ["top_k", "0,2,4"]
+
+
+def test_yaml_round_trip(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text("epochs: 2\nstrategies: [top_k, even]\nseeds: [0, 1, 2]\n")
+    cfg = JobConfig.from_yaml(path)
+    assert (cfg.epochs, cfg.strategies, cfg.seeds) == (2, ["top_k", "even"], [0, 1, 2])
+    assert JobConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_job_files_in_examples_are_valid():
+    from pathlib import Path
+
+    files = sorted((Path(__file__).parent.parent / "examples" / "jobs").glob("*.yaml"))
+    assert files, "examples/jobs holds job files"
+    for path in files:
+        JobConfig.from_yaml(path)

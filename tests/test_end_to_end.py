@@ -1,0 +1,104 @@
+"""The whole job on the packaged MiniLM teacher and a small real MNLI sample, checked independently."""
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+import distill.job
+from distill.config import JobConfig
+from distill.data import SAMPLE_DIR
+from distill.report import comparison, format_table, write_plots
+
+STRATEGY_LAYERS = {"top_k": [0, 1, 2], "bottom_k": [3, 4, 5], "odd": [0, 2, 4], "even": [1, 3, 5]}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    initial_layers = {}
+    real_build = distill.job.build_student
+
+    def recording_build(teacher, layers):
+        student = real_build(teacher, layers)
+        encoder = student.bert.encoder.layer
+        initial_layers[tuple(layers)] = [{k: v.clone() for k, v in layer.state_dict().items()} for layer in encoder]
+        return student
+
+    distill.job.build_student = recording_build
+    try:
+        cfg = JobConfig(
+            run_name="e2e",
+            results_dir=str(tmp_path_factory.mktemp("runs")),
+            train_size=192,
+            eval_size=96,
+            epochs=1,
+            teacher_epochs=1,
+            precision="fp32",
+            latency_examples=8,
+        )
+        events = []
+        run = distill.job.run_job(cfg, events.append)
+    finally:
+        distill.job.build_student = real_build
+    return cfg, run, initial_layers, events
+
+
+def test_run_completes_with_teacher_and_four_strategies(finished_run):
+    _, run, _, events = finished_run
+    assert run.status()["state"] == "completed"
+    table = comparison(run)
+    assert [r["strategy"] for r in table] == ["teacher", "top_k", "bottom_k", "odd", "even"]
+    for row in table:
+        assert 0.0 <= row["accuracy"] <= 1.0 and row["loss"] > 0 and row["params"] > 0
+        assert row["latency_b32_ms"] > 0
+    assert {r["strategy"]: r["layers"] for r in table[1:]} == STRATEGY_LAYERS
+    text = format_table(table)
+    assert "bottom_k" in text and "speed-up" in text
+    assert {p.name for p in write_plots(run)} == {"loss_curves.png", "val_accuracy.png", "accuracy_latency.png"}
+    steps = [e for e in events if e.kind == "step"]
+    assert steps[-1].done == steps[-1].total == 5 * 6  # teacher + 4 students, one epoch of 192 / 32 steps each
+
+
+def test_students_started_from_the_teacher_layers_they_name(finished_run):
+    _, run, initial_layers, _ = finished_run
+    teacher_weights = load_file(run.model_dir("teacher") / "model.safetensors")
+    assert set(initial_layers) == {tuple(v) for v in STRATEGY_LAYERS.values()}
+    for layers, states in initial_layers.items():
+        for j, source in enumerate(layers):
+            for key, value in states[j].items():
+                assert torch.equal(value, teacher_weights[f"bert.encoder.layer.{source}.{key}"]), (layers, j, key)
+
+
+def test_saved_models_reload_and_their_accuracy_matches_an_independent_recomputation(finished_run):
+    cfg, run, _, _ = finished_run
+    with gzip.open(SAMPLE_DIR / "validation_matched.jsonl.gz", "rt") as f:
+        rows = [json.loads(line) for line in f]
+    rng_rows = np.sort(np.random.default_rng(cfg.data_seed).permutation(len(rows))[: cfg.eval_size])
+    sample = [rows[i] for i in rng_rows]
+    labels = torch.tensor([r["label"] for r in sample])
+    for row in run.summary():
+        folder = run.model_dir(row["model"])
+        model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        assert model.config.num_hidden_layers == len(row["layers"])
+        correct = 0
+        with torch.no_grad():
+            for r, label in zip(sample, labels, strict=True):  # one at a time: no padding at all
+                enc = tokenizer(
+                    r["premise"], r["hypothesis"], truncation=True, max_length=cfg.max_length, return_tensors="pt"
+                )
+                correct += int(model(**enc).logits.argmax(-1).item() == label)
+        assert abs(correct / len(sample) - row["validation_matched_accuracy"]) <= 1 / len(sample), row["model"]
+
+
+def test_second_job_reuses_the_cached_teacher(finished_run):
+    cfg, first, _, _ = finished_run
+    events = []
+    run = distill.job.run_job(cfg.replace(run_name="e2e-again", strategies=["top_k"]), events.append)
+    assert any("reusing the fine-tuned teacher" in e.message for e in events)
+    assert not any(e.stage == "teacher" and e.kind == "step" for e in events)
+    assert run.summary()[0]["accuracy"] == first.summary()[0]["accuracy"]
