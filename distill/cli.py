@@ -96,7 +96,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     from .results import list_runs
 
-    runs = list_runs(args.results_dir or JobConfig().results_dir)
+    runs = list_runs(args.results_dir)
     if not runs:
         print("no runs yet; start one with: python -m distill run")
     for r in runs:

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .config import RUN_NAME, ConfigError, JobConfig
+from .config import RUN_NAME, ConfigError, JobConfig, default_results_dir
 
 STATES = ("running", "completed", "failed", "stopped", "interrupted")
 
@@ -209,24 +209,33 @@ def to_csv(rows: list[dict]) -> str:
     return out.getvalue()
 
 
-def open_run(name_or_path: str | Path, results_dir: str | Path | None = None) -> Run:
-    """A run by folder path, or by name inside the results folder; names with path separators are refused."""
+Roots = str | Path | list[str | Path] | None
+
+
+def _roots(results_dir: Roots) -> list[Path]:
+    if results_dir is None:
+        return [Path(default_results_dir())]
+    return [Path(r) for r in results_dir] if isinstance(results_dir, list) else [Path(results_dir)]
+
+
+def open_run(name_or_path: str | Path, results_dir: Roots = None) -> Run:
+    """A run by folder path, or by name inside the results folder(s); names with path separators are refused."""
     path = Path(name_or_path)
     if not path.is_dir():
         name = str(name_or_path)
         if not RUN_NAME.match(name) or ".." in name:
-            raise ConfigError(f"no run folder {name_or_path!r}")
-        path = Path(results_dir or JobConfig().results_dir) / name
+            raise ConfigError(f"no run named {name_or_path!r}")
+        path = next((root / name for root in _roots(results_dir) if (root / name).is_dir()), Path(name))
     if not (path / "config.json").is_file():
         raise ConfigError(f"{name_or_path} is not a run folder (no config.json)")
     return Run(path)
 
 
-def list_runs(results_dir: str | Path) -> list[dict[str, Any]]:
-    """Every run in the results folder, newest first, with its state and headline numbers."""
-    root = Path(results_dir)
+def list_runs(results_dir: Roots = None) -> list[dict[str, Any]]:
+    """Every run in the results folder(s), newest first, with its state and headline numbers."""
     runs = []
-    for path in root.iterdir() if root.is_dir() else []:
+    paths = [p for root in _roots(results_dir) if root.is_dir() for p in root.iterdir()]
+    for path in paths:
         if path.name.startswith(".") or not (path / "config.json").is_file():
             continue
         run = Run(path)
@@ -236,6 +245,7 @@ def list_runs(results_dir: str | Path) -> list[dict[str, Any]]:
         runs.append(
             {
                 "run": path.name,
+                "folder": str(path),
                 "state": status["state"],
                 "message": status.get("message", ""),
                 "started": (path / "config.json").stat().st_mtime,

@@ -1,0 +1,475 @@
+"""Gradio app: Distill, Compare and Chat tabs over the `distill` library, plus a stable Python API.
+
+Run locally with `python app.py` (http://127.0.0.1:7860); on Hugging Face Spaces it is the Space's app_file.
+Every function here only wires components to `distill/`; the training, data and reporting logic lives there.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import os
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from distill import space
+from distill.config import PRECISIONS, ConfigError, JobConfig
+from distill.inference import MAX_LENGTH_RANGE, TEMPERATURE_RANGE, chat, chat_models, describe
+from distill.report import comparison, curves, display_rows
+from distill.results import list_runs, open_run
+from distill.service import JobRunner
+from distill.strategies import DESCRIPTIONS
+
+REFERENCE_DIR = Path(__file__).resolve().parent / "results"  # committed runs, e.g. results/reference
+ROOTS = [space.results_dir(), str(REFERENCE_DIR)]
+RUNNER = JobRunner()
+DEFAULT = space.default_job()
+EXAMPLES = [json.loads(line) for line in (Path(__file__).parent / "examples" / "chat_examples.jsonl").open()]
+NO_STUDENTS = "No students yet: run a job in the **Distill** tab (or `python -m distill run`), then pick one here."
+
+
+def user_errors(fn):
+    """Turn the library's ConfigError into gr.Error, so the UI and API clients get the message, not a traceback."""
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def stream(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except ConfigError as err:
+                raise gr.Error(str(err)) from None
+
+        return stream
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ConfigError as err:
+            raise gr.Error(str(err)) from None
+
+    return call
+
+
+# ---------------------------------------------------------------- public API (plain JSON-able data)
+
+
+@user_errors
+@space.gpu_task
+def run_job(
+    teacher: str,
+    data: str,
+    data_file: str | None,
+    train_size: float,
+    eval_size: float,
+    strategies: list[str],
+    layer_list: str,
+    student_layers: float,
+    epochs: float,
+    teacher_epochs: float,
+    batch_size: float,
+    learning_rate: float,
+    temperature: float,
+    weight_ce: float,
+    weight_kl: float,
+    weight_cos: float,
+    weight_hidden: float,
+    seeds: str,
+    precision: str,
+    teacher_8bit: bool,
+    optimizer_8bit: bool,
+    run_name: str,
+    progress=gr.Progress(),  # noqa: B008 (Gradio injects a per-request tracker for this default)
+):
+    """Run a distillation job; streams its state: run, stage, done/total steps, log, loss curve, finished models.
+
+    data is 'mnli-sample', 'glue' or 'upload' (then data_file is a CSV/TSV/JSONL with premise, hypothesis, label).
+    strategies are names (top_k, bottom_k, odd, even, ...); layer_list adds an explicit 0-based list such as 0,2,4.
+    student_layers 0 means half the teacher's layers; train_size/eval_size 0 mean all rows.
+    """
+    if data == "upload":
+        if not data_file:
+            raise ConfigError("choose a CSV, TSV or JSONL file to upload, or pick another data source")
+        data = data_file
+    cfg = JobConfig.from_dict(
+        {
+            "teacher": teacher,
+            "data": data,
+            "train_size": train_size,
+            "eval_size": eval_size,
+            "strategies": [*(strategies or []), *([layer_list.strip()] if layer_list and layer_list.strip() else [])],
+            "student_layers": student_layers or None,
+            "epochs": epochs,
+            "teacher_epochs": teacher_epochs,
+            "batch_size": batch_size,
+            "learning_rate": learning_rate,
+            "temperature": temperature,
+            "weight_ce": weight_ce,
+            "weight_kl": weight_kl,
+            "weight_cos": weight_cos,
+            "weight_hidden": weight_hidden,
+            "seeds": seeds,
+            "precision": precision,
+            "teacher_8bit": teacher_8bit,
+            "optimizer_8bit": optimizer_8bit,
+            "run_name": run_name or None,
+            "results_dir": space.results_dir(),
+        }
+    )
+    space.enforce_limits(cfg)
+    for state in RUNNER.stream(cfg):
+        if state["total"]:
+            progress((state["done"], state["total"]), desc=state["stage"], unit="steps")
+        yield state
+
+
+def stop_job() -> dict:
+    """Stop the running job cleanly: it is marked stopped and its finished models are kept."""
+    return {"stopped": RUNNER.stop()}
+
+
+def runs() -> list[dict]:
+    """Every run (newest first) with its state, teacher, number of models and best student."""
+    return list_runs(ROOTS)
+
+
+@user_errors
+def comparison_api(run: str) -> dict:
+    """A run's comparison table (records: teacher first, mean and spread over seeds, paired test vs the best)
+    and its per-epoch curves (records: model, strategy, seed, epoch, curve, value)."""
+    found = open_run(run, ROOTS)
+    return {"run": found.name, "status": found.status(), "table": comparison(found), "curves": curves(found)}
+
+
+def models() -> list[str]:
+    """Models to chat with, as 'run/model' (and 'run/ensemble' for a run's students together)."""
+    return chat_models(ROOTS)
+
+
+@user_errors
+def chat_api(
+    model: str,
+    query: str,
+    context: str = "",
+    temperature: float = 1.0,
+    max_length: int = 128,
+    every_model: bool = False,
+) -> dict:
+    """Classify the relation between context (premise) and query (hypothesis): entailment, neutral or
+    contradiction, with softmax(logits / temperature) probabilities; every_model adds the run's other models."""
+    return chat(model, query, context, temperature, max_length, every_model, ROOTS)
+
+
+# ---------------------------------------------------------------- UI helpers (rendering only)
+
+
+def render_job(state: dict | None):
+    if not state:
+        return "", "", None
+    log = "\n".join(state.get("log", []))
+    curve = pd.DataFrame(state.get("curve") or [], columns=["step", "stage", "loss"])
+    done, total = state.get("done", 0), state.get("total", 0)
+    header = f"**{state.get('state')}** · run `{state.get('run')}` · {state.get('stage')} · step {done}/{total}"
+    return header, log, curve
+
+
+def run_choices() -> list[str]:
+    return [r["run"] for r in list_runs(ROOTS)]
+
+
+def default_run() -> str | None:
+    names = run_choices()
+    return "reference" if "reference" in names else (names[0] if names else None)
+
+
+@user_errors
+def show_comparison(run: str | None):
+    if not run:
+        return "No runs yet: start one in the Distill tab.", None, None, None, None, None, gr.update()
+    found = open_run(run, ROOTS)
+    table = comparison(found)
+    status = found.status()
+    label = " (the committed reference run)" if found.path.parent == REFERENCE_DIR else ""
+    header = (
+        f"### Run `{found.name}`{label} · {status['state']} · teacher `{found.config().get('teacher')}`\n"
+        f"Accuracy on {table[0]['eval_split'] if table else '-'} ({table[0]['eval_rows'] if table else 0} "
+        "examples). *vs best*: difference to the best student with a 95% paired-bootstrap interval; "
+        "(n.s.) means the interval includes 0. *p*: McNemar's exact test."
+    )
+    points = pd.DataFrame(curves(found))
+    accuracy = _mean_curve(points, "val_accuracy")
+    scatter = pd.DataFrame(
+        [{"strategy": r["strategy"], "latency_b32_ms": r["latency_b32_ms"], "accuracy": r["accuracy"]} for r in table]
+    )
+    strategies = [r["strategy"] for r in table if r["role"] == "student"]
+    files = [str(found.path / name) for name in ("summary.csv", "summary.json") if (found.path / name).exists()]
+    return (
+        header,
+        pd.DataFrame(display_rows(table)),
+        accuracy,
+        scatter,
+        files,
+        _loss_curves(points, strategies[0] if strategies else None),
+        gr.update(choices=strategies, value=strategies[0] if strategies else None),
+    )
+
+
+def _mean_curve(points: pd.DataFrame, curve: str) -> pd.DataFrame | None:
+    if points.empty:
+        return None
+    rows = points[points["curve"] == curve]
+    return rows.groupby(["strategy", "epoch"], as_index=False, sort=False)["value"].mean()
+
+
+def _loss_curves(points: pd.DataFrame, strategy: str | None) -> pd.DataFrame | None:
+    if points.empty or not strategy:
+        return None
+    rows = points[
+        (points["strategy"] == strategy)
+        & points["curve"].isin(["train_loss", "train_ce", "train_kl", "train_cos", "val_loss"])
+    ]
+    return rows.groupby(["curve", "epoch"], as_index=False, sort=False)["value"].mean()
+
+
+@user_errors
+def show_loss_curves(run: str | None, strategy: str | None):
+    return _loss_curves(pd.DataFrame(curves(open_run(run, ROOTS))), strategy) if run else None
+
+
+def chat_ui(
+    history: list, query: str, context: str, model: str | None, temperature: float, max_length: float, every_model: bool
+):
+    if not model:
+        raise gr.Error(NO_STUDENTS.replace("**", ""))
+    try:
+        result = chat(model, query, context, temperature, int(max_length), every_model, ROOTS)
+    except ConfigError as err:
+        raise gr.Error(str(err)) from None
+    user = f"**Query:** {query}" + (f"\n\n**Context:** {context}" if context else "")
+    reply = describe(result, model)
+    if every_model:
+        reply += "\n\n| model | label | entailment | neutral | contradiction |\n|---|---|---|---|---|\n" + "\n".join(
+            f"| {a['model']} | {a['label']} | " + " | ".join(f"{p:.1%}" for p in a["probabilities"].values()) + " |"
+            for a in result["answers"]
+        )
+    return [*history, {"role": "user", "content": user}, {"role": "assistant", "content": reply}], ""
+
+
+def refresh_models():
+    names = models()
+    students = [n for n in names if not n.endswith("/teacher")]
+    value = students[0] if students else (names[0] if names else None)
+    return gr.update(choices=names, value=value), gr.update(visible=not names)
+
+
+# ---------------------------------------------------------------- layout
+
+
+def build() -> gr.Blocks:
+    with gr.Blocks(title="Layer-choice distillation") as demo:
+        gr.Markdown(
+            "# Which teacher layers should a student start from?\n"
+            "Distil a BERT-style encoder on MNLI into smaller students initialised from different teacher "
+            "layers, and see which choice wins, by how much, and how sure that is. "
+            "Layer indices are 0-based (layer 0 is next to the embeddings)."
+        )
+        with gr.Tab("Distill"):
+            with gr.Row():
+                teacher = gr.Dropdown(
+                    ["embedded", "bert-base-uncased", "roberta-base", "distilbert-base-uncased"],
+                    value=DEFAULT.teacher,
+                    allow_custom_value=True,
+                    label="Teacher",
+                    info="'embedded' = packaged all-MiniLM-L6-v2 (offline); or a Hub id / folder",
+                )
+                data = gr.Radio(
+                    ["mnli-sample", "glue", "upload"],
+                    value=DEFAULT.data,
+                    label="Data",
+                    info="shipped real MNLI sample, GLUE MNLI from the Hub, or your own file",
+                )
+                data_file = gr.File(
+                    label="Upload CSV / TSV / JSONL (premise, hypothesis, label)",
+                    file_types=[".csv", ".tsv", ".jsonl"],
+                    type="filepath",
+                )
+            with gr.Row():
+                train_size = gr.Number(DEFAULT.train_size or 0, precision=0, label="Train examples (0 = all)")
+                eval_size = gr.Number(DEFAULT.eval_size or 0, precision=0, label="Validation examples per split")
+                student_layers = gr.Number(DEFAULT.student_layers or 0, precision=0, label="Student layers (0 = half)")
+                seeds = gr.Textbox(" ".join(map(str, DEFAULT.seeds)), label="Seeds", info="e.g. 0 1 2")
+            with gr.Row():
+                strategies = gr.CheckboxGroup(
+                    list(DESCRIPTIONS),
+                    value=DEFAULT.strategies,
+                    label="Strategies",
+                    info="; ".join(f"{k}: {v}" for k, v in DESCRIPTIONS.items()),
+                )
+                layer_list = gr.Textbox("", label="Explicit layer list (optional)", placeholder="e.g. 0,2,4")
+            with gr.Accordion("Training settings", open=False):
+                with gr.Row():
+                    epochs = gr.Number(DEFAULT.epochs, precision=0, label="Student epochs")
+                    teacher_epochs = gr.Number(DEFAULT.teacher_epochs, precision=0, label="Teacher epochs")
+                    batch_size = gr.Number(DEFAULT.batch_size, precision=0, label="Batch size")
+                    learning_rate = gr.Number(DEFAULT.learning_rate, label="Learning rate")
+                    temperature = gr.Number(DEFAULT.temperature, label="Temperature T")
+                with gr.Row():
+                    weight_ce = gr.Number(round(DEFAULT.weight_ce, 4), label="Weight: hard-label CE")
+                    weight_kl = gr.Number(round(DEFAULT.weight_kl, 4), label="Weight: KL (× T²)")
+                    weight_cos = gr.Number(round(DEFAULT.weight_cos, 4), label="Weight: cosine on logits")
+                    weight_hidden = gr.Number(DEFAULT.weight_hidden, label="Weight: hidden states")
+                with gr.Row():
+                    precision = gr.Dropdown(list(PRECISIONS), value=DEFAULT.precision, label="Precision")
+                    teacher_8bit = gr.Checkbox(False, label="8-bit teacher (bitsandbytes)")
+                    optimizer_8bit = gr.Checkbox(False, label="8-bit AdamW (bitsandbytes)")
+                    run_name = gr.Textbox("", label="Run name (optional)", placeholder="letters, digits, . _ -")
+            with gr.Row():
+                run_button = gr.Button("Run", variant="primary")
+                stop_button = gr.Button("Stop", variant="stop")
+            job_header = gr.Markdown()
+            job_state = gr.JSON(label="Job status (what the API streams)", open=False)
+            loss_plot = gr.LinePlot(x="step", y="loss", color="stage", label="Training loss per step", height=280)
+            log = gr.Textbox(label="Log", lines=10, max_lines=20, autoscroll=True)
+
+        with gr.Tab("Compare"):
+            with gr.Row():
+                run_picker = gr.Dropdown(run_choices(), value=default_run(), label="Run", allow_custom_value=False)
+                refresh_runs = gr.Button("Refresh runs")
+            compare_header = gr.Markdown()
+            table = gr.Dataframe(label="Strategy comparison", wrap=True, interactive=False)
+            with gr.Row():
+                accuracy_plot = gr.LinePlot(
+                    x="epoch",
+                    y="value",
+                    color="strategy",
+                    label="Validation accuracy per epoch (mean over seeds)",
+                    height=300,
+                )
+                latency_plot = gr.ScatterPlot(
+                    x="latency_b32_ms",
+                    y="accuracy",
+                    color="strategy",
+                    label="Accuracy vs latency (ms/example at batch 32)",
+                    height=300,
+                )
+            with gr.Row():
+                loss_strategy = gr.Dropdown([], label="Loss curves of strategy")
+                downloads = gr.File(label="Download results (CSV, JSON)", file_count="multiple")
+            loss_curves_plot = gr.LinePlot(x="epoch", y="value", color="curve", label="Loss curves", height=300)
+
+        with gr.Tab("Chat"):
+            no_students = gr.Markdown(NO_STUDENTS, visible=not models())
+            with gr.Row():
+                model = gr.Dropdown(models(), label="Model (run/model)", allow_custom_value=False)
+                refresh_chat = gr.Button("Refresh models")
+            chatbot = gr.Chatbot(label="Relation of the query to the context", height=360)
+            query = gr.Textbox(label="Query (hypothesis)", placeholder="A statement to check")
+            context = gr.Textbox(label="Context (premise, optional)", lines=2)
+            with gr.Row():
+                chat_temperature = gr.Slider(
+                    *TEMPERATURE_RANGE,
+                    value=1.0,
+                    step=0.05,
+                    label="Temperature",
+                    info="softmax(logits / T): higher T flattens the probabilities",
+                )
+                max_length = gr.Slider(*MAX_LENGTH_RANGE, value=128, step=1, label="Max length (tokens)")
+                every_model = gr.Checkbox(False, label="Ask every model of the run")
+            send = gr.Button("Send", variant="primary")
+            gr.Examples(
+                [[e["query"], e["context"]] for e in EXAMPLES], [query, context], label="Real MNLI validation pairs"
+            )
+
+        # Public API: stable names, plain data. The UI's own events below are undocumented.
+        run_event = run_button.click(
+            run_job,
+            [
+                teacher,
+                data,
+                data_file,
+                train_size,
+                eval_size,
+                strategies,
+                layer_list,
+                student_layers,
+                epochs,
+                teacher_epochs,
+                batch_size,
+                learning_rate,
+                temperature,
+                weight_ce,
+                weight_kl,
+                weight_cos,
+                weight_hidden,
+                seeds,
+                precision,
+                teacher_8bit,
+                optimizer_8bit,
+                run_name,
+            ],
+            job_state,
+            api_name="run_job",
+            concurrency_limit=1,
+            concurrency_id="training",
+        )
+        stop_button.click(stop_job, None, None, api_name="stop_job", queue=False)
+        gr.api(runs, api_name="list_runs")
+        gr.api(comparison_api, api_name="comparison")
+        gr.api(models, api_name="models")
+        gr.api(chat_api, api_name="chat", concurrency_limit=4, concurrency_id="chat")
+
+        job_state.change(
+            render_job, job_state, [job_header, log, loss_plot], queue=False, api_visibility="undocumented"
+        )
+        run_event.then(lambda: gr.update(choices=run_choices()), None, run_picker, api_visibility="undocumented")
+        run_event.then(refresh_models, None, [model, no_students], api_visibility="undocumented")
+        compare_outputs = [
+            compare_header,
+            table,
+            accuracy_plot,
+            latency_plot,
+            downloads,
+            loss_curves_plot,
+            loss_strategy,
+        ]
+        run_picker.change(show_comparison, run_picker, compare_outputs, api_visibility="undocumented")
+        refresh_runs.click(lambda: gr.update(choices=run_choices()), None, run_picker, api_visibility="undocumented")
+        loss_strategy.input(
+            show_loss_curves, [run_picker, loss_strategy], loss_curves_plot, api_visibility="undocumented"
+        )
+        chat_inputs = [chatbot, query, context, model, chat_temperature, max_length, every_model]
+        send.click(
+            chat_ui,
+            chat_inputs,
+            [chatbot, query],
+            concurrency_limit=4,
+            concurrency_id="chat",
+            api_visibility="undocumented",
+        )
+        query.submit(
+            chat_ui,
+            chat_inputs,
+            [chatbot, query],
+            concurrency_limit=4,
+            concurrency_id="chat",
+            api_visibility="undocumented",
+        )
+        refresh_chat.click(refresh_models, None, [model, no_students], api_visibility="undocumented")
+        demo.load(show_comparison, run_picker, compare_outputs, api_visibility="undocumented")
+        demo.load(refresh_models, None, [model, no_students], api_visibility="undocumented")
+    demo.queue(default_concurrency_limit=4, max_size=64)
+    return demo
+
+
+demo = build()
+
+if __name__ == "__main__":
+    demo.launch(
+        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+        max_file_size="50mb",
+        theme=gr.themes.Soft(),
+    )

@@ -1,0 +1,83 @@
+"""The command line: bad input gets one clear line and a non-zero exit, and nothing is written."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from distill.cli import main
+
+
+@pytest.fixture
+def remote_code_model(tmp_path):
+    folder = tmp_path / "needs-remote-code"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "custom-x", "auto_map": {"AutoConfig": "a.B"}}))
+    return folder
+
+
+@pytest.fixture
+def table_files(tmp_path):
+    no_label = tmp_path / "no_label.csv"
+    no_label.write_text("premise,hypothesis\na,b\n")
+    bad_label = tmp_path / "bad_label.csv"
+    bad_label.write_text("premise,hypothesis,label\na,b,perhaps\n")
+    return {"no_label": no_label, "bad_label": bad_label}
+
+
+BAD_RUNS = [
+    (["--strategies", "best_guess"], "unknown strategy"),
+    (["--strategies", "0,9"], "out of range"),
+    (["--strategies", "1,1,2"], "repeats"),
+    (["--student-layers", "6"], "fewer layers"),
+    (["--epochs", "0"], "epochs must be a positive"),
+    (["--learning-rate", "-0.1"], "learning_rate must be a positive"),
+    (["--batch-size", "0"], "batch_size must be a positive"),
+    (["--temperature", "0"], "temperature must be a positive"),
+    (["--data", "/no/such/file.csv"], "data file not found"),
+    (["--teacher", "bert-base-uncased"], "offline"),
+    (["--data", "glue"], "offline"),
+    (["--run-name", "../outside"], "run name"),
+    (["--epochs", "many"], "wrong type"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_RUNS)
+def test_bad_run_settings(args, message, capsys, results_dir):
+    assert main(["run", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1
+    assert not results_dir.exists() or not any(results_dir.iterdir())
+
+
+def test_bad_data_files(table_files, capsys, results_dir):
+    assert main(["run", "--data", str(table_files["no_label"])]) == 2
+    assert "lacks column(s) label" in capsys.readouterr().err
+    assert main(["run", "--data", str(table_files["bad_label"])]) == 2
+    assert "unknown label(s) perhaps" in capsys.readouterr().err
+
+
+def test_remote_code_refused(remote_code_model, capsys, results_dir):
+    assert main(["run", "--teacher", str(remote_code_model)]) == 2
+    assert "trust_remote_code" in capsys.readouterr().err
+
+
+def test_report_of_missing_run(capsys, results_dir):
+    assert main(["report", "nope"]) == 2
+    assert "not a run folder" in capsys.readouterr().err
+    assert main(["report", "../../etc"]) == 2
+
+
+def test_strategies_and_list(capsys, results_dir):
+    assert main(["strategies"]) == 0
+    out = capsys.readouterr().out
+    assert "top_k" in out and "0-based" in out
+    assert main(["list"]) == 0
+    assert "no runs yet" in capsys.readouterr().out
+
+
+def test_exit_code_in_a_real_process(results_dir):
+    done = subprocess.run([sys.executable, "-m", "distill", "run", "--epochs", "-1"], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "error: epochs must be a positive number, not -1"
