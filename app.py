@@ -415,12 +415,13 @@ def build() -> gr.Blocks:
             concurrency_limit=1,
             concurrency_id="training",
         )
-        stop_button.click(stop_job, None, None, api_name="stop_job", queue=False)
+        gr.api(stop_job, api_name="stop_job", queue=False)
         gr.api(runs, api_name="list_runs")
         gr.api(comparison_api, api_name="comparison")
         gr.api(models, api_name="models")
         gr.api(chat_api, api_name="chat", concurrency_limit=4, concurrency_id="chat")
 
+        stop_button.click(stop_job, None, None, queue=False, api_visibility="undocumented")
         job_state.change(
             render_job, job_state, [job_header, log, loss_plot], queue=False, api_visibility="undocumented"
         )

@@ -45,3 +45,28 @@ def results_dir(tmp_path, monkeypatch):
     folder = tmp_path / "runs"
     monkeypatch.setenv("DISTILL_RESULTS_DIR", str(folder))
     return folder
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory):
+    """The real app, launched in this process on a free local port, with its own results folder.
+
+    Yields (url, results_dir). Session-scoped: the API and browser tests share one server, as visitors would.
+    """
+    import importlib
+    import socket
+
+    results = tmp_path_factory.mktemp("app-runs")
+    os.environ["DISTILL_RESULTS_DIR"] = str(results)
+    import app as app_module
+
+    app_module = importlib.reload(app_module)  # pick up the results folder set above
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app_module.demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/", results
+    finally:
+        app_module.demo.close()
+        os.environ.pop("DISTILL_RESULTS_DIR", None)

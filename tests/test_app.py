@@ -1,0 +1,188 @@
+"""The real app, driven through its public API with gradio_client, as a Python user would."""
+
+import json
+import time
+
+import pytest
+from gradio_client import Client, handle_file
+
+LABELS = {"entailment", "neutral", "contradiction"}
+
+
+def job_args(**changes):
+    """Positional arguments of /run_job: a tiny job on the embedded teacher and the shipped MNLI sample."""
+    values = {
+        "teacher": "embedded",
+        "data": "mnli-sample",
+        "data_file": None,
+        "train_size": 64,
+        "eval_size": 32,
+        "strategies": ["top_k", "even"],
+        "layer_list": "",
+        "student_layers": 0,
+        "epochs": 1,
+        "teacher_epochs": 1,
+        "batch_size": 32,
+        "learning_rate": 1e-4,
+        "temperature": 2.0,
+        "weight_ce": 1 / 3,
+        "weight_kl": 1 / 3,
+        "weight_cos": 1 / 3,
+        "weight_hidden": 0.0,
+        "seeds": "0",
+        "precision": "auto",
+        "teacher_8bit": False,
+        "optimizer_8bit": False,
+        "run_name": "",
+    }
+    values.update(changes)
+    return list(values.values())
+
+
+@pytest.fixture(scope="module")
+def client(app_server):
+    return Client(app_server[0], verbose=False)
+
+
+@pytest.fixture(scope="module")
+def finished_job(client):
+    job = client.submit(*job_args(run_name="api-run", layer_list="0,2"), api_name="/run_job")
+    updates = list(job)
+    return updates
+
+
+def test_run_job_streams_progress_to_completion(finished_job):
+    final = finished_job[-1]
+    assert len(finished_job) >= 3, "the job streams several updates"
+    assert final["run"] == "api-run" and final["state"] == "completed"
+    assert final["done"] == final["total"] == 8  # teacher + 3 students, 2 steps each (64 rows / 32)
+    assert [m["model"] for m in final["models"]] == ["teacher", "top_k-seed0", "even-seed0", "layers-0-2-seed0"]
+    assert all(0 <= m["accuracy"] <= 1 for m in final["models"])
+    assert any("completed" in line for line in final["log"])
+    assert all(isinstance(p["loss"], float) for p in final["curve"])
+    json.dumps(final)  # plain data
+
+
+def test_list_runs_and_comparison(client, finished_job):
+    runs = client.predict(api_name="/list_runs")
+    mine = next(r for r in runs if r["run"] == "api-run")
+    assert mine["state"] == "completed" and mine["models"] == 4
+    result = client.predict("api-run", api_name="/comparison")
+    table = result["table"]
+    assert [r["strategy"] for r in table] == ["teacher", "top_k", "even", "layers-0-2"]
+    assert table[0]["accuracy_kept"] == 1.0
+    assert {r["strategy"]: r["layers"] for r in table}["even"] == [1, 3, 5]
+    students = [r for r in table if r["role"] == "student"]
+    assert sum(bool(r.get("best")) for r in students) == 1
+    assert all("diff_low" in r for r in students if not r.get("best"))
+    curves = result["curves"]
+    assert {c["curve"] for c in curves} >= {"train_loss", "train_ce", "train_kl", "train_cos", "val_accuracy"}
+
+
+def test_chat_with_the_new_student(client, finished_job):
+    models = client.predict(api_name="/models")
+    assert "api-run/top_k-seed0" in models and "api-run/ensemble" in models
+    reply = client.predict(
+        "api-run/top_k-seed0", "A man is sleeping.", "A man sleeps in his bed.", 1.0, 128, False, api_name="/chat"
+    )
+    assert reply["label"] in LABELS
+    assert sum(reply["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert reply["probability"] == max(reply["probabilities"].values())
+    assert reply["used_context"] and not reply["truncated"]
+
+
+def test_temperature_flattens_and_max_length_truncates(client, finished_job):
+    args = ("api-run/even-seed0", "The cat sat on the mat.", "A cat is sitting on a mat in the sun today.")
+    cold = client.predict(*args, 0.1, 128, False, api_name="/chat")
+    hot = client.predict(*args, 10.0, 128, False, api_name="/chat")
+    assert max(hot["probabilities"].values()) < max(cold["probabilities"].values())
+    assert max(hot["probabilities"].values()) < 0.45
+    short = client.predict(*args, 1.0, 8, False, api_name="/chat")
+    assert short["truncated"] and short["tokens"] == 8
+    alone = client.predict("api-run/even-seed0", "The cat sat on the mat.", "", 1.0, 128, False, api_name="/chat")
+    assert not alone["used_context"]
+
+
+def test_every_model_and_ensemble(client, finished_job):
+    reply = client.predict(
+        "api-run/ensemble", "It is raining.", "The streets are wet.", 1.0, 128, True, api_name="/chat"
+    )
+    assert reply["models"] == 3
+    assert {a["model"] for a in reply["answers"]} >= {"api-run/teacher", "api-run/top_k-seed0", "api-run/ensemble"}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("api-run/top_k-seed0", "   ", "", 1.0, 128, False), "type a query"),
+        (("api-run/top_k-seed0", "q", "x" * 100_000, 1.0, 128, False), "limit is 10,000"),
+        (("api-run/top_k-seed0", "q", "", 0.0, 128, False), "temperature"),
+        (("api-run/top_k-seed0", "q", "", 99.0, 128, False), "temperature"),
+        (("api-run/top_k-seed0", "q", "", 1.0, 100_000, False), "max length"),
+        (("api-run/no-such-model", "q", "", 1.0, 128, False), "unknown model"),
+        (("../../etc/passwd", "q", "", 1.0, 128, False), "unknown model"),
+        (("nope/teacher", "q", "", 1.0, 128, False), "not a run folder"),
+    ],
+)
+def test_bad_chat_input_gets_a_clear_error(client, finished_job, args, message):
+    with pytest.raises(Exception, match=message):
+        client.predict(*args, api_name="/chat")
+    assert client.predict(api_name="/models"), "the app keeps serving"
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"epochs": -1}, "epochs must be a positive"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"learning_rate": -1.0}, "learning_rate"),
+        ({"temperature": 0}, "temperature"),
+        ({"strategies": [], "layer_list": "0,0"}, "repeats"),
+        ({"layer_list": "0,17"}, "out of range"),
+        ({"layer_list": "0,1,2,3,4,5"}, "fewer layers"),
+        ({"run_name": "../x"}, "run name"),
+        ({"teacher": "no-such-org/no-such-model"}, "offline"),
+        ({"data": "upload"}, "choose a CSV"),
+        ({"seeds": "zero"}, "wrong type"),
+        ({"train_size": -5}, "train_size must be 0"),
+        ({"eval_size": -1}, "eval_size must be 0"),
+    ],
+)
+def test_bad_job_settings_get_a_clear_error(client, changes, message):
+    with pytest.raises(Exception, match=message):
+        client.predict(*job_args(**changes), api_name="/run_job")
+
+
+@pytest.mark.parametrize(
+    ("content", "name", "message"),
+    [
+        (b"just some words\nnot a table at all", "notes.csv", "not a comma- or tab-separated table|lacks column"),
+        (b"premise,hypothesis\na,b\n", "cols.csv", "lacks column"),
+        (b"\xff\xfe\xfa", "bytes.csv", "UTF-8"),
+    ],
+)
+def test_bad_uploads_get_a_clear_error(client, tmp_path, content, name, message):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(Exception, match=message):
+        client.predict(*job_args(data="upload", data_file=handle_file(str(path))), api_name="/run_job")
+
+
+def test_stop_mid_job_keeps_finished_models_and_chat_keeps_answering(client, finished_job):
+    job = client.submit(*job_args(run_name="stopped-run", train_size=320, epochs=3), api_name="/run_job")
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        updates = job.outputs()
+        if updates and any(m["model"] == "top_k-seed0" for m in updates[-1]["models"]):
+            break
+        time.sleep(0.5)
+    reply = client.predict("api-run/top_k-seed0", "A dog runs.", "An animal moves.", 1.0, 128, False, api_name="/chat")
+    assert reply["label"] in LABELS and not job.done(), "chat answers while the job runs"
+    assert client.predict(api_name="/stop_job") == {"stopped": True}
+    while not job.done():
+        time.sleep(0.5)
+    final = job.outputs()[-1]
+    assert final["state"] == "stopped" and final["done"] < final["total"]
+    run = next(r for r in client.predict(api_name="/list_runs") if r["run"] == "stopped-run")
+    assert run["state"] == "stopped" and run["models"] >= 2  # teacher and top_k were kept
+    assert "stopped-run/top_k-seed0" in client.predict(api_name="/models")

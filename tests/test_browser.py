@@ -1,0 +1,141 @@
+"""Drive the real app in Debian's Chromium, as a person would: run a tiny job, compare it, chat with a student.
+
+Needs /usr/bin/chromium (never `playwright install`). Without it the test is skipped locally and fails under CI.
+Screenshots of each tab go to tests/artifacts/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-sync",
+]
+JOB_TIMEOUT_S = 240
+RUN = "browser-run"
+REPLY = re.compile(r"\b(entailment|neutral|contradiction)\b.*\d+(\.\d+)?%", re.S)
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def page():
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing; CI must install Debian's chromium")
+        pytest.skip(f"{CHROMIUM} is not installed")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1400, "height": 1000})
+            yield context.new_page()
+        finally:
+            browser.close()
+
+
+def _wait_for_job(page, header, log) -> str:
+    """Poll the job header until the run finishes; return the header's final text."""
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    text = ""
+    while time.monotonic() < deadline:
+        text = header.inner_text() if header.count() else ""
+        if re.search(r"\b(completed|failed|stopped)\b", text):
+            return text
+        page.wait_for_timeout(500)
+    pytest.fail(f"job did not finish in {JOB_TIMEOUT_S} s; header {text!r}; log:\n{log.input_value()}")
+
+
+def _choose(page, dropdown_label: str, option: str) -> None:
+    """Pick an option from a Gradio dropdown, as a person would: open it, click the option."""
+    box = page.get_by_label(dropdown_label, exact=True)
+    box.click()
+    page.get_by_role("option", name=option, exact=True).click()
+    from playwright.sync_api import expect
+
+    expect(box).to_have_value(option)
+
+
+def test_distill_compare_chat(app_server, page):
+    from playwright.sync_api import expect
+
+    url, results = app_server
+    page.set_default_timeout(30_000)
+    page.goto(url)
+
+    # 1. the three tabs
+    for name in ("Distill", "Compare", "Chat"):
+        expect(page.get_by_role("tab", name=name)).to_be_visible()
+
+    # 2. a tiny job from the Distill tab
+    page.get_by_role("tab", name="Distill").click()
+    page.get_by_label("Train examples (0 = all)", exact=True).fill("64")
+    page.get_by_label("Validation examples per split", exact=True).fill("32")
+    for strategy, keep in (("top_k", True), ("bottom_k", False), ("odd", False), ("even", True)):
+        page.get_by_role("checkbox", name=strategy, exact=True).set_checked(keep)
+    page.get_by_role("button", name="Training settings").click()
+    page.get_by_label("Student epochs", exact=True).fill("1")
+    page.get_by_label("Teacher epochs", exact=True).fill("1")
+    page.get_by_label("Run name (optional)", exact=True).fill(RUN)
+    page.get_by_role("button", name="Run", exact=True).click()
+
+    header = page.locator(".prose").filter(has_text=re.compile(r"· run\b")).first
+    log = page.get_by_label("Log", exact=True)
+    final = _wait_for_job(page, header, log)
+    assert re.search(rf"^completed · run {RUN}\b", final), f"header {final!r}; log:\n{log.input_value()}"
+    expect(log).to_have_value(re.compile(rf"run {RUN} completed"))
+    assert (results / RUN).is_dir()
+    page.screenshot(path=ARTIFACTS / "distill.png", full_page=True)
+
+    # 3. the run in the Compare tab
+    page.get_by_role("tab", name="Compare").click()
+    page.get_by_role("button", name="Refresh runs").click()
+    _choose(page, "Run", RUN)
+    table = page.get_by_role("grid", name="Strategy comparison")
+    for strategy in ("teacher", "top_k", "even"):  # one row each, its first cell the strategy, then a % accuracy
+        row = table.get_by_role("row").filter(has=page.get_by_role("gridcell", name=strategy, exact=True))
+        expect(row).to_have_count(1)
+        expect(row).to_contain_text(re.compile(r"\d+\.\d+%"))
+    expect(table.get_by_role("row")).to_have_count(4)  # the header and three models, nothing from unchecked strategies
+    expect(table).not_to_contain_text("bottom_k")
+    page.screenshot(path=ARTIFACTS / "compare.png", full_page=True)
+
+    # 4. a student in the Chat tab
+    page.get_by_role("tab", name="Chat").click()
+    page.get_by_role("button", name="Refresh models").click()
+    _choose(page, "Model (run/model)", f"{RUN}/top_k-seed0")
+    query = page.get_by_label("Query (hypothesis)", exact=True)
+    context = page.get_by_label("Context (premise, optional)", exact=True)
+    send = page.get_by_role("button", name="Send", exact=True)
+    bot = page.locator('[data-testid="bot"]')
+    query.fill("A man is sleeping.")
+    context.fill("A man sleeps in his bed.")
+    send.click()
+    expect(bot).to_have_count(1, timeout=60_000)
+    expect(bot.last).to_contain_text(REPLY)
+    expect(bot.last).to_contain_text(f"{RUN}/top_k-seed0")
+    expect(query).to_have_value("")  # the box is cleared for the next question
+
+    # 5. bad input: an empty query is refused with a readable message, and the page keeps working
+    send.click()
+    expect(page.get_by_text(re.compile("type a query"))).to_be_visible()
+    expect(bot).to_have_count(1)
+    query.fill("Nobody is in bed.")
+    send.click()
+    expect(bot).to_have_count(2, timeout=60_000)
+    expect(bot.last).to_contain_text(REPLY)
+    page.screenshot(path=ARTIFACTS / "chat.png", full_page=True)
