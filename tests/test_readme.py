@@ -1,0 +1,38 @@
+"""The README is part of the product: its Space front matter is valid and its Python snippet runs."""
+
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_space_front_matter():
+    assert README.startswith("---\n")
+    meta = yaml.safe_load(README.split("---\n")[1])
+    pinned = re.search(r"^gradio==(\S+)$", (ROOT / "requirements.txt").read_text(), re.M).group(1)
+    assert meta["sdk"] == "gradio" and meta["sdk_version"] == pinned and meta["app_file"] == "app.py"
+    for key in ("title", "emoji", "python_version", "suggested_hardware", "models", "datasets", "license", "tags"):
+        assert meta.get(key), key
+    assert len(meta["short_description"]) <= 60
+    assert (ROOT / meta["app_file"]).is_file()
+
+
+def test_readme_commands_match_ci():
+    blocks = re.findall(r"```bash\n(.*?)```", README, re.S)
+    test_command = blocks[1].strip().split("&&")[-1].strip()
+    assert test_command == "python -m pytest -q"
+    assert test_command in (ROOT / ".ci" / "run").read_text()
+
+
+def test_use_from_python_snippet_runs_against_the_app(app_server):
+    section = README.split("### Use from Python", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    code = code.replace("http://127.0.0.1:7860/", app_server[0])
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["job"].outputs()[-1]["state"] == "completed"
+    assert [r["strategy"] for r in namespace["table"]] == ["teacher", "top_k", "even"]
+    assert namespace["reply"]["label"] in {"entailment", "neutral", "contradiction"}
