@@ -18,7 +18,7 @@ import pandas as pd
 from distill import space
 from distill.config import PRECISIONS, ConfigError, JobConfig
 from distill.inference import MAX_LENGTH_RANGE, TEMPERATURE_RANGE, chat, chat_models, describe
-from distill.report import comparison, curves, display_rows
+from distill.report import comparison, curves, display_rows, step_loss_figure
 from distill.results import list_runs, open_run
 from distill.service import JobRunner
 from distill.strategies import DESCRIPTIONS
@@ -170,10 +170,9 @@ def render_job(state: dict | None):
     if not state:
         return "", "", None
     log = "\n".join(state.get("log", []))
-    curve = pd.DataFrame(state.get("curve") or [], columns=["step", "stage", "loss"])
     done, total = state.get("done", 0), state.get("total", 0)
     header = f"**{state.get('state')}** · run `{state.get('run')}` · {state.get('stage')} · step {done}/{total}"
-    return header, log, curve
+    return header, log, step_loss_figure(state.get("curve") or [])
 
 
 def run_choices() -> list[str]:
@@ -242,12 +241,16 @@ def show_loss_curves(run: str | None, strategy: str | None):
 def chat_ui(
     history: list, query: str, context: str, model: str | None, temperature: float, max_length: float, every_model: bool
 ):
+    # In the UI a refusal is a toast that leaves the conversation and the boxes usable; gr.Error would cover
+    # this event's outputs (the conversation and the query box) with an overlay. The API raises gr.Error.
     if not model:
-        raise gr.Error(NO_STUDENTS.replace("**", ""))
+        gr.Warning(NO_STUDENTS.replace("**", ""))
+        return history, query
     try:
         result = chat(model, query, context, temperature, int(max_length), every_model, ROOTS)
     except ConfigError as err:
-        raise gr.Error(str(err)) from None
+        gr.Warning(str(err))
+        return history, query
     user = f"**Query:** {query}" + (f"\n\n**Context:** {context}" if context else "")
     reply = describe(result, model)
     if every_model:
@@ -330,8 +333,9 @@ def build() -> gr.Blocks:
                 run_button = gr.Button("Run", variant="primary")
                 stop_button = gr.Button("Stop", variant="stop")
             job_header = gr.Markdown()
-            job_state = gr.JSON(label="Job status (what the API streams)", open=False)
-            loss_plot = gr.LinePlot(x="step", y="loss", color="stage", label="Training loss per step", height=280)
+            loss_plot = gr.Plot(label="Training loss per step")
+            with gr.Accordion("Job status, as the API streams it", open=False):
+                job_state = gr.JSON(label="Job status")
             log = gr.Textbox(label="Log", lines=10, max_lines=20, autoscroll=True)
 
         with gr.Tab("Compare"):

@@ -210,6 +210,27 @@ def write_plots(run: Run) -> list[Path]:
     return paths
 
 
+def step_loss_figure(points: list[dict]):
+    """The live training-loss curve of a job: one line per stage (teacher, then each student)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 3))
+    stages: dict[str, list[dict]] = defaultdict(list)
+    for p in points:
+        stages[p["stage"]].append(p)
+    for stage, rows in stages.items():
+        ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], label=stage, linewidth=1)
+    ax.set(xlabel="training step of the job", ylabel="loss")
+    if stages:
+        ax.legend(fontsize="small", ncol=min(len(stages), 6))
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
 def _series(points: list[dict], strategy: str, curve: str) -> tuple[list[int], list[float]]:
     by_epoch: dict[int, list[float]] = defaultdict(list)
     for p in points:

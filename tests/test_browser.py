@@ -142,12 +142,11 @@ def test_distill_compare_chat(app_server, page):
     send.click()
     toast = page.get_by_test_id("toast-body").filter(has_text="type a query")
     expect(toast).to_be_visible()
-    expect(toast).to_contain_text("Error")
     expect(bot).to_have_count(1)  # nothing was added to the conversation
     page.screenshot(path=ARTIFACTS / "chat-error.png", full_page=True)
     page.get_by_test_id("toast-close").first.click()
     expect(toast).to_have_count(0)
-    query.click(timeout=5_000)  # as a person would: click into the box, then type
+    query.click()
     query.fill("Nobody is in bed.")
     send.click()
     expect(bot).to_have_count(2, timeout=60_000)
