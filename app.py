@@ -20,7 +20,7 @@ from distill.config import PRECISIONS, ConfigError, JobConfig
 from distill.inference import MAX_LENGTH_RANGE, TEMPERATURE_RANGE, chat, chat_models, describe
 from distill.report import comparison, curves, display_rows, step_loss_figure
 from distill.results import list_runs, open_run
-from distill.service import JobRunner
+from distill.service import JobRunner, job_slice
 from distill.strategies import DESCRIPTIONS
 
 REFERENCE_DIR = Path(__file__).resolve().parent / "results"  # committed runs, e.g. results/reference
@@ -58,7 +58,6 @@ def user_errors(fn):
 
 
 @user_errors
-@space.gpu_task
 def run_job(
     teacher: str,
     data: str,
@@ -120,7 +119,7 @@ def run_job(
         }
     )
     space.enforce_limits(cfg)
-    for state in RUNNER.stream(cfg):
+    for state in RUNNER.stream(cfg, slice_seconds=space.slice_seconds(), run_slice=space.gpu_task(job_slice)):
         if state["total"]:
             progress((state["done"], state["total"]), desc=state["stage"], unit="steps")
         yield state

@@ -126,18 +126,14 @@ def main() -> None:
         "strategies": ["top_k", "bottom_k", "odd", "even"],
         "seeds": [0],
     }
+    report: dict = {"settings": common, "machine": f"{os.cpu_count()} CPU cores"}
+    out = ROOT / "bench" / "results.json"
     with tempfile.TemporaryDirectory() as tmp:
-        baseline = spawn("baseline", {**common, **BASELINE}, f"{tmp}/baseline")
-        pipeline = spawn("pipeline", {**common, **PIPELINE}, f"{tmp}/pipeline")
-        chat = chat_latency(f"{tmp}/pipeline", "bench/top_k-seed0", args.chat_requests)
-    report = {
-        "settings": common,
-        "machine": f"{os.cpu_count()} CPU cores",
-        "baseline": baseline,
-        "pipeline": pipeline,
-        "chat": chat,
-    }
-    (ROOT / "bench" / "results.json").write_text(json.dumps(report, indent=2) + "\n")
+        for name, settings in (("baseline", BASELINE), ("pipeline", PIPELINE)):
+            report[name] = spawn(name, {**common, **settings}, f"{tmp}/{name}")
+            out.write_text(json.dumps(report, indent=2) + "\n")  # kept even if a later phase fails
+        report["chat"] = chat_latency(f"{tmp}/pipeline", "bench/top_k-seed0", args.chat_requests)
+    out.write_text(json.dumps(report, indent=2) + "\n")
     print(format_report(report))
 
 

@@ -29,6 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
             run.add_argument(flag, default=None, help=help_text)
     run.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    resume = commands.add_parser("resume", help="continue a stopped, paused or interrupted run, keeping its models")
+    resume.add_argument("run", help="run folder, or run name inside --results-dir")
+    resume.add_argument("--results-dir", default=None)
+    resume.add_argument("--quiet", action="store_true", help="no progress bar")
+
     report = commands.add_parser("report", help="print a run's comparison table and write its plots")
     report.add_argument("run", help="run folder, or run name inside --results-dir")
     report.add_argument("--results-dir", default=None)
@@ -55,13 +60,27 @@ def job_config(args: argparse.Namespace) -> JobConfig:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .job import run_job
+
+    cfg = job_config(args)
+    return _run_with_progress(args, lambda reporter: run_job(cfg, reporter))
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from .job import resume_job
+    from .results import open_run
+
+    run = open_run(args.run, args.results_dir)
+    return _run_with_progress(args, lambda reporter: resume_job(run, reporter))
+
+
+def _run_with_progress(args: argparse.Namespace, start) -> int:
+    """Run a job with a tqdm bar, then print its comparison and write its plots."""
     from .progress import TqdmReporter, ignore
     from .report import comparison, format_table, write_plots
 
-    cfg = job_config(args)
     reporter = ignore if args.quiet else TqdmReporter()
     try:
-        run = run_job(cfg, reporter)
+        run = start(reporter)
     finally:
         if not args.quiet:
             reporter.close()
@@ -117,7 +136,14 @@ def cmd_strategies(_: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    command = {"run": cmd_run, "report": cmd_report, "list": cmd_list, "strategies": cmd_strategies}[args.command]
+    commands = {
+        "run": cmd_run,
+        "resume": cmd_resume,
+        "report": cmd_report,
+        "list": cmd_list,
+        "strategies": cmd_strategies,
+    }
+    command = commands[args.command]
     try:
         return command(args)
     except ConfigError as err:

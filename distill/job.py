@@ -33,8 +33,8 @@ from .models import (
     load_tokenizer,
     parameter_count,
 )
-from .progress import EventHandler, JobStopped, ignore
-from .results import Run, read_json, save_pretrained_atomic, write_json
+from .progress import EventHandler, JobPaused, JobStopped, ignore
+from .results import RESUMABLE, Run, read_json, save_pretrained_atomic, write_json
 from .strategies import StrategyContext, resolve_layers, strategy_label
 from .training import Runtime, cross_entropy_step, fit
 
@@ -64,8 +64,19 @@ class Prepared:
     n_student: int
 
 
-def run_job(cfg: JobConfig, on_event: EventHandler = ignore, stop: threading.Event | None = None) -> Run:
-    """Run a job and return its run folder; the folder's status says completed, stopped or failed."""
+def run_job(
+    cfg: JobConfig,
+    on_event: EventHandler = ignore,
+    stop: threading.Event | None = None,
+    *,
+    resume: Run | None = None,
+    deadline: float | None = None,
+) -> Run:
+    """Run a job and return its run folder; the folder's status says completed, stopped, paused or failed.
+
+    With `resume`, continue that run: its finished models are kept and skipped. With `deadline` (a
+    time.monotonic() value), pause cleanly once it passes; a paused run is resumed the same way.
+    """
     cfg.validated()
     source, teacher_config = load_model_config(cfg.teacher)
     n_teacher = teacher_config.num_hidden_layers
@@ -73,12 +84,18 @@ def run_job(cfg: JobConfig, on_event: EventHandler = ignore, stop: threading.Eve
     check_strategies(cfg.strategies, n_teacher, n_student)
     already_classifier = is_mnli_classifier(teacher_config)
     examples = load_job_data(cfg)
-    runtime = Runtime.create(cfg.precision, on_event, stop)
+    runtime = Runtime.create(cfg.precision, on_event, stop, deadline)
     tokenizer = load_tokenizer(source)
 
-    run = Run.create(cfg) if runtime.is_main else None
-    run_path = broadcast_object_list([str(run.path) if run else None])[0]
-    run = run or Run(Path(run_path))
+    if resume is not None:
+        run = resume
+        if runtime.is_main:
+            run.set_status("running", "resumed")
+    else:
+        run = Run.create(cfg) if runtime.is_main else None
+        run_path = broadcast_object_list([str(run.path) if run else None])[0]
+        run = run or Run(Path(run_path))
+    finished = {r["model"] for r in run.summary()}
     try:
         runtime.emit(
             "stage", "data", f"run {run.name}: tokenising {', '.join(f'{k} {len(v)}' for k, v in examples.items())}"
@@ -93,21 +110,34 @@ def run_job(cfg: JobConfig, on_event: EventHandler = ignore, stop: threading.Eve
         }
         job = Prepared(cfg, source, tokenizer, data, eval_loaders, n_teacher, n_student)
         steps_per_epoch = math.ceil(len(data["train"]) / cfg.batch_size)
-        students = len(cfg.strategies) * len(cfg.seeds)
-        cached = already_classifier or (teacher_cache_dir(cfg, source, runtime.precision) / "done").exists()
+        students = sum(student_name(spec, seed) not in finished for spec in cfg.strategies for seed in cfg.seeds)
+        cached = (
+            already_classifier
+            or "teacher" in finished
+            or (teacher_cache_dir(cfg, source, runtime.precision) / "done").exists()
+        )
         runtime.total = steps_per_epoch * (students * cfg.epochs + (0 if cached else cfg.teacher_epochs))
 
-        teacher = prepare_teacher(job, run, runtime, already_classifier)
+        if "teacher" in finished:
+            runtime.emit("stage", "teacher", f"resuming run {run.name}: {len(finished)} finished model(s) kept")
+            teacher = load_classifier(str(run.model_dir("teacher"))).to(runtime.device).eval()
+        else:
+            teacher = prepare_teacher(job, run, runtime, already_classifier)
         outputs = teacher_outputs(job, teacher, runtime, run) if cfg.cache_teacher_outputs else None
         importance = layer_importance_once(job, teacher, runtime, run)
         for spec in cfg.strategies:
             layers = resolve_layers(spec, StrategyContext(n_teacher, n_student, importance))
             for seed in cfg.seeds:
-                distil_student(job, run, runtime, teacher, outputs, spec, layers, seed)
+                if student_name(spec, seed) not in finished:
+                    distil_student(job, run, runtime, teacher, outputs, spec, layers, seed)
         if runtime.is_main:
+            runtime.deadline = None  # every model is saved: the closing timing is not cut into slices
             time_side_by_side(job, run, runtime)
         run.set_status("completed")
         runtime.emit("stage", "done", f"run {run.name} completed: {run.path}")
+    except JobPaused:
+        run.set_status("paused", f"paused after its time slice; resume with: python -m distill resume {run.name}")
+        runtime.emit("stage", "paused", f"run {run.name} paused; finished models are kept")
     except (JobStopped, KeyboardInterrupt) as err:
         run.set_status("stopped", "stopped by the user; finished models are kept")
         runtime.emit("stage", "stopped", f"run {run.name} stopped; finished models are kept")
@@ -123,6 +153,20 @@ def run_job(cfg: JobConfig, on_event: EventHandler = ignore, stop: threading.Eve
             raise ConfigError(message) from None
         raise
     return run
+
+
+def resume_job(
+    run: Run, on_event: EventHandler = ignore, stop: threading.Event | None = None, deadline: float | None = None
+) -> Run:
+    """Continue a stopped, paused, interrupted or failed run with its own settings, keeping its finished models."""
+    state = run.status()["state"]
+    if state not in RESUMABLE:
+        raise ConfigError(f"run {run.name} is {state}; only {', '.join(RESUMABLE)} runs can be resumed")
+    return run_job(JobConfig.from_dict(run.config()), on_event, stop, resume=run, deadline=deadline)
+
+
+def student_name(spec: str, seed: int) -> str:
+    return f"{strategy_label(spec)}-seed{seed}"
 
 
 def check_strategies(specs: list[str], n_teacher: int, n_student: int) -> None:
@@ -354,7 +398,7 @@ def distil_student(
 ) -> None:
     cfg = job.cfg
     label = strategy_label(spec)
-    name = f"{label}-seed{seed}"
+    name = student_name(spec, seed)
     student = build_student(teacher, layers)
     if not copied_layers_match(student, teacher, layers):
         raise RuntimeError(f"student {name} does not start from teacher layers {layers}")

@@ -12,6 +12,10 @@ class JobStopped(Exception):
     """Raised inside a job when the user asked it to stop."""
 
 
+class JobPaused(JobStopped):
+    """Raised inside a job when its time slice is over; the run can be resumed where it stood."""
+
+
 @dataclass
 class Event:
     kind: str  # "stage" (a new phase), "step" (a training step), "epoch", "log" or "model" (a model is finished)

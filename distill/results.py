@@ -25,7 +25,8 @@ from typing import Any
 
 from .config import RUN_NAME, ConfigError, JobConfig, default_results_dir
 
-STATES = ("running", "completed", "failed", "stopped", "interrupted")
+STATES = ("running", "completed", "failed", "stopped", "paused", "interrupted")
+RESUMABLE = ("stopped", "paused", "interrupted", "failed")
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -219,15 +220,17 @@ def _roots(results_dir: Roots) -> list[Path]:
 
 
 def open_run(name_or_path: str | Path, results_dir: Roots = None) -> Run:
-    """A run by folder path, or by name inside the results folder(s); names with path separators are refused."""
+    """A run by name inside the results folder(s), or by folder path; names never escape those folders."""
+    name = str(name_or_path)
+    if RUN_NAME.match(name) and ".." not in name:
+        for root in _roots(results_dir):
+            if (root / name / "config.json").is_file():
+                return Run(root / name)
     path = Path(name_or_path)
     if not path.is_dir():
-        name = str(name_or_path)
-        if not RUN_NAME.match(name) or ".." in name:
-            raise ConfigError(f"no run named {name_or_path!r}")
-        path = next((root / name for root in _roots(results_dir) if (root / name).is_dir()), Path(name))
+        raise ConfigError(f"no run named {name!r}")
     if not (path / "config.json").is_file():
-        raise ConfigError(f"{name_or_path} is not a run folder (no config.json)")
+        raise ConfigError(f"{name} is not a run folder (no config.json)")
     return Run(path)
 
 

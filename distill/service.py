@@ -4,16 +4,28 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
-from .config import JobConfig
-from .job import run_job
-from .progress import Event
+from .config import ConfigError, JobConfig
+from .job import resume_job, run_job
+from .progress import Event, EventHandler
 from .results import Run
 
 MAX_LOG_LINES = 400
 MAX_CURVE_POINTS = 2000
+
+
+def job_slice(
+    cfg: JobConfig, on_event: EventHandler, stop: threading.Event, resume: str | None, seconds: float | None
+) -> str:
+    """One time slice of a job (the whole job when `seconds` is None); returns the run folder."""
+    deadline = time.monotonic() + seconds if seconds else None
+    if resume:
+        return str(resume_job(Run(Path(resume)), on_event, stop, deadline).path)
+    return str(run_job(cfg, on_event, stop, deadline=deadline).path)
 
 
 class JobRunner:
@@ -30,21 +42,20 @@ class JobRunner:
             self._stop.set()
             return True
 
-    def stream(self, cfg: JobConfig, poll_seconds: float = 0.5) -> Iterator[dict[str, Any]]:
+    def stream(
+        self,
+        cfg: JobConfig,
+        poll_seconds: float = 0.5,
+        slice_seconds: float | None = None,
+        run_slice: Callable[..., str] = job_slice,
+    ) -> Iterator[dict[str, Any]]:
         """Yield the job's state (run, stage, steps, log, curve points, finished models) until it ends.
 
-        A ConfigError or any other failure of the job is raised here, after the last update.
+        With `slice_seconds`, the job runs as a sequence of time slices, each one call of `run_slice` (a GPU
+        call on ZeroGPU), and the run is resumed after each pause. A failure of the job is raised here.
         """
         events: queue.Queue[Event] = queue.Queue()
         stop = threading.Event()
-        outcome: dict[str, Any] = {}
-
-        def work() -> None:
-            try:
-                outcome["run"] = run_job(cfg, events.put, stop)
-            except BaseException as err:  # handed to the streaming side, which re-raises it
-                outcome["error"] = err
-
         with self._lock:
             self._stop = stop
         state: dict[str, Any] = {
@@ -57,22 +68,43 @@ class JobRunner:
             "curve": [],
             "models": [],
         }
-        worker = threading.Thread(target=work, name="distill-job", daemon=True)
-        worker.start()
+        resume: str | None = None
+        worker: threading.Thread | None = None
         try:
-            while worker.is_alive() or not events.empty():
-                worker.join(timeout=poll_seconds)
-                if _drain(events, state):
-                    yield _snapshot(state)
-            if "error" in outcome:
-                raise outcome["error"]
-            run: Run = outcome["run"]
-            status = run.status()
-            state.update(run=run.name, state=status["state"], stage=status["state"])
-            yield _snapshot(state)
+            while True:
+                outcome: dict[str, Any] = {}
+
+                def work(resume_path: str | None = resume, result: dict = outcome) -> None:
+                    try:
+                        result["run"] = run_slice(cfg, events.put, stop, resume_path, slice_seconds)
+                    except BaseException as err:  # handed to the streaming side, which re-raises it
+                        result["error"] = err
+
+                finished_before = len(Run(Path(resume)).summary()) if resume else 0
+                worker = threading.Thread(target=work, name="distill-job", daemon=True)
+                worker.start()
+                while worker.is_alive() or not events.empty():
+                    worker.join(timeout=poll_seconds)
+                    if _drain(events, state):
+                        yield _snapshot(state)
+                if "error" in outcome:
+                    raise outcome["error"]
+                run = Run(Path(outcome["run"]))
+                status = run.status()
+                state.update(run=run.name, state=status["state"], stage=status["state"])
+                yield _snapshot(state)
+                if status["state"] != "paused":
+                    return
+                if len(run.summary()) == finished_before:
+                    raise ConfigError(
+                        f"a time slice of {slice_seconds:.0f} s is too short to finish one model; "
+                        "run a smaller job, or duplicate the Space onto dedicated hardware"
+                    )
+                resume = str(run.path)
         finally:
             stop.set()  # a client that went away stops its job
-            worker.join()
+            if worker is not None:
+                worker.join()
             with self._lock:
                 self._stop = None
 

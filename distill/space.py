@@ -61,6 +61,16 @@ def enforce_limits(cfg: JobConfig) -> None:
             )
 
 
+def slice_seconds() -> float | None:
+    """Length of one job slice: DISTILL_SLICE_SECONDS if set, on ZeroGPU its call duration less a margin for
+    saving, otherwise None (the job runs in one piece)."""
+    if os.environ.get("DISTILL_SLICE_SECONDS"):
+        return float(os.environ["DISTILL_SLICE_SECONDS"])
+    if os.environ.get("SPACES_ZERO_GPU"):
+        return settings()["zerogpu"]["duration_s"] - settings()["zerogpu"]["margin_s"]
+    return None
+
+
 def gpu_task(fn: Callable) -> Callable:
     """spaces.GPU on ZeroGPU hardware (where the `spaces` package exists); the function itself elsewhere."""
     try:

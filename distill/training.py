@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from .config import ConfigError, JobConfig
 from .evaluation import autocast, model_inputs
-from .progress import Event, EventHandler, JobStopped, ignore
+from .progress import Event, EventHandler, JobPaused, JobStopped, ignore
 
 StepLoss = Callable[[nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, float]]]
 
@@ -45,17 +46,22 @@ class Runtime:
     precision: str
     on_event: EventHandler = ignore
     stop: threading.Event | None = None
+    deadline: float | None = None  # time.monotonic() after which the job pauses (a time slice on ZeroGPU)
     done: int = 0
     total: int = 0
 
     @classmethod
     def create(
-        cls, requested_precision: str, on_event: EventHandler = ignore, stop: threading.Event | None = None
+        cls,
+        requested_precision: str,
+        on_event: EventHandler = ignore,
+        stop: threading.Event | None = None,
+        deadline: float | None = None,
     ) -> Runtime:
         # Mixed precision is applied by our own autocast, not accelerate's, so one process can run
         # jobs of different precisions (accelerate's state is a process-wide singleton).
         accelerator = Accelerator(mixed_precision="no")
-        return cls(accelerator, resolve_precision(requested_precision, accelerator.device), on_event, stop)
+        return cls(accelerator, resolve_precision(requested_precision, accelerator.device), on_event, stop, deadline)
 
     @property
     def device(self) -> torch.device:
@@ -72,6 +78,8 @@ class Runtime:
     def check_stop(self) -> None:
         if self.stop is not None and self.stop.is_set():
             raise JobStopped("stopped by the user")
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise JobPaused("the time slice is over")
 
 
 def make_optimizer(model: nn.Module, learning_rate: float, weight_decay: float, eight_bit: bool):

@@ -186,3 +186,27 @@ def test_stop_mid_job_keeps_finished_models_and_chat_keeps_answering(client, fin
     run = next(r for r in client.predict(api_name="/list_runs") if r["run"] == "stopped-run")
     assert run["state"] == "stopped" and run["models"] >= 2  # teacher and top_k were kept
     assert "stopped-run/top_k-seed0" in client.predict(api_name="/models")
+
+
+def test_second_submitter_sees_their_place_in_the_queue(client, app_server, finished_job):
+    from gradio_client.utils import Status
+
+    first = client.submit(*job_args(run_name="queue-first", strategies=["top_k"]), api_name="/run_job")
+    deadline = time.time() + 120
+    while first.status().code not in (Status.ITERATING, Status.PROGRESS, Status.PROCESSING):
+        assert time.time() < deadline and not first.done()
+        time.sleep(0.1)
+    second = Client(app_server[0], verbose=False).submit(
+        *job_args(run_name="queue-second", strategies=["top_k"]), api_name="/run_job"
+    )
+    waiting = None
+    while not second.done() and time.time() < deadline + 240:
+        status = second.status()
+        if status.code == Status.IN_QUEUE and status.rank is not None:
+            waiting = status
+            break
+        time.sleep(0.1)
+    assert waiting is not None, "the second job waits in the queue while the first runs"
+    assert waiting.rank == 0 and waiting.queue_size >= 1
+    assert first.result()["state"] == "completed"
+    assert second.result()["state"] == "completed"

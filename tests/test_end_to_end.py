@@ -102,3 +102,52 @@ def test_second_job_reuses_the_cached_teacher(finished_run):
     assert any("reusing the fine-tuned teacher" in e.message for e in events)
     assert not any(e.stage == "teacher" and e.kind == "step" for e in events)
     assert run.summary()[0]["accuracy"] == first.summary()[0]["accuracy"]
+
+
+def test_accelerate_launch_runs_the_same_command_line(finished_run):
+    import subprocess
+    import sys
+
+    cfg, first, _, _ = finished_run
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--cpu",
+        "--num_processes",
+        "1",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "distill",
+        "run",
+        "--train-size",
+        "192",
+        "--eval-size",
+        "96",
+        "--epochs",
+        "1",
+        "--teacher-epochs",
+        "1",
+        "--precision",
+        "fp32",
+        "--latency-examples",
+        "8",
+        "--strategies",
+        "top_k",
+        "--results-dir",
+        cfg.results_dir,
+        "--run-name",
+        "accelerated",
+        "--quiet",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "run accelerated: completed" in done.stdout
+    rows = json.loads((first.path.parent / "accelerated" / "summary.json").read_text())
+    assert [r["model"] for r in rows] == ["teacher", "top_k-seed0"]
+    assert rows[0]["accuracy"] == first.summary()[0]["accuracy"]  # the cached teacher was reused

@@ -1,0 +1,117 @@
+"""Faults: a job killed with SIGKILL, a job stopped mid-way, a job cut into time slices; all resume cleanly."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from distill.config import ConfigError, JobConfig
+from distill.job import resume_job, run_job
+from distill.results import Run, list_runs, open_run
+from distill.service import JobRunner
+
+TINY = {"train_size": 64, "eval_size": 32, "epochs": 1, "teacher_epochs": 1, "latency_examples": 8}
+
+
+def cli(*args, results):
+    return [sys.executable, "-m", "distill", *args, "--results-dir", str(results)]
+
+
+def every_json_parses(folder):
+    for path in folder.rglob("*.json"):
+        json.loads(path.read_text())
+    for path in folder.rglob("*.jsonl"):
+        [json.loads(line) for line in path.read_text().splitlines()]
+    assert not list(folder.rglob("*.tmp")), "no temporary files are left behind"
+
+
+def test_sigkill_leaves_earlier_runs_intact_and_the_run_resumable(tmp_path):
+    results = tmp_path / "runs"
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]
+    earlier = subprocess.run(
+        cli("run", *flags, "--strategies", "top_k", "--run-name", "earlier", "--quiet", results=results),
+        capture_output=True,
+        text=True,
+    )
+    assert earlier.returncode == 0, earlier.stderr
+    earlier_summary = (results / "earlier" / "summary.json").read_text()
+
+    job = subprocess.Popen(
+        cli("run", *flags, "--strategies", "top_k", "even", "--run-name", "killed", "--quiet", results=results),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    summary = results / "killed" / "summary.json"
+    deadline = time.time() + 240
+    while time.time() < deadline and job.poll() is None:
+        if summary.exists() and len(json.loads(summary.read_text())) >= 2:  # teacher and top_k are saved
+            break
+        time.sleep(0.2)
+    assert job.poll() is None, "the job must still be running when it is killed"
+    os.kill(job.pid, signal.SIGKILL)
+    job.wait()
+
+    states = {r["run"]: r["state"] for r in list_runs(results)}
+    assert states == {"earlier": "completed", "killed": "interrupted"}
+    assert (results / "earlier" / "summary.json").read_text() == earlier_summary
+    every_json_parses(results)
+
+    resumed = subprocess.run(cli("resume", "killed", "--quiet", results=results), capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    run = open_run("killed", results)
+    assert run.status()["state"] == "completed"
+    assert [r["model"] for r in run.summary()] == ["teacher", "top_k-seed0", "even-seed0"]
+    assert [m["model"] for m in run.metrics].count("top_k-seed0") == 1, "top_k was kept, not trained again"
+    every_json_parses(results)
+
+
+@pytest.fixture
+def tiny_cfg(tmp_path):
+    return JobConfig.from_dict({**TINY, "strategies": ["top_k", "even"], "results_dir": str(tmp_path / "runs")})
+
+
+def test_stopped_run_resumes_without_retraining_finished_models(tiny_cfg):
+    import threading
+
+    stop = threading.Event()
+
+    def stop_after_first_student(event):
+        if event.kind == "model" and event.stage == "top_k-seed0":
+            stop.set()
+
+    run = run_job(tiny_cfg.replace(run_name="halted"), stop_after_first_student, stop)
+    assert run.status()["state"] == "stopped"
+    assert [r["model"] for r in run.summary()] == ["teacher", "top_k-seed0"]
+    events = []
+    run = resume_job(Run(run.path), events.append)
+    assert run.status()["state"] == "completed"
+    assert [r["model"] for r in run.summary()] == ["teacher", "top_k-seed0", "even-seed0"]
+    stages = {e.stage for e in events if e.kind == "step"}
+    assert stages == {"even-seed0"}
+    with pytest.raises(ConfigError, match="completed"):
+        resume_job(run)
+
+
+def test_a_passed_deadline_pauses_and_a_resume_finishes(tiny_cfg):
+    run = run_job(tiny_cfg.replace(run_name="sliced"), deadline=time.monotonic())
+    assert run.status()["state"] == "paused"
+    assert "python -m distill resume sliced" in run.status()["message"]
+    run = resume_job(Run(run.path))
+    assert run.status()["state"] == "completed"
+    assert len(run.summary()) == 3
+
+
+def test_job_in_time_slices_completes(tiny_cfg):
+    states = list(JobRunner().stream(tiny_cfg.replace(run_name="slices"), poll_seconds=0.2, slice_seconds=25))
+    final = states[-1]
+    assert final["state"] == "completed"
+    assert [m["model"] for m in final["models"]][-2:] == ["top_k-seed0", "even-seed0"]
+
+
+def test_a_slice_too_short_for_one_model_is_refused(tiny_cfg):
+    with pytest.raises(ConfigError, match="too short to finish one model"):
+        list(JobRunner().stream(tiny_cfg.replace(run_name="too-short"), slice_seconds=0.001))
