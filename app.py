@@ -422,7 +422,7 @@ def build() -> gr.Blocks:
         gr.api(runs, api_name="list_runs")
         gr.api(comparison_api, api_name="comparison")
         gr.api(models, api_name="models")
-        gr.api(chat_api, api_name="chat", concurrency_limit=4, concurrency_id="chat")
+        gr.api(chat_api, api_name="chat", queue=False)  # answered directly: no queue round trips
 
         stop_button.click(stop_job, None, None, queue=False, api_visibility="undocumented")
         job_state.change(
