@@ -1,0 +1,31 @@
+"""A public Space must not leak the HF token, run remote code, or write outside its results folder."""
+
+import pytest
+
+from distill.config import ConfigError, JobConfig
+from distill.hub import hub_error, resolve_model, scrub
+from distill.results import open_run
+
+TOKEN = "hf_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4"
+
+
+def test_token_is_scrubbed_from_error_messages(monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    err = hub_error("model 'x/y'", OSError(f"401 Client Error for url with Authorization: Bearer {TOKEN}"))
+    assert TOKEN not in str(err) and "***" in str(err)
+    assert TOKEN not in scrub(f"token={TOKEN} other=hf_{'z' * 30}")
+    assert "hf_zzz" not in scrub(f"other=hf_{'z' * 30}")
+
+
+@pytest.mark.parametrize("name", ["../../etc", "a/b", "/abs/path", "x" * 200, "bad id!", "org/..", ".hidden/x"])
+def test_model_ids_are_validated_before_any_download(name):
+    with pytest.raises(ConfigError):
+        resolve_model(name)
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", "..", "/tmp/x", "a\\b", ".hidden"])
+def test_run_names_stay_inside_the_results_folder(name, results_dir):
+    with pytest.raises(ConfigError):
+        JobConfig(run_name=name)
+    with pytest.raises(ConfigError):
+        open_run(name + "-missing", results_dir)
