@@ -121,7 +121,7 @@ def test_every_model_and_ensemble(client, finished_job):
         (("api-run/top_k-seed0", "q", "", 1.0, 100_000, False), "max length"),
         (("api-run/no-such-model", "q", "", 1.0, 128, False), "unknown model"),
         (("../../etc/passwd", "q", "", 1.0, 128, False), "unknown model"),
-        (("nope/teacher", "q", "", 1.0, 128, False), "not a run folder"),
+        (("nope/teacher", "q", "", 1.0, 128, False), "no run named"),
     ],
 )
 def test_bad_chat_input_gets_a_clear_error(client, finished_job, args, message):

@@ -65,7 +65,7 @@ def test_remote_code_refused(remote_code_model, capsys, results_dir):
 
 def test_report_of_missing_run(capsys, results_dir):
     assert main(["report", "nope"]) == 2
-    assert "not a run folder" in capsys.readouterr().err
+    assert "no run named" in capsys.readouterr().err
     assert main(["report", "../../etc"]) == 2
 
 
