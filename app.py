@@ -123,6 +123,10 @@ def run_job(
         if state["total"]:
             progress((state["done"], state["total"]), desc=state["stage"], unit="steps")
         yield state
+    # Optional: push the run to the Hub repo named by DISTILL_UPLOAD_REPO (needs the HF_TOKEN secret).
+    url = space.upload_run(open_run(state["run"], ROOTS).path) if state["state"] == "completed" else None
+    if url:
+        yield {**state, "upload": url, "log": [*state["log"], f"uploaded to {url}"]}
 
 
 def stop_job() -> dict:

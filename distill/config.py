@@ -20,7 +20,6 @@ SAMPLE_DATA = "mnli-sample"
 HUB_DATA = "glue"
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 HIDDEN_LOSSES = ("mse", "cosine")
-MODES = ("compare", "search")
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
 
 
@@ -41,7 +40,6 @@ class JobConfig:
     """Everything a distillation job needs. Defaults are the embedded offline job."""
 
     run_name: str | None = _help("name of the run folder (letters, digits, . _ -); default: a timestamp", default=None)
-    mode: str = _help("compare: the strategies side by side; search: a hyperparameter search", default="compare")
     teacher: str = _help(
         f"Hub id or local folder of an encoder; '{EMBEDDED_TEACHER}' is the packaged all-MiniLM-L6-v2",
         default=EMBEDDED_TEACHER,
@@ -87,7 +85,6 @@ class JobConfig:
     group_by_length: bool = _help("batch examples of similar length to keep padding small", default=True)
     pad_to_max_length: bool = _help("pad every batch to max_length (the original's behaviour)", default=False)
     latency_examples: int = _help("examples timed per model for the latency columns", default=64)
-    search_trials: int = _help("trials of a hyperparameter search (mode: search)", default=6)
     results_dir: str = _help("folder holding one sub-folder per run", default_factory=default_results_dir)
 
     def __post_init__(self) -> None:
@@ -130,10 +127,9 @@ class JobConfig:
             )
         if self.run_name and ".." in self.run_name:
             raise ConfigError(f"run name {self.run_name!r} must not contain '..'")
-        _choice("mode", self.mode, MODES)
         _choice("precision", self.precision, PRECISIONS)
         _choice("hidden_loss", self.hidden_loss, HIDDEN_LOSSES)
-        for name in ("epochs", "batch_size", "teacher_epochs", "max_length", "latency_examples", "search_trials"):
+        for name in ("epochs", "batch_size", "teacher_epochs", "max_length", "latency_examples"):
             _positive(name, getattr(self, name))
         for name in ("learning_rate", "teacher_learning_rate", "temperature", "max_grad_norm"):
             _positive(name, getattr(self, name))

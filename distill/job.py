@@ -98,7 +98,10 @@ def run_job(
     finished = {r["model"] for r in run.summary()}
     try:
         runtime.emit(
-            "stage", "data", f"run {run.name}: tokenising {', '.join(f'{k} {len(v)}' for k, v in examples.items())}"
+            "stage",
+            "data",
+            f"run {run.name}: tokenising {', '.join(f'{k} {len(v)}' for k, v in examples.items())}",
+            run=run.name,
         )
         data = {name: encode(ex, tokenizer, cfg.max_length) for name, ex in examples.items()}
         if runtime.is_main:

@@ -118,10 +118,9 @@ def _drain(events: queue.Queue, state: dict[str, Any]) -> bool:
             return changed
         changed = True
         state.update(done=event.done, total=event.total, stage=event.stage or state["stage"])
+        state["run"] = event.metrics.get("run", state["run"])
         if event.message:
             state["log"] = [*state["log"], event.message][-MAX_LOG_LINES:]
-            if state["run"] is None and event.message.startswith("run "):
-                state["run"] = event.message.split()[1].rstrip(":")
         if event.kind == "step":
             state["curve"].append({"step": event.done, "stage": event.stage, "loss": event.metrics.get("loss")})
             if len(state["curve"]) > MAX_CURVE_POINTS:  # long jobs: keep every other point

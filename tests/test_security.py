@@ -29,3 +29,15 @@ def test_run_names_stay_inside_the_results_folder(name, results_dir):
         JobConfig(run_name=name)
     with pytest.raises(ConfigError):
         open_run(name + "-missing", results_dir)
+
+
+def test_hub_upload_is_off_without_settings_and_never_shows_the_token(tmp_path, monkeypatch):
+    from distill.space import upload_run
+
+    monkeypatch.delenv("DISTILL_UPLOAD_REPO", raising=False)
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    assert upload_run(tmp_path) is None
+    monkeypatch.setenv("DISTILL_UPLOAD_REPO", "someone/students")
+    with pytest.raises(ConfigError, match="upload to someone/students failed") as failure:
+        upload_run(tmp_path)  # the Hub cannot be reached here
+    assert TOKEN not in str(failure.value)
