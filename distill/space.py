@@ -54,6 +54,9 @@ def enforce_limits(cfg: JobConfig) -> None:
         ("seeds", len(cfg.seeds), limits["max_seeds"]),
         ("strategies", len(cfg.strategies), limits["max_strategies"]),
     ]
+    upload = Path(cfg.data)
+    if upload.is_file() and upload.stat().st_size > limits["max_upload_mb"] * 2**20:
+        raise ConfigError(f"uploads are limited to {limits['max_upload_mb']} MB on this shared Space")
     for name, value, limit in checks:
         if value > limit:
             raise ConfigError(

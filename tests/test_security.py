@@ -41,3 +41,18 @@ def test_hub_upload_is_off_without_settings_and_never_shows_the_token(tmp_path, 
     with pytest.raises(ConfigError, match="upload to someone/students failed") as failure:
         upload_run(tmp_path)  # the Hub cannot be reached here
     assert TOKEN not in str(failure.value)
+
+
+def test_public_space_limits_job_and_upload_size(tmp_path, monkeypatch):
+    from distill import space
+
+    big = tmp_path / "big.csv"
+    big.write_bytes(b"premise,hypothesis,label\n" + b"a,b,0\n" * 2_000_000)  # about 12 MB
+    job = JobConfig(data=str(big), train_size=100)
+    space.enforce_limits(job)  # a duplicate or a local run: no limits
+    monkeypatch.setenv("SPACE_ID", space.settings()["original_space"])
+    with pytest.raises(ConfigError, match="uploads are limited to 10 MB"):
+        space.enforce_limits(job)
+    with pytest.raises(ConfigError, match=r"epochs is limited.*duplicate the Space"):
+        space.enforce_limits(JobConfig(epochs=50))
+    space.enforce_limits(JobConfig())
