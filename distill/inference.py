@@ -12,7 +12,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from .config import ConfigError
 from .data import LABELS
-from .results import Roots, list_runs, open_run
+from .results import Roots, Run, list_runs, open_run
 
 MAX_TEXT_CHARS = 10_000
 TEMPERATURE_RANGE = (0.05, 10.0)
@@ -48,14 +48,14 @@ CACHE = ModelCache()
 
 def chat_models(results_dir: Roots) -> list[str]:
     """Every model a user can chat with, as 'run/model', plus 'run/ensemble' for runs with several students."""
-    names = []
-    for info in list_runs(results_dir):
-        run = open_run(info["folder"])
-        models = [r["model"] for r in run.summary() if run.model_dir(r["model"]).is_dir()]
-        names += [f"{run.name}/{m}" for m in models]
-        if sum(m != "teacher" for m in models) > 1:
-            names.append(f"{run.name}/{ENSEMBLE}")
-    return names
+    return [name for info in list_runs(results_dir) for name in run_chat_models(open_run(info["folder"]))]
+
+
+def run_chat_models(run: Run) -> list[str]:
+    """The chat models of one run: its saved models, and its ensemble when it has several students."""
+    models = [r["model"] for r in run.summary() if run.model_dir(r["model"]).is_dir()]
+    ensemble = [ENSEMBLE] if sum(m != "teacher" for m in models) > 1 else []
+    return [f"{run.name}/{m}" for m in models + ensemble]
 
 
 def resolve_chat_model(name: str, results_dir: Roots) -> list[Path]:
@@ -145,9 +145,8 @@ def chat(
 ) -> dict[str, Any]:
     """The chat endpoint: one model's answer, plus every model of the same run side by side on request."""
     result = {"model": name, **predict(resolve_chat_model(name, results_dir), query, context, temperature, max_length)}
-    if every_model:
-        run_name = name.partition("/")[0]
-        others = [m for m in chat_models(results_dir) if m.partition("/")[0] == run_name]
+    if every_model:  # only this run's models: no need to read every other run
+        others = run_chat_models(open_run(name.partition("/")[0], results_dir))
         result["answers"] = [
             {"model": m, **predict(resolve_chat_model(m, results_dir), query, context, temperature, max_length)}
             for m in others
