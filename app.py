@@ -140,11 +140,13 @@ def runs() -> list[dict]:
 
 
 @user_errors
-def comparison_api(run: str) -> dict:
+def comparison_api(run: str, ensemble: list[str] | None = None) -> dict:
     """A run's comparison table (records: teacher first, mean and spread over seeds, paired test vs the best)
-    and its per-epoch curves (records: model, strategy, seed, epoch, curve, value)."""
+    and its per-epoch curves (records: model, strategy, seed, epoch, curve, value). `ensemble`: two or more of
+    the run's strategies to add as one more row, their class probabilities averaged seed by seed."""
     found = open_run(run, ROOTS)
-    return {"run": found.name, "status": found.status(), "table": comparison(found), "curves": curves(found)}
+    table = comparison(found, ensemble)
+    return {"run": found.name, "status": found.status(), "table": table, "curves": curves(found)}
 
 
 def models() -> list[str]:
@@ -188,11 +190,11 @@ def default_run() -> str | None:
 
 
 @user_errors
-def show_comparison(run: str | None):
+def show_comparison(run: str | None, ensemble: list[str] | None = None):
     if not run:
-        return "No runs yet: start one in the Distill tab.", None, None, None, None, None, gr.update()
+        return "No runs yet: start one in the Distill tab.", None, None, None, None, None, gr.update(), gr.update()
     found = open_run(run, ROOTS)
-    table = comparison(found)
+    table = comparison(found, ensemble if ensemble and len(ensemble) > 1 else None)
     status = found.status()
     label = " (the committed reference run)" if found.path.parent == REFERENCE_DIR else ""
     header = (
@@ -216,6 +218,7 @@ def show_comparison(run: str | None):
         files,
         _loss_curves(points, strategies[0] if strategies else None),
         gr.update(choices=strategies, value=strategies[0] if strategies else None),
+        gr.update(choices=strategies, value=ensemble or []),
     )
 
 
@@ -346,6 +349,11 @@ def build() -> gr.Blocks:
                 run_picker = gr.Dropdown(run_choices(), value=default_run(), label="Run", allow_custom_value=False)
                 refresh_runs = gr.Button("Refresh runs")
             compare_header = gr.Markdown()
+            ensemble = gr.CheckboxGroup(
+                [],
+                label="Ensemble of strategies",
+                info="pick two or more: one more row averages their class probabilities, seed by seed",
+            )
             table = gr.Dataframe(label="Strategy comparison", wrap=True, interactive=False)
             with gr.Row():
                 accuracy_plot = gr.LinePlot(
@@ -442,8 +450,10 @@ def build() -> gr.Blocks:
             downloads,
             loss_curves_plot,
             loss_strategy,
+            ensemble,
         ]
         run_picker.change(show_comparison, run_picker, compare_outputs, api_visibility="undocumented")
+        ensemble.input(show_comparison, [run_picker, ensemble], compare_outputs, api_visibility="undocumented")
         refresh_runs.click(lambda: gr.update(choices=run_choices()), None, run_picker, api_visibility="undocumented")
         loss_strategy.input(
             show_loss_curves, [run_picker, loss_strategy], loss_curves_plot, api_visibility="undocumented"

@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--results-dir", default=None)
     report.add_argument("--json", action="store_true", help="print the table as JSON records")
     report.add_argument("--no-plots", action="store_true")
+    report.add_argument(
+        "--ensemble", nargs="+", metavar="STRATEGY", help="add a row for the ensemble of these strategies"
+    )
 
     listing = commands.add_parser("list", help="list the runs in the results folder")
     listing.add_argument("--results-dir", default=None)
@@ -96,7 +99,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .results import open_run
 
     run = open_run(args.run, args.results_dir)
-    table = comparison(run)
+    table = comparison(run, args.ensemble)
     if args.json:
         print(json.dumps(table, indent=2))
     else:

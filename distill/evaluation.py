@@ -85,14 +85,17 @@ def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, 
 
 def evaluate(
     model: nn.Module, loaders: dict, data: dict[str, Encoded], precision: str, accelerator=None
-) -> tuple[dict[str, dict[str, float]], dict[str, list[int]]]:
-    """Metrics and predicted labels for every validation split."""
-    metrics, predictions = {}, {}
+) -> tuple[dict[str, dict[str, float]], dict[str, np.ndarray]]:
+    """Metrics and logits for every validation split."""
+    metrics, logits = {}, {}
     for split, loader in loaders.items():
-        logits, _ = forward_all(model, loader, len(data[split]), precision, accelerator=accelerator)
-        metrics[split] = classification_metrics(logits, data[split].labels)
-        predictions[split] = logits.argmax(axis=1).tolist()
-    return metrics, predictions
+        logits[split], _ = forward_all(model, loader, len(data[split]), precision, accelerator=accelerator)
+        metrics[split] = classification_metrics(logits[split], data[split].labels)
+    return metrics, logits
+
+
+def probabilities(logits: np.ndarray) -> np.ndarray:
+    return torch.softmax(torch.from_numpy(logits).float(), dim=-1).numpy()
 
 
 @torch.inference_mode()

@@ -21,7 +21,15 @@ from torch import nn
 
 from .config import EMBEDDED_TEACHER, ConfigError, JobConfig
 from .data import Encoded, encode, load_job_data, make_loader
-from .evaluation import classification_metrics, evaluate, folder_size_mb, forward_all, latency_ms, model_inputs
+from .evaluation import (
+    classification_metrics,
+    evaluate,
+    folder_size_mb,
+    forward_all,
+    latency_ms,
+    model_inputs,
+    probabilities,
+)
 from .hub import scrub
 from .losses import LossInputs, combined_loss, loss_weights
 from .models import (
@@ -223,6 +231,7 @@ def prepare_teacher(job: Prepared, run: Run, runtime: Runtime, already_classifie
     """The fine-tuned teacher: loaded as is, from the cache, or fine-tuned now and cached; evaluated and saved."""
     cfg = job.cfg
     history: list[dict] = []
+    evaluated = None
     if already_classifier:
         runtime.emit("stage", "teacher", f"teacher {cfg.teacher} already classifies MNLI labels: no fine-tuning")
         folder = None
@@ -236,6 +245,7 @@ def prepare_teacher(job: Prepared, run: Run, runtime: Runtime, already_classifie
         else:
             runtime.emit("stage", "teacher", f"fine-tuning teacher {cfg.teacher} for {cfg.teacher_epochs} epoch(s)")
             teacher = load_classifier(job.source)
+            validation = Validation(job, runtime)
             loader = make_loader(
                 job.data["train"],
                 job.tokenizer.pad_token_id,
@@ -255,8 +265,9 @@ def prepare_teacher(job: Prepared, run: Run, runtime: Runtime, already_classifie
                 runtime=runtime,
                 stage="teacher",
                 seed=cfg.seeds[0],
-                after_epoch=validation(job, runtime),
+                after_epoch=validation,
             )
+            evaluated = validation.last
             if runtime.is_main:
                 save_pretrained_atomic(folder, teacher, job.tokenizer)
                 write_json(folder / "history.json", history)
@@ -275,6 +286,7 @@ def prepare_teacher(job: Prepared, run: Run, runtime: Runtime, already_classifie
         seed=cfg.seeds[0],
         history=history,
         saved_from=folder,
+        evaluated=evaluated,
     )
     return teacher
 
@@ -283,14 +295,20 @@ def _pad_to(cfg: JobConfig) -> int | None:
     return cfg.max_length if cfg.pad_to_max_length else None
 
 
-def validation(job: Prepared, runtime: Runtime):
-    """An after-epoch hook: loss and accuracy on every validation split, prefixed by the split's name."""
+class Validation:
+    """An after-epoch hook: loss and accuracy on every validation split, prefixed by the split's name.
 
-    def measure(model: nn.Module, epoch: int) -> dict:
-        metrics, _ = evaluate(model, job.eval_loaders, job.data, runtime.precision, runtime.accelerator)
-        return {f"{split}_{k}": v for split, m in metrics.items() for k, v in m.items()}
+    It keeps the last epoch's evaluation, so the finished model is not evaluated a second time.
+    """
 
-    return measure
+    def __init__(self, job: Prepared, runtime: Runtime):
+        self.job, self.runtime = job, runtime
+        self.last: tuple[dict, dict] | None = None
+
+    def __call__(self, model: nn.Module, epoch: int) -> dict:
+        job, runtime = self.job, self.runtime
+        self.last = evaluate(model, job.eval_loaders, job.data, runtime.precision, runtime.accelerator)
+        return {f"{split}_{k}": v for split, m in self.last[0].items() for k, v in m.items()}
 
 
 def teacher_outputs(job: Prepared, teacher: nn.Module, runtime: Runtime, run: Run) -> TeacherOutputs:
@@ -416,6 +434,7 @@ def distil_student(
         pad_to=_pad_to(cfg),
     )
     started = time.perf_counter()
+    validation = Validation(job, runtime)
     student, history = fit(
         student,
         loader,
@@ -426,7 +445,7 @@ def distil_student(
         runtime=runtime,
         stage=name,
         seed=seed,
-        after_epoch=validation(job, runtime),
+        after_epoch=validation,
     )
     record_model(
         job,
@@ -440,6 +459,7 @@ def distil_student(
         seed=seed,
         history=history,
         train_seconds=time.perf_counter() - started,
+        evaluated=validation.last,
     )
 
 
@@ -457,9 +477,10 @@ def record_model(
     history: list[dict],
     saved_from: Path | None = None,
     train_seconds: float | None = None,
+    evaluated: tuple[dict, dict] | None = None,
 ) -> None:
-    """Evaluate a finished model, time it, save it, and add its rows to the run's metrics and summary."""
-    metrics, predictions = evaluate(model, job.eval_loaders, job.data, runtime.precision, runtime.accelerator)
+    """Evaluate a finished model (unless its last epoch did), time it, save it, and record its results."""
+    metrics, logits = evaluated or evaluate(model, job.eval_loaders, job.data, runtime.precision, runtime.accelerator)
     if not runtime.is_main:
         return
     folder = run.link_model(name, saved_from) if saved_from else run.save_model(name, model, job.tokenizer)
@@ -469,7 +490,8 @@ def record_model(
     )
     identity = {"model": name, "role": role, "strategy": strategy, "layers": layers, "seed": seed}
     run.add_metrics([{**identity, **row} for row in history])
-    run.add_predictions(name, predictions)
+    run.add_predictions(name, {split: values.argmax(axis=1).tolist() for split, values in logits.items()})
+    run.add_probabilities(name, {split: probabilities(values) for split, values in logits.items()})
     row = {
         **identity,
         "train_loss": history[-1]["train_loss"] if history else None,

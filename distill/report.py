@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from .config import ConfigError
+from .evaluation import classification_metrics
 from .results import Run, read_json
 from .stats import paired_difference
 
@@ -29,11 +31,20 @@ TABLE_COLUMNS = [
 ]
 
 
-def comparison(run: Run) -> list[dict[str, Any]]:
-    """Teacher first, then every strategy; averaged over seeds, with spread and a paired test vs the best."""
+def comparison(run: Run, ensemble: list[str] | None = None) -> list[dict[str, Any]]:
+    """Teacher first, then every strategy; averaged over seeds, with spread and a paired test vs the best.
+
+    With `ensemble` (two or more strategies), a last row averages those strategies' class probabilities,
+    seed by seed, and is tested against the best single strategy like any other row.
+    """
     rows = run.summary()
     if not rows:
         return []
+    predictions = run.predictions()
+    if ensemble:
+        members, ensemble_predictions = ensemble_members(run, rows, ensemble)
+        rows = rows + members
+        predictions.update(ensemble_predictions)
     groups: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
         groups[row["strategy"]].append(row)
@@ -77,13 +88,58 @@ def comparison(run: Run) -> list[dict[str, Any]]:
         r["speedup_b32"] = teacher["latency_b32_ms"] / r["latency_b32_ms"] if teacher else None
         r["speedup_b1"] = teacher["latency_b1_ms"] / r["latency_b1_ms"] if teacher else None
         r["accuracy_kept"] = r["accuracy"] / teacher["accuracy"] if teacher and teacher["accuracy"] else None
-    add_paired_tests(run, table, split)
+    add_paired_tests(run, table, split, predictions)
     return table
 
 
-def add_paired_tests(run: Run, table: list[dict], split: str) -> None:
-    """Each student against the best student, on the same validation examples."""
-    predictions = run.predictions()
+def ensemble_members(run: Run, rows: list[dict], strategies: list[str]) -> tuple[list[dict], dict]:
+    """One summary-like row per seed for the ensemble of `strategies` (mean of their class probabilities),
+    and its predicted labels per split."""
+    labels = read_json(run.path / "labels.json", {})
+    known = {r["strategy"] for r in rows if r["role"] == "student"}
+    unknown = [s for s in strategies if s not in known]
+    if len(set(strategies)) < 2 or unknown:
+        raise ConfigError(
+            f"an ensemble needs two or more of this run's strategies ({', '.join(sorted(known))})"
+            + (f"; unknown: {', '.join(unknown)}" if unknown else "")
+        )
+    name = "ensemble(" + "+".join(strategies) + ")"
+    first_split = rows[0].get("eval_split", "validation")
+    members, predictions = [], {}
+    for seed in sorted({r["seed"] for r in rows if r["strategy"] in strategies}):
+        parts = [r for r in rows if r["strategy"] in strategies and r["seed"] == seed]
+        probabilities = [run.probabilities(r["model"]) for r in parts]
+        if len(parts) < len(set(strategies)) or not all(probabilities):
+            continue  # a seed that misses a member, or a run made before probabilities were kept
+        model = f"{name}-seed{seed}"
+        row = {
+            "model": model,
+            "role": "ensemble",
+            "strategy": name,
+            "layers": [],
+            "seed": seed,
+            "params": sum(r["params"] for r in parts),
+            "size_mb": sum(r["size_mb"] for r in parts),
+            "latency_b1_ms": sum(r["latency_b1_ms"] for r in parts),
+            "latency_b32_ms": sum(r["latency_b32_ms"] for r in parts),
+            "eval_split": first_split,
+            "eval_rows": parts[0].get("eval_rows"),
+        }
+        predictions[model] = {}
+        for split, split_labels in labels.items():
+            mean = np.mean([p[split] for p in probabilities], axis=0)
+            metrics = classification_metrics(np.log(np.clip(mean, 1e-7, 1.0)), np.asarray(split_labels))
+            row.update({f"{split}_{k}": v for k, v in metrics.items()})
+            predictions[model][split] = mean.argmax(axis=1).tolist()
+        row["loss"], row["accuracy"] = row[f"{first_split}_loss"], row[f"{first_split}_accuracy"]
+        members.append(row)
+    if not members:
+        raise ConfigError(f"run {run.name} kept no class probabilities for {', '.join(strategies)}")
+    return members, predictions
+
+
+def add_paired_tests(run: Run, table: list[dict], split: str, predictions: dict) -> None:
+    """Each student (and ensemble) against the best student, on the same validation examples."""
     labels = read_json(run.path / "labels.json", {}).get(split)
     students = [r for r in table if r["role"] == "student"]
     if not students or labels is None:
@@ -95,8 +151,8 @@ def add_paired_tests(run: Run, table: list[dict], split: str) -> None:
 
     best = max(students, key=lambda r: r["accuracy"])
     best["best"] = True
-    for r in students:
-        if r is best:
+    for r in table:
+        if r is best or r["role"] == "teacher":
             continue
         test = paired_difference(correct(r), correct(best))
         r.update(

@@ -5,6 +5,7 @@ runs/<run>/
   status.json        running / completed / failed / stopped, with a message
   metrics.jsonl      one row per model and epoch  summary.json, summary.csv  one row per model
   predictions.json   predicted labels per model and validation split (for paired tests)
+  probabilities/<model>.npz  class probabilities per validation split, fp16 (for ensembles)
   models/<name>/     save_pretrained folders (safetensors + tokenizer)
   plots/*.png        written by `python -m distill report`
 """
@@ -23,19 +24,21 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .config import RUN_NAME, ConfigError, JobConfig, default_results_dir
 
 STATES = ("running", "completed", "failed", "stopped", "paused", "interrupted")
 RESUMABLE = ("stopped", "paused", "interrupted", "failed")
 
 
-def atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, content: str | bytes) -> None:
     """Write via a temporary file in the same folder and rename it over the target: old or new, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(content.encode("utf-8") if isinstance(content, str) else content)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -145,6 +148,19 @@ class Run:
 
     def add_predictions(self, model: str, predictions: dict[str, list[int]]) -> None:
         write_json(self.path / "predictions.json", {**self.predictions(), model: predictions})
+
+    def probabilities(self, model: str) -> dict[str, np.ndarray]:
+        """A model's class probabilities per validation split (empty for runs made before they were kept)."""
+        path = self.path / "probabilities" / f"{model}.npz"
+        if not path.exists():
+            return {}
+        with np.load(path) as saved:
+            return {split: saved[split].astype(np.float32) for split in saved.files}
+
+    def add_probabilities(self, model: str, probabilities: dict[str, np.ndarray]) -> None:
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **{split: p.astype(np.float16) for split, p in probabilities.items()})
+        atomic_write(self.path / "probabilities" / f"{model}.npz", buffer.getvalue())
 
     def model_dir(self, name: str) -> Path:
         return self.path / "models" / name

@@ -3,6 +3,7 @@
 import json
 import time
 
+import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 
@@ -77,6 +78,28 @@ def test_list_runs_and_comparison(client, finished_job):
     assert all("diff_low" in r for r in students if not r.get("best"))
     curves = result["curves"]
     assert {c["curve"] for c in curves} >= {"train_loss", "train_ce", "train_kl", "train_cos", "val_accuracy"}
+
+
+def test_ensemble_row_in_comparison(client, finished_job, app_server):
+    table = client.predict("api-run", ["top_k", "even"], api_name="/comparison")["table"]
+    row = table[-1]
+    assert row["role"] == "ensemble" and row["strategy"] == "ensemble(top_k+even)"
+    split = row["eval_split"]
+    # Recompute from the saved files: the mean of the two students' probabilities, then argmax.
+    folder = app_server[1] / "api-run"
+    labels = np.asarray(json.loads((folder / "labels.json").read_text())[split])
+    predictions = json.loads((folder / "predictions.json").read_text())
+    probabilities = []
+    for model in ("top_k-seed0", "even-seed0"):
+        with np.load(folder / "probabilities" / f"{model}.npz") as saved:
+            probabilities.append(saved[split].astype(np.float32))
+        assert probabilities[-1].argmax(axis=1).tolist() == predictions[model][split]
+    assert row["accuracy"] == pytest.approx(float((np.mean(probabilities, 0).argmax(1) == labels).mean()))
+    by_strategy = {r["strategy"]: r for r in table}
+    assert row["params"] == by_strategy["top_k"]["params"] + by_strategy["even"]["params"]
+    assert "diff_low" in row and "p_value" in row  # tested against the best single strategy
+    with pytest.raises(Exception, match="two or more of this run's strategies"):
+        client.predict("api-run", ["top_k", "odd"], api_name="/comparison")
 
 
 def test_chat_with_the_new_student(client, finished_job):
