@@ -81,6 +81,10 @@ def run_job(
     teacher_8bit: bool,
     optimizer_8bit: bool,
     run_name: str,
+    search: bool = False,
+    search_temperatures: str = "1 2 4",
+    search_learning_rates: str = "5e-5 1e-4 2e-4",
+    search_loss_weights: str = "1:1:1",
     progress=gr.Progress(),  # noqa: B008 (Gradio injects a per-request tracker for this default)
 ):
     """Run a distillation job; streams its state: run, stage, done/total steps, log, loss curve, finished models.
@@ -88,6 +92,8 @@ def run_job(
     data is 'mnli-sample', 'glue' or 'upload' (then data_file is a CSV/TSV/JSONL with premise, hypothesis, label).
     strategies are names (top_k, bottom_k, odd, even, ...); layer_list adds an explicit 0-based list such as 0,2,4.
     student_layers 0 means half the teacher's layers; train_size/eval_size 0 mean all rows.
+    search: a hyperparameter search over the first strategy, one student per combination of the temperatures,
+    learning rates and 'ce:kl:cos' loss weights given (space-separated).
     """
     if data == "upload":
         if not data_file:
@@ -115,11 +121,20 @@ def run_job(
             "teacher_8bit": teacher_8bit,
             "optimizer_8bit": optimizer_8bit,
             "run_name": run_name or None,
+            "search": search,
+            "search_temperatures": search_temperatures,
+            "search_learning_rates": search_learning_rates,
+            "search_loss_weights": (search_loss_weights or "").replace(";", " ").split(),
             "results_dir": space.results_dir(),
         }
     )
     space.enforce_limits(cfg)
-    for state in RUNNER.stream(cfg, slice_seconds=space.slice_seconds(), run_slice=space.gpu_task(job_slice)):
+    for state in RUNNER.stream(
+        cfg,
+        slice_seconds=space.slice_seconds(),
+        run_slice=space.gpu_task(job_slice),
+        time_limit=space.job_time_limit(),
+    ):
         if state["total"]:
             progress((state["done"], state["total"]), desc=state["stage"], unit="steps")
         yield state
@@ -335,6 +350,16 @@ def build() -> gr.Blocks:
                     teacher_8bit = gr.Checkbox(False, label="8-bit teacher (bitsandbytes)")
                     optimizer_8bit = gr.Checkbox(False, label="8-bit AdamW (bitsandbytes)")
                     run_name = gr.Textbox("", label="Run name (optional)", placeholder="letters, digits, . _ -")
+            with gr.Accordion("Hyperparameter search (a job mode)", open=False):
+                gr.Markdown(
+                    "Distil the **first** strategy once per combination of the values below (and per seed); "
+                    "Compare then shows one row per setting, with its paired test against the best."
+                )
+                with gr.Row():
+                    search = gr.Checkbox(False, label="Search instead of comparing strategies")
+                    search_temperatures = gr.Textbox("1 2 4", label="Temperatures")
+                    search_learning_rates = gr.Textbox("5e-5 1e-4 2e-4", label="Learning rates")
+                    search_loss_weights = gr.Textbox("1:1:1", label="Loss weights ce:kl:cos", info="e.g. 1:1:1 2:1:0")
             with gr.Row():
                 run_button = gr.Button("Run", variant="primary")
                 stop_button = gr.Button("Stop", variant="stop")
@@ -424,6 +449,10 @@ def build() -> gr.Blocks:
                 teacher_8bit,
                 optimizer_8bit,
                 run_name,
+                search,
+                search_temperatures,
+                search_learning_rates,
+                search_loss_weights,
             ],
             job_state,
             api_name="run_job",

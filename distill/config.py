@@ -20,6 +20,7 @@ SAMPLE_DATA = "mnli-sample"
 HUB_DATA = "glue"
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 HIDDEN_LOSSES = ("mse", "cosine")
+MAX_SEARCH_POINTS = 64
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
 
 
@@ -78,6 +79,19 @@ class JobConfig:
     weight_hidden: float = _help("weight of the hidden-state loss (0: off)", default=0.0)
     hidden_loss: str = _help("hidden-state loss: mse or cosine, on each layer's [CLS] vector", default="mse")
     seeds: list[int] = _help("seeds; each strategy is distilled once per seed", default_factory=lambda: [0])
+    search: bool = _help(
+        "hyperparameter search: distil the first strategy once per combination of the search_* values "
+        "(and seed) instead of once per strategy",
+        default=False,
+    )
+    search_temperatures: list[float] = _help("search: temperatures to try", default_factory=lambda: [1.0, 2.0, 4.0])
+    search_learning_rates: list[float] = _help(
+        "search: student learning rates to try", default_factory=lambda: [5e-5, 1e-4, 2e-4]
+    )
+    search_loss_weights: list[str] = _help(
+        "search: loss weights to try, each 'ce:kl:cos' (scaled to sum to 1), e.g. 1:1:1 1:2:0",
+        default_factory=lambda: ["1:1:1"],
+    )
     precision: str = _help("fp32, bf16, fp16 or auto (bf16 where supported, fp16 on older GPUs)", default="auto")
     teacher_8bit: bool = _help("compute the teacher's outputs with an 8-bit teacher (bitsandbytes)", default=False)
     optimizer_8bit: bool = _help("8-bit AdamW (bitsandbytes)", default=False)
@@ -166,7 +180,36 @@ class JobConfig:
             raise ConfigError("teacher must not be empty")
         if not self.data.strip():
             raise ConfigError("data must not be empty")
+        if self.search:
+            self._check_search()
         return self
+
+    def _check_search(self) -> None:
+        for name in ("search_temperatures", "search_learning_rates"):
+            values = getattr(self, name)
+            if not values:
+                raise ConfigError(f"{name} needs at least one value")
+            for value in values:
+                _positive(name, value)
+        if not self.search_loss_weights:
+            raise ConfigError("search_loss_weights needs at least one 'ce:kl:cos' value")
+        for spec in self.search_loss_weights:
+            parse_loss_weights(spec)
+        points = len(self.search_temperatures) * len(self.search_learning_rates) * len(self.search_loss_weights)
+        if points > MAX_SEARCH_POINTS:
+            raise ConfigError(f"the search grid has {points} settings; at most {MAX_SEARCH_POINTS} are allowed")
+
+
+def parse_loss_weights(spec: str) -> tuple[float, float, float]:
+    """'ce:kl:cos' ratios (such as 1:1:1 or 2:1:0), scaled to sum to 1."""
+    try:
+        values = [float(part) for part in spec.split(":")]
+    except ValueError:
+        values = []
+    if len(values) != 3 or any(v < 0 or not math.isfinite(v) for v in values) or sum(values) <= 0:
+        raise ConfigError(f"loss weights {spec!r} must be three non-negative numbers ce:kl:cos, such as 1:1:1")
+    total = sum(values)
+    return values[0] / total, values[1] / total, values[2] / total
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -189,6 +232,9 @@ def _coerce(name: str, value: Any, annotation: str) -> Any:
         if annotation.startswith("list[str]"):
             items = value.split(";") if isinstance(value, str) else list(value)
             return [str(item).strip() for item in items if str(item).strip()]
+        if annotation.startswith("list[float]"):
+            items = value.replace(",", " ").split() if isinstance(value, str) else list(value)
+            return [_float(item) for item in items]
         if annotation.startswith("list[int]"):
             items = value.replace(",", " ").split() if isinstance(value, str) else list(value)
             return [_int(item) for item in items]
@@ -201,9 +247,7 @@ def _coerce(name: str, value: Any, annotation: str) -> Any:
         if annotation.startswith("int"):
             return _int(value)
         if annotation.startswith("float"):
-            if isinstance(value, bool):
-                raise TypeError
-            return float(value)
+            return _float(value)
         if annotation.startswith("str"):
             if not isinstance(value, str):
                 raise TypeError
@@ -211,6 +255,12 @@ def _coerce(name: str, value: Any, annotation: str) -> Any:
     except (TypeError, ValueError):
         raise ConfigError(f"{name} has the wrong type: {value!r}") from None
     return value
+
+
+def _float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise TypeError
+    return float(value)
 
 
 def _int(value: Any) -> int:

@@ -6,6 +6,7 @@ The CLI (`python -m distill run`) and the app's Distill tab both call `run_job`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import math
@@ -43,7 +44,8 @@ from .models import (
 )
 from .progress import EventHandler, JobPaused, JobStopped, ignore
 from .results import RESUMABLE, Run, read_json, save_pretrained_atomic, write_json
-from .strategies import StrategyContext, resolve_layers, strategy_label
+from .search import Variant, setting, variants
+from .strategies import StrategyContext, resolve_layers
 from .training import Runtime, cross_entropy_step, fit
 
 EVAL_BATCH = 64
@@ -121,7 +123,7 @@ def run_job(
         }
         job = Prepared(cfg, source, tokenizer, data, eval_loaders, n_teacher, n_student)
         steps_per_epoch = math.ceil(len(data["train"]) / cfg.batch_size)
-        students = sum(student_name(spec, seed) not in finished for spec in cfg.strategies for seed in cfg.seeds)
+        students = sum(student_name(v, seed) not in finished for v in variants(cfg) for seed in cfg.seeds)
         cached = (
             already_classifier
             or "teacher" in finished
@@ -136,11 +138,11 @@ def run_job(
             teacher = prepare_teacher(job, run, runtime, already_classifier)
         outputs = teacher_outputs(job, teacher, runtime, run) if cfg.cache_teacher_outputs else None
         importance = layer_importance_once(job, teacher, runtime, run)
-        for spec in cfg.strategies:
-            layers = resolve_layers(spec, StrategyContext(n_teacher, n_student, importance))
+        for variant in variants(cfg):
+            layers = resolve_layers(variant.strategy, StrategyContext(n_teacher, n_student, importance))
             for seed in cfg.seeds:
-                if student_name(spec, seed) not in finished:
-                    distil_student(job, run, runtime, teacher, outputs, spec, layers, seed)
+                if student_name(variant, seed) not in finished:
+                    distil_student(job, run, runtime, teacher, outputs, variant, layers, seed)
         if runtime.is_main:
             runtime.deadline = None  # every model is saved: the closing timing is not cut into slices
             time_side_by_side(job, run, runtime)
@@ -176,8 +178,8 @@ def resume_job(
     return run_job(JobConfig.from_dict(run.config()), on_event, stop, resume=run, deadline=deadline)
 
 
-def student_name(spec: str, seed: int) -> str:
-    return f"{strategy_label(spec)}-seed{seed}"
+def student_name(variant: Variant, seed: int) -> str:
+    return f"{variant.label}-seed{seed}"
 
 
 def check_strategies(specs: list[str], n_teacher: int, n_student: int) -> None:
@@ -413,13 +415,13 @@ def distil_student(
     runtime: Runtime,
     teacher: nn.Module,
     outputs: TeacherOutputs | None,
-    spec: str,
+    variant: Variant,
     layers: list[int],
     seed: int,
 ) -> None:
+    job = dataclasses.replace(job, cfg=variant.cfg)  # a search variant trains with its own settings
     cfg = job.cfg
-    label = strategy_label(spec)
-    name = student_name(spec, seed)
+    name = student_name(variant, seed)
     student = build_student(teacher, layers)
     if not copied_layers_match(student, teacher, layers):
         raise RuntimeError(f"student {name} does not start from teacher layers {layers}")
@@ -454,7 +456,7 @@ def distil_student(
         student,
         name=name,
         role="student",
-        strategy=label,
+        strategy=variant.label,
         layers=layers,
         seed=seed,
         history=history,
@@ -494,6 +496,7 @@ def record_model(
     run.add_probabilities(name, {split: probabilities(values) for split, values in logits.items()})
     row = {
         **identity,
+        **(setting(job.cfg) if role == "student" else {}),
         "train_loss": history[-1]["train_loss"] if history else None,
         "loss": metrics[first_split]["loss"],
         "accuracy": metrics[first_split]["accuracy"],

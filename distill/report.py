@@ -29,6 +29,20 @@ TABLE_COLUMNS = [
     ("vs_best", "vs best (95% CI)", "{}"),
     ("p_value", "p", "{:.3f}"),
 ]
+SETTING_COLUMNS = [
+    ("temperature", "T", "{:g}"),
+    ("learning_rate", "lr", "{:g}"),
+    ("weight_ce", "w ce", "{:.2f}"),
+    ("weight_kl", "w kl", "{:.2f}"),
+    ("weight_cos", "w cos", "{:.2f}"),
+]
+# A search's own table: its settings instead of layers and speed, which are the same for every row.
+SEARCH_COLUMNS = [
+    ("strategy", "setting", "{}"),
+    *SETTING_COLUMNS,
+    *(c for c in TABLE_COLUMNS if c[0] in ("seeds", "train_loss", "loss", "accuracy", "accuracy_std")),
+    *(c for c in TABLE_COLUMNS if c[0] in ("other_accuracy", "macro_f1", "accuracy_kept", "vs_best", "p_value")),
+]
 
 
 def comparison(run: Run, ensemble: list[str] | None = None) -> list[dict[str, Any]]:
@@ -57,6 +71,7 @@ def comparison(run: Run, ensemble: list[str] | None = None) -> list[dict[str, An
         ),
         None,
     )
+    search = bool(run.config().get("search"))
     table = []
     for strategy, members in groups.items():
         accs = [m["accuracy"] for m in members]
@@ -81,6 +96,8 @@ def comparison(run: Run, ensemble: list[str] | None = None) -> list[dict[str, An
                 "latency_b32_ms": _mean(m["latency_b32_ms"] for m in members),
                 "eval_split": split,
                 "eval_rows": members[0].get("eval_rows"),
+                "search": search,
+                **{key: members[0].get(key) for key, _, _ in SETTING_COLUMNS},
             }
         )
     teacher = next((r for r in table if r["role"] == "teacher"), None)
@@ -170,7 +187,8 @@ def _mean(values) -> float | None:
 
 
 def display_rows(table: list[dict]) -> list[dict[str, str]]:
-    """The comparison as strings, for the terminal and the app's table."""
+    """The comparison as strings, for the terminal and the app's table (a search gets its own columns)."""
+    columns = SEARCH_COLUMNS if any(r.get("search") for r in table) else TABLE_COLUMNS
     out = []
     for r in table:
         r = dict(r)
@@ -180,7 +198,7 @@ def display_rows(table: list[dict]) -> list[dict[str, str]]:
         elif "diff_vs_best" in r:
             mark = "" if r["significant"] else " (n.s.)"
             r["vs_best"] = f"{r['diff_vs_best']:+.1%} [{r['diff_low']:+.1%}, {r['diff_high']:+.1%}]{mark}"
-        out.append({title: _fmt(fmt, r.get(key)) for key, title, fmt in TABLE_COLUMNS})
+        out.append({title: _fmt(fmt, r.get(key)) for key, title, fmt in columns})
     return out
 
 

@@ -22,7 +22,7 @@ def job_slice(
     cfg: JobConfig, on_event: EventHandler, stop: threading.Event, resume: str | None, seconds: float | None
 ) -> str:
     """One time slice of a job (the whole job when `seconds` is None); returns the run folder."""
-    deadline = time.monotonic() + seconds if seconds else None
+    deadline = time.monotonic() + seconds if seconds is not None else None
     if resume:
         return str(resume_job(Run(Path(resume)), on_event, stop, deadline).path)
     return str(run_job(cfg, on_event, stop, deadline=deadline).path)
@@ -48,12 +48,15 @@ class JobRunner:
         poll_seconds: float = 0.5,
         slice_seconds: float | None = None,
         run_slice: Callable[..., str] = job_slice,
+        time_limit: float | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Yield the job's state (run, stage, steps, log, curve points, finished models) until it ends.
 
         With `slice_seconds`, the job runs as a sequence of time slices, each one call of `run_slice` (a GPU
-        call on ZeroGPU), and the run is resumed after each pause. A failure of the job is raised here.
+        call on ZeroGPU), and the run is resumed after each pause. With `time_limit` (seconds), the job is
+        stopped cleanly once it has run that long, keeping its finished models. A failure of the job is raised.
         """
+        ends = time.monotonic() + time_limit if time_limit else None
         events: queue.Queue[Event] = queue.Queue()
         stop = threading.Event()
         with self._lock:
@@ -74,9 +77,13 @@ class JobRunner:
             while True:
                 outcome: dict[str, Any] = {}
 
-                def work(resume_path: str | None = resume, result: dict = outcome) -> None:
+                seconds = slice_seconds
+                if ends is not None:
+                    seconds = max(0.0, min(seconds or float("inf"), ends - time.monotonic()))
+
+                def work(resume_path: str | None = resume, result: dict = outcome, seconds=seconds) -> None:
                     try:
-                        result["run"] = run_slice(cfg, events.put, stop, resume_path, slice_seconds)
+                        result["run"] = run_slice(cfg, events.put, stop, resume_path, seconds)
                     except BaseException as err:  # handed to the streaming side, which re-raises it
                         result["error"] = err
 
@@ -91,6 +98,14 @@ class JobRunner:
                     raise outcome["error"]
                 run = Run(Path(outcome["run"]))
                 status = run.status()
+                if status["state"] == "paused" and ends is not None and time.monotonic() >= ends:
+                    message = (
+                        f"stopped at this Space's limit of {time_limit / 60:g} min per job; finished models are "
+                        "kept; duplicate the Space to run longer jobs"
+                    )
+                    run.set_status("stopped", message)
+                    state["log"] = [*state["log"], message][-MAX_LOG_LINES:]
+                    status = run.status()
                 state.update(run=run.name, state=status["state"], stage=status["state"])
                 yield _snapshot(state)
                 if status["state"] != "paused":

@@ -12,6 +12,7 @@ import yaml
 
 from .config import ConfigError, JobConfig
 from .hub import scrub
+from .search import variants
 
 SETTINGS_FILE = Path(__file__).resolve().parent.parent / "space_config" / "space.yaml"
 
@@ -53,6 +54,7 @@ def enforce_limits(cfg: JobConfig) -> None:
         ("teacher_epochs", cfg.teacher_epochs, limits["max_teacher_epochs"]),
         ("seeds", len(cfg.seeds), limits["max_seeds"]),
         ("strategies", len(cfg.strategies), limits["max_strategies"]),
+        ("students", len(variants(cfg)) * len(cfg.seeds), limits["max_students"]),
     ]
     upload = Path(cfg.data)
     if upload.is_file() and upload.stat().st_size > limits["max_upload_mb"] * 2**20:
@@ -62,6 +64,11 @@ def enforce_limits(cfg: JobConfig) -> None:
             raise ConfigError(
                 f"{name} is limited to {limit} on this shared Space; duplicate the Space to run bigger jobs"
             )
+
+
+def job_time_limit() -> float | None:
+    """Seconds a visitor's job may run on the public Space (None elsewhere)."""
+    return settings()["public_limits"]["max_job_minutes"] * 60 if is_public_space() else None
 
 
 def slice_seconds() -> float | None:

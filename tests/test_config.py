@@ -26,6 +26,12 @@ from distill.config import ConfigError, JobConfig
         ({"max_length": 100000}, "max_length"),
         ({"hidden_loss": "l1"}, "hidden_loss"),
         ({"epochs": True}, "wrong type"),
+        ({"search": True, "search_temperatures": []}, "search_temperatures"),
+        ({"search": True, "search_learning_rates": [0.0]}, "search_learning_rates"),
+        ({"search": True, "search_loss_weights": ["1:1"]}, "ce:kl:cos"),
+        ({"search": True, "search_loss_weights": ["0:0:0"]}, "ce:kl:cos"),
+        ({"search": True, "search_loss_weights": ["a:b:c"]}, "ce:kl:cos"),
+        ({"search": True, "search_temperatures": list(range(1, 66))}, "at most 64"),
     ],
 )
 def test_bad_settings_are_refused_with_a_clear_message(changes, message):

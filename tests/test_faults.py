@@ -115,3 +115,13 @@ def test_job_in_time_slices_completes(tiny_cfg):
 def test_a_slice_too_short_for_one_model_is_refused(tiny_cfg):
     with pytest.raises(ConfigError, match="too short to finish one model"):
         list(JobRunner().stream(tiny_cfg.replace(run_name="too-short"), slice_seconds=0.001))
+
+
+def test_a_job_past_the_time_limit_is_stopped_keeping_its_models(tiny_cfg):
+    states = list(JobRunner().stream(tiny_cfg.replace(run_name="over-time"), poll_seconds=0.2, time_limit=1))
+    final = states[-1]
+    assert final["state"] == "stopped"
+    assert "limit of" in final["log"][-1] and "duplicate the Space" in final["log"][-1]
+    run = open_run("over-time", tiny_cfg.results_dir)
+    assert run.status()["state"] == "stopped" and "limit of" in run.status()["message"]
+    assert len(run.summary()) < 3  # it did not run to the end

@@ -55,4 +55,9 @@ def test_public_space_limits_job_and_upload_size(tmp_path, monkeypatch):
         space.enforce_limits(job)
     with pytest.raises(ConfigError, match=r"epochs is limited.*duplicate the Space"):
         space.enforce_limits(JobConfig(epochs=50))
+    with pytest.raises(ConfigError, match=r"students is limited to 12"):
+        space.enforce_limits(JobConfig(search=True, seeds=[0, 1]))  # 9 settings x 2 seeds
     space.enforce_limits(JobConfig())
+    assert space.job_time_limit() == space.settings()["public_limits"]["max_job_minutes"] * 60
+    monkeypatch.delenv("SPACE_ID")
+    assert space.job_time_limit() is None

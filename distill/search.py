@@ -1,0 +1,46 @@
+"""What a job trains: one variant per strategy, or, in search mode, one per hyperparameter setting.
+
+A search distils the job's first strategy once per combination of temperature, learning rate and loss
+weights, so each setting becomes one row of the comparison table, with its spread over seeds and a paired
+test against the best setting.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+from .config import JobConfig, parse_loss_weights
+from .strategies import strategy_label
+
+
+@dataclass
+class Variant:
+    label: str  # its row in the comparison: a strategy label, or a search setting
+    strategy: str  # the layer strategy (a name or an explicit list)
+    cfg: JobConfig  # the settings it trains with
+
+
+def variants(cfg: JobConfig) -> list[Variant]:
+    if not cfg.search:
+        return [Variant(strategy_label(spec), spec, cfg) for spec in cfg.strategies]
+    grid = itertools.product(cfg.search_temperatures, cfg.search_learning_rates, cfg.search_loss_weights)
+    out = []
+    for temperature, learning_rate, weights in grid:
+        ce, kl, cos = parse_loss_weights(weights)
+        label = f"T{temperature:g}-lr{learning_rate:g}-ce{ce:.2g}-kl{kl:.2g}-cos{cos:.2g}"
+        changes = {"temperature": temperature, "learning_rate": learning_rate}
+        changes.update(weight_ce=ce, weight_kl=kl, weight_cos=cos)
+        out.append(Variant(label, cfg.strategies[0], cfg.replace(**changes)))
+    return out
+
+
+def setting(cfg: JobConfig) -> dict[str, float]:
+    """The searched settings of a variant, as columns of its summary row."""
+    return {
+        "temperature": cfg.temperature,
+        "learning_rate": cfg.learning_rate,
+        "weight_ce": round(cfg.weight_ce, 4),
+        "weight_kl": round(cfg.weight_kl, 4),
+        "weight_cos": round(cfg.weight_cos, 4),
+    }

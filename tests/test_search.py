@@ -1,0 +1,66 @@
+"""Hyperparameter search as a job mode: one student per setting, each trained with its own settings."""
+
+import pytest
+from safetensors.torch import load_file
+
+from distill.config import JobConfig
+from distill.job import run_job
+from distill.report import comparison, display_rows
+from distill.search import variants
+
+
+def test_variants_cover_the_grid_with_normalised_weights():
+    cfg = JobConfig(
+        search=True,
+        strategies=["odd", "even"],
+        search_temperatures=[1, 4],
+        search_learning_rates=[1e-4],
+        search_loss_weights=["1:1:1", "2:2:0"],
+    )
+    found = variants(cfg)
+    assert [v.label for v in found] == [
+        "T1-lr0.0001-ce0.33-kl0.33-cos0.33",
+        "T1-lr0.0001-ce0.5-kl0.5-cos0",
+        "T4-lr0.0001-ce0.33-kl0.33-cos0.33",
+        "T4-lr0.0001-ce0.5-kl0.5-cos0",
+    ]
+    assert {v.strategy for v in found} == {"odd"}  # a search distils the first strategy
+    assert [(v.cfg.temperature, v.cfg.weight_ce, v.cfg.weight_cos) for v in found][1] == (1.0, 0.5, 0.0)
+    assert [v.label for v in variants(cfg.replace(search=False))] == ["odd", "even"]
+
+
+def test_search_job_trains_each_setting_with_its_own_learning_rate(tiny_bert, tmp_path):
+    cfg = JobConfig(
+        teacher=str(tiny_bert),  # already an MNLI classifier: no fine-tuning
+        train_size=64,
+        eval_size=32,
+        epochs=1,
+        latency_examples=8,
+        strategies=["top_k"],
+        search=True,
+        search_temperatures=[2.0],
+        search_learning_rates=[1e-12, 1e-2],
+        search_loss_weights=["1:1:1"],
+        results_dir=str(tmp_path),
+        run_name="search",
+    )
+    run = run_job(cfg)
+    assert run.status()["state"] == "completed"
+    rows = {r["model"]: r for r in run.summary()}
+    frozen, moved = "T2-lr1e-12-ce0.33-kl0.33-cos0.33-seed0", "T2-lr0.01-ce0.33-kl0.33-cos0.33-seed0"
+    assert set(rows) == {"teacher", frozen, moved}
+    assert rows[moved]["learning_rate"] == 0.01 and rows[moved]["weight_kl"] == pytest.approx(1 / 3, abs=1e-4)
+
+    teacher = load_file(run.model_dir("teacher") / "model.safetensors")
+
+    def changed(model: str) -> float:  # largest change of a copied layer-0 weight against the teacher
+        student = load_file(run.model_dir(model) / "model.safetensors")
+        key = next(k for k in student if "layer.0.attention.self.query.weight" in k)
+        return float((student[key] - teacher[key]).abs().max())
+
+    assert changed(frozen) < 1e-6 < 1e-3 < changed(moved)
+
+    table = comparison(run)
+    assert [r["strategy"] for r in table] == ["teacher", frozen.removesuffix("-seed0"), moved.removesuffix("-seed0")]
+    shown = display_rows(table)
+    assert list(shown[0])[:4] == ["setting", "T", "lr", "w ce"] and shown[2]["lr"] == "0.01"
