@@ -98,6 +98,9 @@ class JobConfig:
     cache_teacher_outputs: bool = _help("compute teacher outputs once per job and reuse them", default=True)
     group_by_length: bool = _help("batch examples of similar length to keep padding small", default=True)
     pad_to_max_length: bool = _help("pad every batch to max_length (the original's behaviour)", default=False)
+    checkpoints: bool = _help(
+        "save the training state after every epoch, so a resumed run continues a model mid-way", default=True
+    )
     latency_examples: int = _help("examples timed per model for the latency columns", default=64)
     results_dir: str = _help("folder holding one sub-folder per run", default_factory=default_results_dir)
 

@@ -268,6 +268,7 @@ def prepare_teacher(job: Prepared, run: Run, runtime: Runtime, already_classifie
                 stage="teacher",
                 seed=cfg.seeds[0],
                 after_epoch=validation,
+                checkpoint=run.checkpoint("teacher") if cfg.checkpoints else None,
             )
             evaluated = validation.last
             if runtime.is_main:
@@ -448,6 +449,7 @@ def distil_student(
         stage=name,
         seed=seed,
         after_epoch=validation,
+        checkpoint=run.checkpoint(name) if cfg.checkpoints else None,
     )
     record_model(
         job,
@@ -509,6 +511,7 @@ def record_model(
         "eval_rows": len(job.data[first_split]),
     }
     run.write_summary([r for r in run.summary() if r["model"] != name] + [row])
+    run.checkpoint(name).unlink(missing_ok=True)  # the model is saved: its training checkpoint is not needed
     runtime.emit(
         "model",
         name,

@@ -7,6 +7,7 @@ runs/<run>/
   predictions.json   predicted labels per model and validation split (for paired tests)
   probabilities/<model>.npz  class probabilities per validation split, fp16 (for ensembles)
   models/<name>/     save_pretrained folders (safetensors + tokenizer)
+  checkpoints/<name>.pt  training state after the last finished epoch of a model still in training
   plots/*.png        written by `python -m distill report`
 """
 
@@ -161,6 +162,10 @@ class Run:
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **{split: p.astype(np.float16) for split, p in probabilities.items()})
         atomic_write(self.path / "probabilities" / f"{model}.npz", buffer.getvalue())
+
+    def checkpoint(self, model: str) -> Path:
+        """Where a model's training state is kept between epochs until the model is saved."""
+        return self.path / "checkpoints" / f"{model}.pt"
 
     def model_dir(self, name: str) -> Path:
         return self.path / "models" / name

@@ -102,7 +102,10 @@ def upload_run(run_path: Path) -> str | None:
         api = HfApi(token=token)
         api.create_repo(repo, exist_ok=True, private=True)
         api.upload_folder(
-            folder_path=str(run_path), repo_id=repo, path_in_repo=run_path.name, ignore_patterns=["cache/*", ".*"]
+            folder_path=str(run_path),
+            repo_id=repo,
+            path_in_repo=run_path.name,
+            ignore_patterns=["cache/*", "checkpoints/*", ".*"],
         )
     except Exception as err:  # network, permission or quota: report, never crash the app
         raise ConfigError(scrub(f"upload to {repo} failed: {err}")) from None

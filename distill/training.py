@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from accelerate import Accelerator
@@ -110,21 +113,30 @@ def fit(
     stage: str,
     seed: int,
     after_epoch: Callable[[nn.Module, int], dict] | None = None,
+    checkpoint: Path | None = None,
 ) -> tuple[nn.Module, list[dict]]:
     """Train `model` for `epochs` on `loader`, minimising `step_loss`; returns the trained model and per-epoch rows.
 
     Each row has the epoch's mean training losses and whatever `after_epoch` measured (validation).
+    With `checkpoint`, the training state is saved there after every epoch but the last, and a run that was
+    killed or stopped continues from the last saved epoch instead of starting the model again.
     """
     set_seed(seed)
     accelerator = runtime.accelerator
     optimizer = make_optimizer(model, learning_rate, cfg.weight_decay, cfg.optimizer_8bit)
     steps = epochs * len(loader)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * steps), steps)
+    scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.precision == "fp16")
+    sampler = loader.batch_sampler
     # The optimizer and scheduler stay unwrapped: our own scaler and clipping drive them, on one or many processes.
     model, loader = accelerator.prepare(model, loader)
-    scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.precision == "fp16")
-    history = []
-    for epoch in range(1, epochs + 1):
+    history: list[dict] = []
+    if checkpoint is not None and checkpoint.exists():  # loaded after prepare: optimizer state follows the device
+        history = load_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, scheduler, scaler)
+        sampler.passes = len(history)  # the next epoch draws the batch order it would have drawn
+        runtime.done += len(history) * len(loader)
+        runtime.emit("stage", stage, f"{stage}: continuing from its checkpoint after epoch {len(history)}")
+    for epoch in range(len(history) + 1, epochs + 1):
         model.train()
         sums: dict[str, float] = defaultdict(float)
         batches = 0
@@ -149,10 +161,38 @@ def fit(
         if after_epoch is not None:
             row.update(after_epoch(accelerator.unwrap_model(model), epoch))
         history.append(row)
+        if checkpoint is not None and epoch < epochs and runtime.is_main:
+            save_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, scheduler, scaler, history)
         runtime.emit("epoch", stage, f"{stage}: epoch {epoch}/{epochs} " + _short(row), **row)
     model = accelerator.unwrap_model(model)
     accelerator.free_memory()
     return model, history
+
+
+def save_checkpoint(path: Path, model: nn.Module, optimizer, scheduler, scaler, history: list[dict]) -> None:
+    """Everything needed to continue training after the epochs in `history`, written atomically."""
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "history": json.dumps(history, default=float),  # JSON: numpy numbers would not load with weights_only
+        "rng": torch.get_rng_state(),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, model: nn.Module, optimizer, scheduler, scaler) -> list[dict]:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    torch.set_rng_state(state["rng"])
+    return json.loads(state["history"])
 
 
 def _short(row: dict) -> str:

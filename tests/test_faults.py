@@ -69,6 +69,39 @@ def test_sigkill_leaves_earlier_runs_intact_and_the_run_resumable(tmp_path):
     every_json_parses(results)
 
 
+def test_a_killed_model_continues_from_its_last_epoch_checkpoint(tmp_path):
+    import torch
+
+    results = tmp_path / "runs"
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in {**TINY, "train_size": 256, "epochs": 3}.items()]
+    job = subprocess.Popen(
+        cli("run", *flags, "--strategies", "top_k", "--run-name", "mid-model", "--quiet", results=results),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    checkpoint = results / "mid-model" / "checkpoints" / "top_k-seed0.pt"
+    deadline = time.time() + 240
+    while time.time() < deadline and job.poll() is None and not checkpoint.exists():
+        time.sleep(0.02)
+    assert checkpoint.exists() and job.poll() is None, "killed between two epochs of the student"
+    os.kill(job.pid, signal.SIGKILL)
+    job.wait()
+    saved = json.loads(torch.load(checkpoint, weights_only=True)["history"])
+    assert 1 <= len(saved) < 3
+
+    events = []
+    run = resume_job(open_run("mid-model", results), events.append)
+    assert run.status()["state"] == "completed"
+    steps = [e for e in events if e.kind == "step" and e.stage == "top_k-seed0"]
+    assert len(steps) == (3 - len(saved)) * 8, "only the epochs after the checkpoint are trained again"
+    assert any("continuing from its checkpoint" in e.message for e in events)
+    history = [m for m in run.metrics if m["model"] == "top_k-seed0"]
+    assert [m["epoch"] for m in history] == [1, 2, 3]
+    assert history[0]["train_loss"] == saved[0]["train_loss"]
+    assert steps[-1].done == steps[-1].total, "the progress bar still ends at its total"
+    assert not checkpoint.exists(), "the checkpoint goes once the model is saved"
+
+
 @pytest.fixture
 def tiny_cfg(tmp_path):
     return JobConfig.from_dict({**TINY, "strategies": ["top_k", "even"], "results_dir": str(tmp_path / "runs")})
