@@ -18,6 +18,7 @@ import io
 import json
 import os
 import platform
+import re
 import shutil
 import socket
 import tempfile
@@ -187,9 +188,17 @@ class Run:
 def save_pretrained_atomic(target: Path, model, tokenizer) -> Path:
     tmp = target.with_name(f".{target.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
+    try:
+        tmp.mkdir(parents=True)
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+    except Exception as err:
+        shutil.rmtree(tmp, ignore_errors=True)  # a half-written model must not fill the disk further
+        # safetensors reports I/O failures (a full disk) as its own error type, "... (os error 28)"
+        code = re.search(r"os error (\d+)", str(err))
+        if code and not isinstance(err, OSError):
+            raise OSError(int(code[1]), os.strerror(int(code[1]))) from err
+        raise
     if target.exists():
         shutil.rmtree(target)
     os.replace(tmp, target)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import io
 import json
-import os
 import threading
 import time
 from collections import defaultdict
@@ -20,6 +20,7 @@ from transformers import get_linear_schedule_with_warmup
 from .config import ConfigError, JobConfig
 from .evaluation import autocast, model_inputs
 from .progress import Event, EventHandler, JobPaused, JobStopped, ignore
+from .results import atomic_write
 
 StepLoss = Callable[[nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, float]]]
 
@@ -179,10 +180,9 @@ def save_checkpoint(path: Path, model: nn.Module, optimizer, scheduler, scaler, 
         "history": json.dumps(history, default=float),  # JSON: numpy numbers would not load with weights_only
         "rng": torch.get_rng_state(),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()  # serialised in memory first: a full disk then fails as a plain OSError
+    torch.save(state, buffer)
+    atomic_write(path, buffer.getvalue())
 
 
 def load_checkpoint(path: Path, model: nn.Module, optimizer, scheduler, scaler) -> list[dict]:

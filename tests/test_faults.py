@@ -158,3 +158,43 @@ def test_a_job_past_the_time_limit_is_stopped_keeping_its_models(tiny_cfg):
     run = open_run("over-time", tiny_cfg.results_dir)
     assert run.status()["state"] == "stopped" and "limit of" in run.status()["message"]
     assert len(run.summary()) < 3  # it did not run to the end
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 24 MB tmpfs: a real file system that fills up (needs root, as on CI and in containers)."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a size-limited tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_a_full_disk_fails_the_run_clearly_and_keeps_earlier_runs(small_disk, tiny_bert):
+    results = small_disk / "runs"
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]
+    args = [*flags, "--teacher", str(tiny_bert), "--strategies", "top_k", "--quiet"]
+    earlier = subprocess.run(
+        cli("run", *args, "--run-name", "earlier", results=results), capture_output=True, text=True
+    )
+    assert earlier.returncode == 0, earlier.stderr
+    earlier_files = {p: p.read_bytes() for p in (results / "earlier").rglob("*") if p.is_file()}
+
+    free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
+    (small_disk / "filler").write_bytes(b"\0" * (free - 256 * 1024))  # leave 256 KB: too little for a model
+    full = subprocess.run(cli("run", *args, "--run-name", "full", results=results), capture_output=True, text=True)
+    assert full.returncode == 2
+    assert full.stderr.strip().splitlines()[-1] == "error: cannot write results: No space left on device"
+    assert "Traceback" not in full.stderr
+
+    assert {p: p.read_bytes() for p in (results / "earlier").rglob("*") if p.is_file()} == earlier_files
+    states = {r["run"]: r["state"] for r in list_runs(results)}
+    assert states["earlier"] == "completed" and states["full"] in ("failed", "interrupted")
+    (small_disk / "filler").unlink()  # space again: the failed run resumes and completes
+    resumed = subprocess.run(cli("resume", "full", "--quiet", results=results), capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert open_run("full", results).status()["state"] == "completed"
