@@ -17,6 +17,7 @@ import pandas as pd
 
 from distill import space
 from distill.config import PRECISIONS, ConfigError, JobConfig
+from distill.hub import scrub
 from distill.inference import MAX_LENGTH_RANGE, TEMPERATURE_RANGE, chat, chat_models, describe
 from distill.report import comparison, curves, display_rows, step_loss_figure
 from distill.results import list_runs, open_run
@@ -32,15 +33,25 @@ NO_STUDENTS = "No students yet: run a job in the **Distill** tab (or `python -m 
 
 
 def user_errors(fn):
-    """Turn the library's ConfigError into gr.Error, so the UI and API clients get the message, not a traceback."""
+    """Turn errors into gr.Error, so the UI and API clients get one clear message, never a traceback.
+
+    A ConfigError's message is meant for the user as it is; anything else is named by type, with any token
+    scrubbed out of its text.
+    """
+
+    def message(err: Exception) -> str:
+        return str(err) if isinstance(err, ConfigError) else scrub(f"{type(err).__name__}: {err}")
+
     if inspect.isgeneratorfunction(fn):
 
         @functools.wraps(fn)
         def stream(*args, **kwargs):
             try:
                 yield from fn(*args, **kwargs)
-            except ConfigError as err:
-                raise gr.Error(str(err)) from None
+            except gr.Error:
+                raise
+            except Exception as err:
+                raise gr.Error(message(err)) from None
 
         return stream
 
@@ -48,8 +59,10 @@ def user_errors(fn):
     def call(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except ConfigError as err:
-            raise gr.Error(str(err)) from None
+        except gr.Error:
+            raise
+        except Exception as err:
+            raise gr.Error(message(err)) from None
 
     return call
 
@@ -512,11 +525,12 @@ def build() -> gr.Blocks:
 
 
 demo = build()
+# show_error: a value Gradio itself refuses (text sent to a number) reaches the client with its message.
+LAUNCH_OPTIONS = {"max_file_size": "50mb", "show_error": True, "theme": gr.themes.Soft()}
 
 if __name__ == "__main__":
     demo.launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
-        max_file_size="50mb",
-        theme=gr.themes.Soft(),
+        **LAUNCH_OPTIONS,
     )

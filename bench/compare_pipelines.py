@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import resource
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.app_server import connect, serve  # noqa: E402
 
 BASELINE = {"cache_teacher_outputs": False, "group_by_length": False, "pad_to_max_length": True, "precision": "fp32"}
 PIPELINE = {"cache_teacher_outputs": True, "group_by_length": True, "pad_to_max_length": False, "precision": "auto"}
@@ -72,19 +73,11 @@ def chat_latency(results_dir: str, model: str, requests: int) -> dict:
     gradio_client calls; gradio_client itself adds about 100 ms of polling, reported separately.
     """
     import httpx
-    from gradio_client import Client
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "DISTILL_RESULTS_DIR": results_dir, "GRADIO_SERVER_PORT": str(port)}
-    server = subprocess.Popen(
-        [sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
     examples = [json.loads(line) for line in (ROOT / "examples" / "chat_examples.jsonl").open()]
-    try:
-        client = _connect(f"http://127.0.0.1:{port}/", Client)
-        http = httpx.Client(base_url=f"http://127.0.0.1:{port}/gradio_api")
+    with serve(results_dir) as url:
+        client = connect(url)
+        http = httpx.Client(base_url=f"{url}gradio_api")
 
         def over_http(ex: dict) -> None:
             event = http.post("/call/chat", json={"data": [model, ex["query"], ex["context"], 1.0, 128, False]})
@@ -105,21 +98,7 @@ def chat_latency(results_dir: str, model: str, requests: int) -> dict:
                     times.append(1000 * (time.perf_counter() - start))
             times.sort()
             timings[name] = {"p50_ms": statistics.median(times), "p95_ms": times[int(0.95 * (len(times) - 1))]}
-    finally:
-        server.terminate()
-        server.wait()
     return {**timings["http"], "client": timings["gradio_client"], "requests": requests}
-
-
-def _connect(url: str, client_class, timeout_s: float = 120):
-    deadline = time.time() + timeout_s
-    while True:
-        try:
-            return client_class(url, verbose=False)
-        except Exception:
-            if time.time() > deadline:
-                raise
-            time.sleep(1)
 
 
 def main() -> None:

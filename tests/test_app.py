@@ -35,7 +35,12 @@ def job_args(**changes):
         "teacher_8bit": False,
         "optimizer_8bit": False,
         "run_name": "",
+        "search": False,
+        "search_temperatures": "1 2 4",
+        "search_learning_rates": "5e-5 1e-4 2e-4",
+        "search_loss_weights": "1:1:1",
     }
+    assert set(changes) <= set(values)
     values.update(changes)
     return list(values.values())
 
@@ -138,6 +143,9 @@ def test_every_model_and_ensemble(client, finished_job):
     ("args", "message"),
     [
         (("api-run/top_k-seed0", "   ", "", 1.0, 128, False), "type a query"),
+        (("api-run/top_k-seed0", "\x00\x07\x1b\x7f", "", 1.0, 128, False), "no printable text"),
+        (("api-run/top_k-seed0", "q", "", "hot", 128, False), "temperature"),
+        (("api-run/top_k-seed0", "q", "", 1.0, 12.5, False), "max length"),
         (("api-run/top_k-seed0", "q", "x" * 100_000, 1.0, 128, False), "limit is 10,000"),
         (("api-run/top_k-seed0", "q", "", 0.0, 128, False), "temperature"),
         (("api-run/top_k-seed0", "q", "", 99.0, 128, False), "temperature"),
@@ -169,6 +177,22 @@ def test_bad_chat_input_gets_a_clear_error(client, finished_job, args, message):
         ({"seeds": "zero"}, "wrong type"),
         ({"train_size": -5}, "train_size must be 0"),
         ({"eval_size": -1}, "eval_size must be 0"),
+        ({"epochs": "three"}, "three"),  # refused by Gradio before the job function; show_error passes it on
+        ({"teacher_epochs": 0}, "teacher_epochs must be a positive"),
+        ({"epochs": 1000}, "at most 100"),
+        ({"batch_size": 10**6}, "at most 4096"),
+        ({"student_layers": -2}, "student_layers"),
+        ({"student_layers": 9}, "fewer layers"),
+        ({"weight_kl": -0.5}, "weight_kl"),
+        ({"weight_cos": -1}, "weight_cos"),
+        ({"weight_hidden": -1}, "weight_hidden"),
+        ({"weight_ce": 0, "weight_kl": 0, "weight_cos": 0}, "at least one loss weight"),
+        ({"strategies": ["no_such_strategy"]}, "not in the list of choices"),  # refused by Gradio's CheckboxGroup
+        ({"strategies": [], "layer_list": "top_k,odd"}, "unknown strategy"),
+        ({"strategies": []}, "at least one strategy"),
+        ({"precision": "fp8"}, "not in the list of choices"),
+        ({"search": True, "search_loss_weights": "1:1"}, "ce:kl:cos"),
+        ({"search": True, "search_temperatures": "hot"}, "wrong type"),
     ],
 )
 def test_bad_job_settings_get_a_clear_error(client, changes, message):
@@ -182,6 +206,13 @@ def test_bad_job_settings_get_a_clear_error(client, changes, message):
         (b"just some words\nnot a table at all", "notes.csv", "not a comma- or tab-separated table|lacks column"),
         (b"premise,hypothesis\na,b\n", "cols.csv", "lacks column"),
         (b"\xff\xfe\xfa", "bytes.csv", "UTF-8"),
+        (b"premise,hypothesis,label\n", "empty.csv", "has no rows"),
+        (b"premise,hypothesis,label\na,b,maybe\nc,d,0\n", "labels.csv", "unknown label"),
+        (
+            b"premise,hypothesis,label\n" + b"a,b,0\n" * 9_000_000,
+            "big.csv",
+            "larger than 50 MB|exceeds the maximum file size",
+        ),
     ],
 )
 def test_bad_uploads_get_a_clear_error(client, tmp_path, content, name, message):
