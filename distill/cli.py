@@ -42,6 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--ensemble", nargs="+", metavar="STRATEGY", help="add a row for the ensemble of these strategies"
     )
+    report.add_argument(
+        "--pairwise",
+        nargs="?",
+        const="",
+        metavar="SPLIT",
+        help="also test every pair of strategies (on SPLIT; default: the main validation split)",
+    )
 
     listing = commands.add_parser("list", help="list the runs in the results folder")
     listing.add_argument("--results-dir", default=None)
@@ -95,7 +102,7 @@ def _run_with_progress(args: argparse.Namespace, start) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import comparison, format_table, write_plots
+    from .report import comparison, format_pairwise, format_table, pairwise, write_plots
     from .results import open_run
 
     run = open_run(args.run, args.results_dir)
@@ -109,6 +116,13 @@ def cmd_report(args: argparse.Namespace) -> int:
             f"accuracy on {table[0]['eval_split'] if table else '-'} ({table[0]['eval_rows'] if table else 0} examples)"
         )
         print(format_table(table))
+    if args.pairwise is not None:
+        pairs = pairwise(run, args.pairwise or None)
+        if args.json:
+            print(json.dumps(pairs, indent=2))
+        else:
+            print(f"\nevery pair of strategies on {pairs[0]['split'] if pairs else '-'}:")
+            print(format_pairwise(pairs))
     if not args.no_plots:
         for path in write_plots(run):
             print(f"wrote {path}", file=sys.stderr)

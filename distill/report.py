@@ -161,11 +161,7 @@ def add_paired_tests(run: Run, table: list[dict], split: str, predictions: dict)
     students = [r for r in table if r["role"] == "student"]
     if not students or labels is None:
         return
-    labels = np.asarray(labels)
-
-    def correct(row: dict) -> np.ndarray:  # share of seeds right, per example
-        return np.mean([np.asarray(predictions[m][split]) == labels for m in row["models"] if m in predictions], axis=0)
-
+    correct = _correctness(predictions, np.asarray(labels), split)
     best = max(students, key=lambda r: r["accuracy"])
     best["best"] = True
     for r in table:
@@ -179,6 +175,54 @@ def add_paired_tests(run: Run, table: list[dict], split: str, predictions: dict)
             p_value=test.p_value,
             significant=test.significant,
         )
+
+
+def _correctness(predictions: dict, labels: np.ndarray, split: str):
+    def correct(row: dict) -> np.ndarray:  # share of seeds right, per example
+        return np.mean([np.asarray(predictions[m][split]) == labels for m in row["models"] if m in predictions], axis=0)
+
+    return correct
+
+
+def pairwise(run: Run, split: str | None = None) -> list[dict[str, Any]]:
+    """Every pair of strategies (higher mean accuracy first): the difference, its 95% paired-bootstrap
+    interval and McNemar's p, on `split` (default: the run's main validation split)."""
+    table = [r for r in comparison(run) if r["role"] == "student"]
+    if not table:
+        return []
+    split = split or table[0]["eval_split"]
+    labels = read_json(run.path / "labels.json", {}).get(split)
+    if labels is None:
+        raise ConfigError(f"run {run.name} has no validation split {split!r}")
+    correct = _correctness(run.predictions(), np.asarray(labels), split)
+    ranked = sorted(table, key=lambda r: -float(np.mean(correct(r))))
+    out = []
+    for i, a in enumerate(ranked):
+        for b in ranked[i + 1 :]:
+            test = paired_difference(correct(a), correct(b))
+            out.append(
+                {
+                    "better": a["strategy"],
+                    "worse": b["strategy"],
+                    "split": split,
+                    "difference": test.difference,
+                    "low": test.low,
+                    "high": test.high,
+                    "p_value": test.p_value,
+                    "significant": test.significant,
+                }
+            )
+    return out
+
+
+def format_pairwise(rows: list[dict]) -> str:
+    lines = [f"{'pair':<32} {'difference':>10}  {'95% CI':<18} {'p':>6}"]
+    for r in rows:
+        pair = f"{r['better']} - {r['worse']}"
+        ci = f"[{r['low']:+.1%}, {r['high']:+.1%}]"
+        mark = "" if r["significant"] else "  (n.s.)"
+        lines.append(f"{pair:<32} {r['difference']:>+10.1%}  {ci:<18} {r['p_value']:>6.3f}{mark}")
+    return "\n".join(lines)
 
 
 def _mean(values) -> float | None:

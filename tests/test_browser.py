@@ -88,6 +88,19 @@ def test_distill_compare_chat(app_server, page):
     for name in ("Distill", "Compare", "Chat"):
         expect(page.get_by_role("tab", name=name)).to_be_visible()
 
+    # 1b. on a fresh start, Compare shows the committed reference run, labelled as such; an ensemble adds a row
+    page.get_by_role("tab", name="Compare").click()
+    expect(page.get_by_text("(the committed reference run)")).to_be_visible()
+    reference = page.get_by_role("grid", name="Strategy comparison")
+    for strategy in ("teacher", "top_k", "bottom_k", "odd", "even", "importance"):
+        row = reference.get_by_role("row").filter(has=page.get_by_role("gridcell", name=strategy, exact=True))
+        expect(row).to_have_count(1)
+    ensemble = page.get_by_role("group", name="Ensemble of strategies")
+    ensemble.get_by_role("checkbox", name="top_k", exact=True).check()
+    ensemble.get_by_role("checkbox", name="odd", exact=True).check()
+    expect(reference.get_by_role("gridcell", name="ensemble(top_k+odd)", exact=True)).to_have_count(1)
+    page.screenshot(path=ARTIFACTS / "reference.png", full_page=True)
+
     # 2. a tiny job from the Distill tab
     page.get_by_role("tab", name="Distill").click()
     page.get_by_label("Train examples (0 = all)", exact=True).fill("64")

@@ -151,3 +151,22 @@ def test_accelerate_launch_runs_the_same_command_line(finished_run):
     rows = json.loads((first.path.parent / "accelerated" / "summary.json").read_text())
     assert [r["model"] for r in rows] == ["teacher", "top_k-seed0"]
     assert rows[0]["accuracy"] == first.summary()[0]["accuracy"]  # the cached teacher was reused
+
+
+def test_report_pairwise_and_ensemble_from_the_command_line(finished_run, capsys):
+    from distill.cli import main
+    from distill.report import pairwise
+
+    _, run, _, _ = finished_run
+    pairs = pairwise(run)
+    assert len(pairs) == 6  # four strategies: every pair once, better one first
+    assert all(p["difference"] >= 0 and p["low"] <= p["difference"] <= p["high"] for p in pairs)
+    by_pair = {(p["better"], p["worse"]): p for p in pairs}
+    accuracy = {r["strategy"]: r["accuracy"] for r in comparison(run)}
+    for (better, worse), p in by_pair.items():
+        assert p["difference"] == pytest.approx(accuracy[better] - accuracy[worse], abs=1e-9)
+    assert main(["report", str(run.path), "--no-plots", "--pairwise", "--ensemble", "top_k", "even"]) == 0
+    out = capsys.readouterr().out
+    assert "ensemble(top_k+even)" in out and "every pair of strategies on validation_matched" in out
+    assert main(["report", str(run.path), "--no-plots", "--pairwise", "no_such_split"]) == 2
+    assert "no validation split 'no_such_split'" in capsys.readouterr().err
