@@ -34,5 +34,5 @@ def test_use_from_python_snippet_runs_against_the_app(app_server):
     namespace: dict = {}
     exec(compile(code, "README.md", "exec"), namespace)
     assert namespace["job"].outputs()[-1]["state"] == "completed"
-    assert [r["strategy"] for r in namespace["table"]] == ["teacher", "top_k", "even"]
+    assert [r["strategy"] for r in namespace["table"]] == ["teacher", "top_k", "even", "ensemble(top_k+even)"]
     assert namespace["reply"]["label"] in {"entailment", "neutral", "contradiction"}
