@@ -97,7 +97,9 @@ def _run_with_progress(args: argparse.Namespace, start) -> int:
     status = run.status()
     print(format_table(comparison(run)))
     write_plots(run)
-    print(f"\nrun {run.name}: {status['state']}; results in {run.path}")
+    busy = status.get("busy_seconds")
+    took = f" after {busy / 60:.1f} min of running" if busy else ""
+    print(f"\nrun {run.name}: {status['state']}{took}; results in {run.path}")
     return 0 if status["state"] == "completed" else 1
 
 

@@ -117,11 +117,15 @@ class Run:
         return run
 
     def set_status(self, state: str, message: str = "") -> None:
+        """Record the state; `busy_seconds` adds up the time spent running (pauses and stops not counted)."""
         assert state in STATES
-        write_json(
-            self.path / "status.json",
-            {"state": state, "message": message, "time": time.time(), "pid": os.getpid(), "host": socket.gethostname()},
-        )
+        now = time.time()
+        previous = read_json(self.path / "status.json", {})
+        busy = previous.get("busy_seconds", 0.0)
+        if previous.get("state") == "running" and previous.get("pid") == os.getpid():
+            busy += now - previous["time"]
+        status = {"state": state, "message": message, "time": now, "pid": os.getpid(), "host": socket.gethostname()}
+        write_json(self.path / "status.json", {**status, "started": previous.get("started", now), "busy_seconds": busy})
 
     def status(self) -> dict[str, Any]:
         status = read_json(self.path / "status.json", {"state": "failed", "message": "no status file"})

@@ -125,6 +125,8 @@ def test_stopped_run_resumes_without_retraining_finished_models(tiny_cfg):
     assert [r["model"] for r in run.summary()] == ["teacher", "top_k-seed0", "even-seed0"]
     stages = {e.stage for e in events if e.kind == "step"}
     assert stages == {"even-seed0"}
+    status = run.status()
+    assert 0 < status["busy_seconds"] < status["time"] - status["started"] + 1e-6  # time stopped is not counted
     with pytest.raises(ConfigError, match="completed"):
         resume_job(run)
 
