@@ -391,6 +391,7 @@ def build() -> gr.Blocks:
                 [],
                 label="Ensemble of strategies",
                 info="pick two or more: one more row averages their class probabilities, seed by seed",
+                elem_id="ensemble-picker",
             )
             table = gr.Dataframe(label="Strategy comparison", wrap=True, interactive=False)
             with gr.Row():
