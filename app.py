@@ -20,7 +20,7 @@ from distill.config import PRECISIONS, ConfigError, JobConfig
 from distill.hub import scrub
 from distill.inference import MAX_LENGTH_RANGE, TEMPERATURE_RANGE, chat, chat_models, describe
 from distill.report import comparison, curves, display_rows, step_loss_figure
-from distill.results import list_runs, open_run
+from distill.results import RESUMABLE, list_runs, open_run
 from distill.service import JobRunner, job_slice
 from distill.strategies import DESCRIPTIONS
 
@@ -30,6 +30,11 @@ RUNNER = JobRunner()
 DEFAULT = space.default_job()
 EXAMPLES = [json.loads(line) for line in (Path(__file__).parent / "examples" / "chat_examples.jsonl").open()]
 NO_STUDENTS = "No students yet: run a job in the **Distill** tab (or `python -m distill run`), then pick one here."
+
+
+def find_run(name: str, roots: list[str] = ROOTS):
+    """A run by name only: visitors never reach folders by path."""
+    return open_run(name, roots, allow_paths=False)
 
 
 def user_errors(fn):
@@ -142,19 +147,37 @@ def run_job(
         }
     )
     space.enforce_limits(cfg)
+    for state in stream_job(cfg, progress):
+        yield state
+    # Optional: push the run to the Hub repo named by DISTILL_UPLOAD_REPO (needs the HF_TOKEN secret).
+    url = space.upload_run(find_run(state["run"]).path) if state["state"] == "completed" else None
+    if url:
+        yield {**state, "upload": url, "log": [*state["log"], f"uploaded to {url}"]}
+
+
+def stream_job(cfg: JobConfig, progress, resume: str | None = None):
+    """The job's states from the runner (in time slices on ZeroGPU, time-limited on the public Space)."""
     for state in RUNNER.stream(
         cfg,
         slice_seconds=space.slice_seconds(),
         run_slice=space.gpu_task(job_slice),
         time_limit=space.job_time_limit(),
+        resume=resume,
     ):
         if state["total"]:
             progress((state["done"], state["total"]), desc=state["stage"], unit="steps")
         yield state
-    # Optional: push the run to the Hub repo named by DISTILL_UPLOAD_REPO (needs the HF_TOKEN secret).
-    url = space.upload_run(open_run(state["run"], ROOTS).path) if state["state"] == "completed" else None
-    if url:
-        yield {**state, "upload": url, "log": [*state["log"], f"uploaded to {url}"]}
+
+
+@user_errors
+def resume_job(run: str, progress=gr.Progress()):  # noqa: B008 (Gradio injects a per-request tracker)
+    """Continue a stopped, paused, interrupted (killed) or failed run with its own settings: finished models are
+    kept and a model that was in training continues from its last finished epoch. Streams like /run_job."""
+    found = find_run(run, [space.results_dir()])  # committed runs are read-only
+    state = found.status()["state"]
+    if state not in RESUMABLE:
+        raise ConfigError(f"run {found.name} is {state}; only {', '.join(RESUMABLE)} runs can be resumed")
+    yield from stream_job(JobConfig.from_dict(found.config()), progress, resume=str(found.path))
 
 
 def stop_job() -> dict:
@@ -172,7 +195,7 @@ def comparison_api(run: str, ensemble: list[str] | None = None) -> dict:
     """A run's comparison table (records: teacher first, mean and spread over seeds, paired test vs the best)
     and its per-epoch curves (records: model, strategy, seed, epoch, curve, value). `ensemble`: two or more of
     the run's strategies to add as one more row, their class probabilities averaged seed by seed."""
-    found = open_run(run, ROOTS)
+    found = find_run(run)
     table = comparison(found, ensemble)
     return {"run": found.name, "status": found.status(), "table": table, "curves": curves(found)}
 
@@ -221,7 +244,7 @@ def default_run() -> str | None:
 def show_comparison(run: str | None, ensemble: list[str] | None = None):
     if not run:
         return "No runs yet: start one in the Distill tab.", None, None, None, None, None, gr.update(), gr.update()
-    found = open_run(run, ROOTS)
+    found = find_run(run)
     table = comparison(found, ensemble if ensemble and len(ensemble) > 1 else None)
     status = found.status()
     label = " (the committed reference run)" if found.path.parent == REFERENCE_DIR else ""
@@ -269,7 +292,7 @@ def _loss_curves(points: pd.DataFrame, strategy: str | None) -> pd.DataFrame | N
 
 @user_errors
 def show_loss_curves(run: str | None, strategy: str | None):
-    return _loss_curves(pd.DataFrame(curves(open_run(run, ROOTS))), strategy) if run else None
+    return _loss_curves(pd.DataFrame(curves(find_run(run))), strategy) if run else None
 
 
 def chat_ui(
@@ -376,6 +399,9 @@ def build() -> gr.Blocks:
             with gr.Row():
                 run_button = gr.Button("Run", variant="primary")
                 stop_button = gr.Button("Stop", variant="stop")
+            with gr.Accordion("Resume a stopped or interrupted run", open=False), gr.Row():
+                resume_name = gr.Textbox("", label="Run to resume", placeholder="its name (Compare lists the runs)")
+                resume_button = gr.Button("Resume")
             job_header = gr.Markdown()
             loss_plot = gr.Plot(label="Training loss per step")
             with gr.Accordion("Job status, as the API streams it", open=False):
@@ -473,6 +499,10 @@ def build() -> gr.Blocks:
             concurrency_limit=1,
             concurrency_id="training",
         )
+        resume_event = resume_button.click(
+            resume_job, resume_name, job_state, api_name="resume_job", concurrency_limit=1, concurrency_id="training"
+        )
+        resume_event.then(refresh_models, None, [model, no_students], api_visibility="undocumented")
         gr.api(stop_job, api_name="stop_job", queue=False)
         gr.api(runs, api_name="list_runs")
         gr.api(comparison_api, api_name="comparison")

@@ -63,7 +63,7 @@ def resolve_chat_model(name: str, results_dir: Roots) -> list[Path]:
     run_name, _, model = name.partition("/")
     if not model or "/" in model or ".." in name:
         raise ConfigError(f"unknown model {name!r}; pick one from the list (run/model)")
-    run = open_run(run_name, results_dir)
+    run = open_run(run_name, results_dir, allow_paths=False)
     students = [r["model"] for r in run.summary() if r["role"] == "student"]
     members = students if model == ENSEMBLE else [model]
     folders = [run.model_dir(m) for m in members]
@@ -146,7 +146,7 @@ def chat(
     """The chat endpoint: one model's answer, plus every model of the same run side by side on request."""
     result = {"model": name, **predict(resolve_chat_model(name, results_dir), query, context, temperature, max_length)}
     if every_model:  # only this run's models: no need to read every other run
-        others = run_chat_models(open_run(name.partition("/")[0], results_dir))
+        others = run_chat_models(open_run(name.partition("/")[0], results_dir, allow_paths=False))
         result["answers"] = [
             {"model": m, **predict(resolve_chat_model(m, results_dir), query, context, temperature, max_length)}
             for m in others

@@ -253,15 +253,16 @@ def _roots(results_dir: Roots) -> list[Path]:
     return [Path(r) for r in results_dir] if isinstance(results_dir, list) else [Path(results_dir)]
 
 
-def open_run(name_or_path: str | Path, results_dir: Roots = None) -> Run:
-    """A run by name inside the results folder(s), or by folder path; names never escape those folders."""
+def open_run(name_or_path: str | Path, results_dir: Roots = None, *, allow_paths: bool = True) -> Run:
+    """A run by name inside the results folder(s), or (with `allow_paths`, as on the command line) by folder
+    path; names never escape those folders."""
     name = str(name_or_path)
     if RUN_NAME.match(name) and ".." not in name:
         for root in _roots(results_dir):
             if (root / name / "config.json").is_file():
                 return Run(root / name)
     path = Path(name_or_path)
-    if not path.is_dir():
+    if not allow_paths or not path.is_dir():
         raise ConfigError(f"no run named {name!r}")
     if not (path / "config.json").is_file():
         raise ConfigError(f"{name} is not a run folder (no config.json)")

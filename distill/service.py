@@ -49,12 +49,14 @@ class JobRunner:
         slice_seconds: float | None = None,
         run_slice: Callable[..., str] = job_slice,
         time_limit: float | None = None,
+        resume: str | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Yield the job's state (run, stage, steps, log, curve points, finished models) until it ends.
 
         With `slice_seconds`, the job runs as a sequence of time slices, each one call of `run_slice` (a GPU
         call on ZeroGPU), and the run is resumed after each pause. With `time_limit` (seconds), the job is
-        stopped cleanly once it has run that long, keeping its finished models. A failure of the job is raised.
+        stopped cleanly once it has run that long, keeping its finished models. With `resume` (a run folder),
+        that run is continued instead of starting a new one. A failure of the job is raised.
         """
         ends = time.monotonic() + time_limit if time_limit else None
         events: queue.Queue[Event] = queue.Queue()
@@ -71,7 +73,6 @@ class JobRunner:
             "curve": [],
             "models": [],
         }
-        resume: str | None = None
         worker: threading.Thread | None = None
         try:
             while True:

@@ -2,6 +2,7 @@
 
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -240,6 +241,26 @@ def test_stop_mid_job_keeps_finished_models_and_chat_keeps_answering(client, fin
     run = next(r for r in client.predict(api_name="/list_runs") if r["run"] == "stopped-run")
     assert run["state"] == "stopped" and run["models"] >= 2  # teacher and top_k were kept
     assert "stopped-run/top_k-seed0" in client.predict(api_name="/models")
+
+
+def test_resume_a_stopped_run_through_the_api(client):
+    kept = next(r for r in client.predict(api_name="/list_runs") if r["run"] == "stopped-run")["models"]
+    updates = list(client.submit("stopped-run", api_name="/resume_job"))
+    final = updates[-1]
+    assert final["run"] == "stopped-run" and final["state"] == "completed"
+    trained = [m["model"] for m in final["models"]]
+    assert "top_k-seed0" not in trained and "teacher" not in trained, "finished models are not trained again"
+    assert kept + len(trained) == 3
+    run = next(r for r in client.predict(api_name="/list_runs") if r["run"] == "stopped-run")
+    assert run["state"] == "completed" and run["models"] == 3
+    with pytest.raises(Exception, match="is completed; only stopped, paused, interrupted, failed runs"):
+        client.predict("stopped-run", api_name="/resume_job")
+    committed = str(Path(__file__).resolve().parent.parent / "results" / "reference")
+    for name in ("reference", committed):  # committed runs are read-only; paths are not run names
+        with pytest.raises(Exception, match="no run named"):
+            client.predict(name, api_name="/resume_job")
+    with pytest.raises(Exception, match="no run named"):
+        client.predict(committed, api_name="/comparison")
 
 
 def test_second_submitter_sees_their_place_in_the_queue(client, app_server, finished_job):
