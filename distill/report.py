@@ -40,8 +40,7 @@ SETTING_COLUMNS = [
 SEARCH_COLUMNS = [
     ("strategy", "setting", "{}"),
     *SETTING_COLUMNS,
-    *(c for c in TABLE_COLUMNS if c[0] in ("seeds", "train_loss", "loss", "accuracy", "accuracy_std")),
-    *(c for c in TABLE_COLUMNS if c[0] in ("other_accuracy", "macro_f1", "accuracy_kept", "vs_best", "p_value")),
+    *(c for c in TABLE_COLUMNS if c[0] not in ("strategy", "layers", "params_m", "speedup_b32")),
 ]
 
 
@@ -59,6 +58,16 @@ def comparison(run: Run, ensemble: list[str] | None = None) -> list[dict[str, An
         members, ensemble_predictions = ensemble_members(run, rows, ensemble)
         rows = rows + members
         predictions.update(ensemble_predictions)
+    table = strategy_rows(rows, search=bool(run.config().get("search")))
+    add_paired_tests(run, table, table[0]["eval_split"], predictions)
+    return table
+
+
+def strategy_rows(rows: list[dict], search: bool = False) -> list[dict[str, Any]]:
+    """One row per strategy (teacher and ensembles included): means and spread over its seeds, and its speed
+    and accuracy relative to the teacher."""
+    if not rows:
+        return []
     groups: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
         groups[row["strategy"]].append(row)
@@ -71,7 +80,6 @@ def comparison(run: Run, ensemble: list[str] | None = None) -> list[dict[str, An
         ),
         None,
     )
-    search = bool(run.config().get("search"))
     table = []
     for strategy, members in groups.items():
         accs = [m["accuracy"] for m in members]
@@ -105,7 +113,6 @@ def comparison(run: Run, ensemble: list[str] | None = None) -> list[dict[str, An
         r["speedup_b32"] = teacher["latency_b32_ms"] / r["latency_b32_ms"] if teacher else None
         r["speedup_b1"] = teacher["latency_b1_ms"] / r["latency_b1_ms"] if teacher else None
         r["accuracy_kept"] = r["accuracy"] / teacher["accuracy"] if teacher and teacher["accuracy"] else None
-    add_paired_tests(run, table, split, predictions)
     return table
 
 
@@ -187,7 +194,7 @@ def _correctness(predictions: dict, labels: np.ndarray, split: str):
 def pairwise(run: Run, split: str | None = None) -> list[dict[str, Any]]:
     """Every pair of strategies (higher mean accuracy first): the difference, its 95% paired-bootstrap
     interval and McNemar's p, on `split` (default: the run's main validation split)."""
-    table = [r for r in comparison(run) if r["role"] == "student"]
+    table = [r for r in strategy_rows(run.summary()) if r["role"] == "student"]
     if not table:
         return []
     split = split or table[0]["eval_split"]
@@ -317,7 +324,7 @@ def write_plots(run: Run) -> list[Path]:
         ax.legend()
         paths.append(_save(fig, folder / "val_accuracy.png"))
 
-    table = comparison(run)
+    table = strategy_rows(run.summary())
     if table:
         fig, ax = plt.subplots(figsize=(6, 4))
         for r in table:
