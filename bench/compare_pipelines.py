@@ -103,8 +103,8 @@ def chat_latency(results_dir: str, model: str, requests: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train-size", type=int, default=1000)
-    parser.add_argument("--eval-size", type=int, default=1000)
+    parser.add_argument("--train-size", type=int, default=4000)
+    parser.add_argument("--eval-size", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--chat-requests", type=int, default=100)
     parser.add_argument("--one", help=argparse.SUPPRESS)
