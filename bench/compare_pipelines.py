@@ -1,6 +1,7 @@
 """Benchmark (not a test): the original's training loop against this project's pipeline, side by side.
 
     python bench/compare_pipelines.py                 # prints the table and writes bench/results.json
+    python bench/compare_pipelines.py --show          # prints the last run's table again
 
 Both do the full comparison (teacher fine-tune plus the four strategies) on the same data, settings and
 machine, one after the other, each in its own process and results folder:
@@ -46,7 +47,7 @@ def run_one(settings: dict, results_dir: str) -> dict:
     return {
         "wall_s": wall,
         "examples_per_s": trained / wall,
-        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
         "accuracy": {r["model"]: r["accuracy"] for r in run.summary()},
         "latency": {r["model"]: {"b1": r["latency_b1_ms"], "b32": r["latency_b32_ms"]} for r in run.summary()},
         "eval_rows": run.summary()[0]["eval_rows"],
@@ -107,10 +108,15 @@ def main() -> None:
     parser.add_argument("--eval-size", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--chat-requests", type=int, default=100)
+    parser.add_argument("--show", action="store_true", help="print the table of the last run (bench/results.json)")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--results-dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    out = ROOT / "bench" / "results.json"
+    if args.show:
+        print(format_report(json.loads(out.read_text())))
+        return
     if args.one:
         print(json.dumps(run_one(json.loads(args.one), args.results_dir)))
         return
@@ -124,7 +130,6 @@ def main() -> None:
         "seeds": [0],
     }
     report: dict = {"settings": common, "machine": f"{os.cpu_count()} CPU cores"}
-    out = ROOT / "bench" / "results.json"
     with tempfile.TemporaryDirectory() as tmp:
         for name, settings in (("baseline", BASELINE), ("pipeline", PIPELINE)):
             report[name] = spawn(name, {**common, **settings}, f"{tmp}/{name}")
@@ -146,7 +151,7 @@ def format_report(r: dict) -> str:
         f"{b['wall_s'] / p['wall_s']:.2f}x faster |",
         f"| training examples/s | {b['examples_per_s']:.1f} | {p['examples_per_s']:.1f} | "
         f"{p['examples_per_s'] / b['examples_per_s']:.2f}x |",
-        f"| peak memory | {b['peak_rss_gb']:.2f} GB | {p['peak_rss_gb']:.2f} GB | |",
+        f"| peak memory | {b['peak_rss_gib']:.2f} GiB | {p['peak_rss_gib']:.2f} GiB | |",
     ]
     for model in b["accuracy"]:
         diff = 100 * (p["accuracy"][model] - b["accuracy"][model])
