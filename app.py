@@ -19,8 +19,9 @@ from distill import space
 from distill.config import PRECISIONS, ConfigError, JobConfig
 from distill.hub import scrub
 from distill.inference import MAX_LENGTH_RANGE, TEMPERATURE_RANGE, chat, chat_models, describe
+from distill.job import check_resumable
 from distill.report import comparison, curves, display_rows, step_loss_figure
-from distill.results import RESUMABLE, list_runs, open_run
+from distill.results import list_runs, open_run
 from distill.service import JobRunner, job_slice
 from distill.strategies import DESCRIPTIONS
 
@@ -174,9 +175,7 @@ def resume_job(run: str, progress=gr.Progress()):  # noqa: B008 (Gradio injects 
     """Continue a stopped, paused, interrupted (killed) or failed run with its own settings: finished models are
     kept and a model that was in training continues from its last finished epoch. Streams like /run_job."""
     found = find_run(run, [space.results_dir()])  # committed runs are read-only
-    state = found.status()["state"]
-    if state not in RESUMABLE:
-        raise ConfigError(f"run {found.name} is {state}; only {', '.join(RESUMABLE)} runs can be resumed")
+    check_resumable(found)  # here too, before a ZeroGPU slice is taken only to refuse the run
     yield from stream_job(JobConfig.from_dict(found.config()), progress, resume=str(found.path))
 
 

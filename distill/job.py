@@ -172,10 +172,14 @@ def resume_job(
     run: Run, on_event: EventHandler = ignore, stop: threading.Event | None = None, deadline: float | None = None
 ) -> Run:
     """Continue a stopped, paused, interrupted or failed run with its own settings, keeping its finished models."""
+    check_resumable(run)
+    return run_job(JobConfig.from_dict(run.config()), on_event, stop, resume=run, deadline=deadline)
+
+
+def check_resumable(run: Run) -> None:
     state = run.status()["state"]
     if state not in RESUMABLE:
         raise ConfigError(f"run {run.name} is {state}; only {', '.join(RESUMABLE)} runs can be resumed")
-    return run_job(JobConfig.from_dict(run.config()), on_event, stop, resume=run, deadline=deadline)
 
 
 def student_name(variant: Variant, seed: int) -> str:
