@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.app_server import connect, serve  # noqa: E402
+from distill.results import write_json  # noqa: E402
 
 TINY_JOB = {"train_size": 64, "eval_size": 32, "strategies": ["top_k"], "epochs": 1, "teacher_epochs": 1}
 LONG_JOB = {"train_size": 4000, "eval_size": 200, "strategies": ["top_k", "even"], "epochs": 3, "teacher_epochs": 3}
@@ -155,7 +156,7 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp, serve(tmp) as url:
             report = run_load(url, args.clients, args.seconds)
     report["machine"] = f"{os.cpu_count()} CPU cores"
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    write_json(Path(args.out), report)
     print(
         f"{report['clients']} chat clients for {report['seconds']:.0f} s while a job trained "
         f"({report['job']['steps_during_load']} steps): {report['requests']} requests, {report['errors']} errors, "

@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.app_server import connect, serve  # noqa: E402
+from distill.results import write_json  # noqa: E402
 
 BASELINE = {"cache_teacher_outputs": False, "group_by_length": False, "pad_to_max_length": True, "precision": "fp32"}
 PIPELINE = {"cache_teacher_outputs": True, "group_by_length": True, "pad_to_max_length": False, "precision": "auto"}
@@ -115,6 +116,8 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     out = ROOT / "bench" / "results.json"
     if args.show:
+        if not out.is_file():
+            sys.exit(f"error: no {out.relative_to(ROOT)} yet; run the bench first")
         print(format_report(json.loads(out.read_text())))
         return
     if args.one:
@@ -133,9 +136,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name, settings in (("baseline", BASELINE), ("pipeline", PIPELINE)):
             report[name] = spawn(name, {**common, **settings}, f"{tmp}/{name}")
-            out.write_text(json.dumps(report, indent=2) + "\n")  # kept even if a later phase fails
+            write_json(out, report)  # kept even if a later phase fails
         report["chat"] = chat_latency(f"{tmp}/pipeline", "bench/top_k-seed0", args.chat_requests)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(out, report)
     print(format_report(report))
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import logging
 import os
 import sys
@@ -31,11 +30,12 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from distill.config import JobConfig  # noqa: E402
+from distill.config import ConfigError, JobConfig  # noqa: E402
 from distill.data import encode, load_job_data, make_loader  # noqa: E402
 from distill.evaluation import forward_all  # noqa: E402
 from distill.hub import resolve_model  # noqa: E402
 from distill.models import build_student, load_classifier, load_tokenizer  # noqa: E402
+from distill.results import write_json  # noqa: E402
 from distill.training import cross_entropy_step, make_optimizer, resolve_precision  # noqa: E402
 
 
@@ -71,7 +71,7 @@ def optimizer_steps(teacher, batches: list[dict], eight_bit: bool) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--teacher", help="a fine-tuned teacher folder (default: the embedded MiniLM, new head)")
-    parser.add_argument("--rows", type=int, default=1024, help="training pairs for the teacher pass")
+    parser.add_argument("--rows", type=int, default=1024, help="training pairs for the teacher pass (0: all)")
     parser.add_argument("--steps", type=int, default=30, help="student steps per optimizer (batch 32)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -80,7 +80,7 @@ def main() -> None:
 
     cfg = JobConfig.from_dict({"train_size": args.rows, "eval_size": 32})
     with tempfile.TemporaryDirectory() as tmp:
-        source = args.teacher
+        source = resolve_model(args.teacher) if args.teacher else None
         if not source:  # a new head is random: save it once so that every variant below shares it
             torch.manual_seed(0)
             source, embedded = tmp, resolve_model(cfg.teacher)
@@ -88,7 +88,7 @@ def main() -> None:
             load_tokenizer(embedded).save_pretrained(source)
         report = measure(source, cfg, args.steps)
     report["teacher"] = args.teacher or cfg.teacher
-    (ROOT / "bench" / "eight_bit.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_json(ROOT / "bench" / "eight_bit.json", report)
     print(format_report(report))
 
 
@@ -150,4 +150,7 @@ def format_report(r: dict) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except ConfigError as err:  # a bad --teacher: one line, not a traceback
+        sys.exit(f"error: {err}")
