@@ -191,7 +191,8 @@ def runs() -> list[dict]:
 
 @user_errors
 def comparison_api(run: str, ensemble: list[str] | None = None) -> dict:
-    """A run's comparison table (records: teacher first, mean and spread over seeds, paired test vs the best)
+    """A run's comparison table (records: teacher first, mean and spread over seeds, a test vs the best on each
+    validation split counting seeds and examples, Holm-adjusted; p_value null and test '1 seed: untested' with one seed)
     and its per-epoch curves (records: model, strategy, seed, epoch, curve, value). `ensemble`: two or more of
     the run's strategies to add as one more row, their class probabilities averaged seed by seed."""
     found = find_run(run)
@@ -250,8 +251,10 @@ def show_comparison(run: str | None, ensemble: list[str] | None = None):
     header = (
         f"### Run `{found.name}`{label} · {status['state']} · teacher `{found.config().get('teacher')}`\n"
         f"Accuracy on {table[0]['eval_split'] if table else '-'} ({table[0]['eval_rows'] if table else 0} "
-        "examples). *vs best*: difference to the best student with a 95% paired-bootstrap interval; "
-        "(n.s.) means the interval includes 0. *p*: McNemar's exact test."
+        "examples). *vs best*: difference to the best student (chosen on this split) with its 95% interval, "
+        "counting training noise (seeds) and validation examples, Holm-adjusted over all pairs; (n.s.): p ≥ 0.05. "
+        "One seed gives no verdict (*untested*). *other split vs best*: the same test on the other validation "
+        "split, the confirmation. How: docs/statistics.md."
     )
     points = pd.DataFrame(curves(found))
     accuracy = _mean_curve(points, "val_accuracy")

@@ -49,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SPLIT",
         help="also test every pair of strategies (on SPLIT; default: the main validation split)",
     )
+    report.add_argument(
+        "--controls",
+        nargs="+",
+        metavar="RUN",
+        help="add the students of these runs (scored on the same validation rows) as rows named RUN:STRATEGY",
+    )
 
     listing = commands.add_parser("list", help="list the runs in the results folder")
     listing.add_argument("--results-dir", default=None)
@@ -108,7 +114,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .results import open_run
 
     run = open_run(args.run, args.results_dir)
-    table = comparison(run, args.ensemble)
+    controls = [open_run(name, args.results_dir) for name in args.controls or []]
+    table = comparison(run, args.ensemble, controls)
     if args.json:
         print(json.dumps(table, indent=2))
     else:
@@ -119,7 +126,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         )
         print(format_table(table))
     if args.pairwise is not None:
-        pairs = pairwise(run, args.pairwise or None)
+        pairs = pairwise(run, args.pairwise or None, controls)
         if args.json:
             print(json.dumps(pairs, indent=2))
         else:

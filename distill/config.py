@@ -53,7 +53,12 @@ class JobConfig:
     eval_data: list[str] = _help(
         "extra validation files for a user's own data (default: hold out part of the file)", default_factory=list
     )
-    train_size: int | None = _help("training examples (0 or none: all)", default=2000)
+    train_size: int | None = _help("training examples (0 or none: all)", default=5000)
+    student_train_size: int | None = _help(
+        "training examples each student distils on: a fixed random subset of the job's training examples, "
+        "which the teacher fine-tunes on in full (0 or none: all of them)",
+        default=2500,
+    )
     eval_size: int | None = _help("validation examples per split (0 or none: all)", default=1000)
     data_seed: int = _help("seed of the subset draw", default=0)
     max_length: int = _help("token limit of a premise-hypothesis pair", default=128)
@@ -62,13 +67,13 @@ class JobConfig:
         default_factory=lambda: ["top_k", "bottom_k", "odd", "even"],
     )
     student_layers: int | None = _help("encoder layers of each student (default: half the teacher's)", default=None)
-    epochs: int = _help("distillation epochs per student", default=3)
+    epochs: int = _help("distillation epochs per student", default=1)
     batch_size: int = _help("examples per training step", default=32)
     learning_rate: float = _help("student learning rate (AdamW)", default=1e-4)
     teacher_epochs: int = _help(
-        "fine-tuning epochs of the teacher (skipped when it already is an MNLI classifier)", default=3
+        "fine-tuning epochs of the teacher (skipped when it already is an MNLI classifier)", default=2
     )
-    teacher_learning_rate: float = _help("teacher fine-tuning learning rate", default=5e-5)
+    teacher_learning_rate: float = _help("teacher fine-tuning learning rate", default=1e-4)
     warmup_ratio: float = _help("share of steps with a linear learning-rate warm-up", default=0.1)
     weight_decay: float = _help("AdamW weight decay", default=0.01)
     max_grad_norm: float = _help("gradient clipping norm", default=1.0)
@@ -78,7 +83,10 @@ class JobConfig:
     weight_cos: float = _help("weight of the cosine embedding loss on logits", default=1 / 3)
     weight_hidden: float = _help("weight of the hidden-state loss (0: off)", default=0.0)
     hidden_loss: str = _help("hidden-state loss: mse or cosine, on each layer's [CLS] vector", default="mse")
-    seeds: list[int] = _help("seeds; each strategy is distilled once per seed", default_factory=lambda: [0])
+    seeds: list[int] = _help(
+        "seeds; each strategy is distilled once per seed (one seed gives a difference but no verdict)",
+        default_factory=lambda: [0, 1, 2],
+    )
     search: bool = _help(
         "hyperparameter search: distil the first strategy once per combination of the search_* values "
         "(and seed) instead of once per strategy",
@@ -101,7 +109,7 @@ class JobConfig:
     checkpoints: bool = _help(
         "save the training state after every epoch, so a resumed run continues a model mid-way", default=True
     )
-    latency_examples: int = _help("examples timed per model for the latency columns", default=64)
+    latency_examples: int = _help("examples timed per model for the latency columns", default=32)
     results_dir: str = _help("folder holding one sub-folder per run", default_factory=default_results_dir)
 
     def __post_init__(self) -> None:
@@ -163,7 +171,7 @@ class JobConfig:
                 raise ConfigError(f"{name} must not be negative")
         if self.weight_ce + self.weight_kl + self.weight_cos + self.weight_hidden <= 0:
             raise ConfigError("at least one loss weight must be positive")
-        for name in ("train_size", "eval_size"):
+        for name in ("train_size", "student_train_size", "eval_size"):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ConfigError(f"{name} must be 0 (all) or a positive number")

@@ -200,6 +200,13 @@ class Encoded:
     def lengths(self) -> list[int]:
         return [len(ids) for ids in self.input_ids]
 
+    def subset(self, rows: list[int]) -> Encoded:
+        return Encoded(
+            [self.input_ids[i] for i in rows],
+            [self.token_type_ids[i] for i in rows] if self.token_type_ids else None,
+            self.labels[rows],
+        )
+
 
 def encode(examples: Examples, tokenizer, max_length: int) -> Encoded:
     enc = tokenizer(examples.premises, examples.hypotheses, truncation=True, max_length=max_length)

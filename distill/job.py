@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from accelerate.utils import broadcast_object_list
+from accelerate.utils import broadcast_object_list, set_seed
 from torch import nn
 
 from .config import EMBEDDED_TEACHER, ConfigError, JobConfig
@@ -45,7 +45,7 @@ from .models import (
 from .progress import EventHandler, JobPaused, JobStopped, ignore
 from .results import RESUMABLE, Run, read_json, save_pretrained_atomic, write_json
 from .search import Variant, setting, variants
-from .strategies import StrategyContext, resolve_layers
+from .strategies import RANDOM_INIT, StrategyContext, resolve_layers
 from .training import Runtime, cross_entropy_step, fit
 
 EVAL_BATCH = 64
@@ -68,7 +68,7 @@ class Prepared:
     cfg: JobConfig
     source: str
     tokenizer: object
-    data: dict[str, Encoded]
+    data: dict[str, Encoded]  # "train" (the teacher's), "students" (a subset of it) and the validation splits
     eval_loaders: dict
     n_teacher: int
     n_student: int
@@ -121,15 +121,17 @@ def run_job(
             for name, enc in data.items()
             if name != "train"
         }
+        data["students"] = data["train"].subset(student_rows(len(data["train"]), cfg))
         job = Prepared(cfg, source, tokenizer, data, eval_loaders, n_teacher, n_student)
-        steps_per_epoch = math.ceil(len(data["train"]) / cfg.batch_size)
         students = sum(student_name(v, seed) not in finished for v in variants(cfg) for seed in cfg.seeds)
         cached = (
             already_classifier
             or "teacher" in finished
             or (teacher_cache_dir(cfg, source, runtime.precision) / "done").exists()
         )
-        runtime.total = steps_per_epoch * (students * cfg.epochs + (0 if cached else cfg.teacher_epochs))
+        runtime.total = students * cfg.epochs * math.ceil(len(data["students"]) / cfg.batch_size)
+        if not cached:
+            runtime.total += cfg.teacher_epochs * math.ceil(len(data["train"]) / cfg.batch_size)
 
         if "teacher" in finished:
             runtime.emit("stage", "teacher", f"resuming run {run.name}: {len(finished)} finished model(s) kept")
@@ -180,6 +182,14 @@ def check_resumable(run: Run) -> None:
     state = run.status()["state"]
     if state not in RESUMABLE:
         raise ConfigError(f"run {run.name} is {state}; only {', '.join(RESUMABLE)} runs can be resumed")
+
+
+def student_rows(n_train: int, cfg: JobConfig) -> list[int]:
+    """The training rows the students distil on: all, or a fixed random subset (drawn with the data seed)."""
+    size = cfg.student_train_size
+    if not size or size >= n_train:
+        return list(range(n_train))
+    return sorted(np.random.default_rng(cfg.data_seed).choice(n_train, size, replace=False).tolist())
 
 
 def student_name(variant: Variant, seed: int) -> str:
@@ -319,29 +329,26 @@ class Validation:
 
 
 def teacher_outputs(job: Prepared, teacher: nn.Module, runtime: Runtime, run: Run) -> TeacherOutputs:
-    """Run the teacher once over the training rows; every student, epoch and seed reuses the result."""
+    """Run the teacher once over the students' training rows; every student, epoch and seed reuses the result."""
     cfg = job.cfg
     need_hidden = cfg.weight_hidden > 0
-    runtime.emit(
-        "stage", "teacher-outputs", f"computing teacher outputs once for {len(job.data['train'])} training rows"
-    )
+    rows = job.data["students"]
+    runtime.emit("stage", "teacher-outputs", f"computing teacher outputs once for {len(rows)} training rows")
     model = teacher
     if cfg.teacher_8bit:
         folder = run.model_dir("teacher")
         model = load_classifier(str(folder), eight_bit=True)
-    loader = runtime.accelerator.prepare(
-        make_loader(job.data["train"], job.tokenizer.pad_token_id, EVAL_BATCH, train=False)
-    )
+    loader = runtime.accelerator.prepare(make_loader(rows, job.tokenizer.pad_token_id, EVAL_BATCH, train=False))
     hidden_file = None
     if need_hidden:
-        size = len(job.data["train"]) * (job.n_teacher + 1) * teacher.config.hidden_size * 2
+        size = len(rows) * (job.n_teacher + 1) * teacher.config.hidden_size * 2
         if size > HIDDEN_IN_MEMORY_BYTES:
             hidden_file = run.path / "cache" / "teacher_hidden.npy"
             hidden_file.parent.mkdir(exist_ok=True)
     logits, hidden = forward_all(
         model,
         loader,
-        len(job.data["train"]),
+        len(rows),
         runtime.precision,
         accelerator=runtime.accelerator,
         cls_hidden=need_hidden,
@@ -361,12 +368,7 @@ def layer_importance_once(job: Prepared, teacher: nn.Module, runtime: Runtime, r
             return scores
         runtime.emit("stage", "importance", "measuring each teacher layer's importance (accuracy drop when skipped)")
         train = job.data["train"]
-        rows = list(range(min(IMPORTANCE_PROBE_ROWS, len(train))))
-        probe = Encoded(
-            [train.input_ids[i] for i in rows],
-            [train.token_type_ids[i] for i in rows] if train.token_type_ids else None,
-            train.labels[rows],
-        )
+        probe = train.subset(list(range(min(IMPORTANCE_PROBE_ROWS, len(train)))))
         loader = make_loader(probe, job.tokenizer.pad_token_id, EVAL_BATCH, train=False)
 
         def accuracy(model: nn.Module) -> float:
@@ -427,12 +429,15 @@ def distil_student(
     job = dataclasses.replace(job, cfg=variant.cfg)  # a search variant trains with its own settings
     cfg = job.cfg
     name = student_name(variant, seed)
-    student = build_student(teacher, layers)
-    if not copied_layers_match(student, teacher, layers):
+    random_init = variant.strategy in RANDOM_INIT
+    set_seed(seed)  # the random control's layers are drawn per seed
+    student = build_student(teacher, layers, random_init=random_init)
+    if not random_init and not copied_layers_match(student, teacher, layers):
         raise RuntimeError(f"student {name} does not start from teacher layers {layers}")
-    runtime.emit("stage", name, f"distilling {name}: {len(layers)} layers from teacher layers {layers}")
+    origin = f"{len(layers)} randomly initialised layers" if random_init else f"teacher layers {layers}"
+    runtime.emit("stage", name, f"distilling {name}: {len(layers)} layers from {origin}")
     loader = make_loader(
-        job.data["train"],
+        job.data["students"],
         job.tokenizer.pad_token_id,
         cfg.batch_size,
         seed,
@@ -454,6 +459,9 @@ def distil_student(
         seed=seed,
         after_epoch=validation,
         checkpoint=run.checkpoint(name) if cfg.checkpoints else None,
+        # Epoch 0: what the layer choice alone gives, before any training. A copy of teacher layers is the same
+        # model for every seed, so it is measured once; a random control differs per seed.
+        measure_start=random_init or seed == job.cfg.seeds[0],
     )
     record_model(
         job,
@@ -463,7 +471,7 @@ def distil_student(
         name=name,
         role="student",
         strategy=variant.label,
-        layers=layers,
+        layers=[] if random_init else layers,
         seed=seed,
         history=history,
         train_seconds=time.perf_counter() - started,

@@ -103,10 +103,17 @@ def encoder_layers(model: nn.Module) -> nn.ModuleList:
     raise ConfigError(f"cannot find the {depth} encoder layers of {type(model).__name__}")
 
 
-def build_student(teacher: nn.Module, layers: list[int]) -> nn.Module:
-    """A copy of the teacher keeping only `layers` (0-based), in that order; all other weights copied."""
+def build_student(teacher: nn.Module, layers: list[int], *, random_init: bool = False) -> nn.Module:
+    """A copy of the teacher keeping only `layers` (0-based), in that order; all other weights copied.
+
+    With `random_init`, the kept layers are re-drawn the way the architecture initialises a new model
+    (the control that copies no teacher layer); embeddings, pooler and head stay the teacher's.
+    """
     student = copy.deepcopy(teacher)
     kept = nn.ModuleList(copy.deepcopy(encoder_layers(teacher)[i]) for i in layers)
+    if random_init:
+        for layer in kept:
+            layer.apply(student._init_weights)
     _replace_module(student, encoder_layers(student), kept)
     for new_index, layer in enumerate(kept):
         for module in layer.modules():

@@ -1,4 +1,5 @@
-"""The comparison of a run: one row per strategy (mean and spread over seeds), paired tests, curves and plots."""
+"""The comparison of a run: one row per strategy (mean and spread over seeds), tests that count seeds and
+examples (`stats`), curves and plots."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import numpy as np
 from .config import ConfigError
 from .evaluation import classification_metrics
 from .results import Run, read_json
-from .stats import paired_difference
+from .stats import Difference, holm, seed_example_test
 
 TABLE_COLUMNS = [
     ("strategy", "strategy", "{}"),
@@ -27,7 +28,8 @@ TABLE_COLUMNS = [
     ("speedup_b32", "speed-up", "{:.2f}x"),
     ("accuracy_kept", "acc kept", "{:.1%}"),
     ("vs_best", "vs best (95% CI)", "{}"),
-    ("p_value", "p", "{:.3f}"),
+    ("p_value", "p", "p"),
+    ("other_vs_best", "other split vs best", "{}"),
 ]
 SETTING_COLUMNS = [
     ("temperature", "T", "{:g}"),
@@ -44,23 +46,61 @@ SEARCH_COLUMNS = [
 ]
 
 
-def comparison(run: Run, ensemble: list[str] | None = None) -> list[dict[str, Any]]:
-    """Teacher first, then every strategy; averaged over seeds, with spread and a paired test vs the best.
+def comparison(run: Run, ensemble: list[str] | None = None, controls: list[Run] | None = None) -> list[dict[str, Any]]:
+    """Teacher first, then every strategy: averaged over seeds, with spread, and tested against the best.
 
-    With `ensemble` (two or more strategies), a last row averages those strategies' class probabilities,
-    seed by seed, and is tested against the best single strategy like any other row.
+    The best student is chosen on the run's main validation split (validation_matched for MNLI) and tested
+    there and, as the confirmation, on the other split. Each test counts seeds and examples
+    (`stats.seed_example_test`) and is Holm-adjusted over every pair of strategies on that split, so picking
+    the best first does not make its lead look surer. With `ensemble` (two or more strategies), two more rows:
+    their ensemble (class probabilities averaged, seed by seed) and its compute-matched baseline, the best
+    strategy's seeds averaged in groups of as many models; the ensemble is tested against that baseline.
+    With `controls` (other runs scored on the same validation rows), their students join as rows named
+    RUN:STRATEGY, tested like the others.
     """
     rows = run.summary()
     if not rows:
         return []
     predictions = run.predictions()
+    rows = rows + _control_rows(run, controls or [], predictions)
+    singles = strategy_rows(rows, search=bool(run.config().get("search")))
+    extra: list[dict] = []
     if ensemble:
-        members, ensemble_predictions = ensemble_members(run, rows, ensemble)
-        rows = rows + members
+        extra, ensemble_predictions = ensemble_rows(run, rows, singles, ensemble)
         predictions.update(ensemble_predictions)
-    table = strategy_rows(rows, search=bool(run.config().get("search")))
-    add_paired_tests(run, table, table[0]["eval_split"], predictions)
+    table = singles + strategy_rows(extra) if extra else singles
+    if extra:
+        teacher = next((r for r in singles if r["role"] == "teacher"), None)
+        _relative_to_teacher(table, teacher)
+    add_tests(run, table, predictions)
     return table
+
+
+def _control_rows(run: Run, controls: list[Run], predictions: dict) -> list[dict]:
+    """The students of other runs, renamed RUN:STRATEGY; their predictions are added to `predictions`.
+
+    Their latencies are rescaled by the ratio of the two runs' teachers, since each run timed its own models
+    side by side and the two timings were taken at different moments.
+    """
+    labels = read_json(run.path / "labels.json", {})
+    ours = next((r for r in run.summary() if r["role"] == "teacher"), None)
+    out = []
+    for control in controls:
+        if read_json(control.path / "labels.json", {}) != labels:
+            raise ConfigError(f"run {control.name} was scored on other validation rows than run {run.name}")
+        theirs = control.predictions()
+        rows = control.summary()
+        teacher = next((r for r in rows if r["role"] == "teacher"), None)
+        for row in rows:
+            if row["role"] == "student":
+                model = f"{control.name}:{row['model']}"
+                renamed = {**row, "model": model, "strategy": f"{control.name}:{row['strategy']}"}
+                if ours and teacher:
+                    for key in ("latency_b1_ms", "latency_b32_ms"):
+                        renamed[key] = row[key] * ours[key] / teacher[key]
+                out.append(renamed)
+                predictions[model] = theirs[row["model"]]
+    return out
 
 
 def strategy_rows(rows: list[dict], search: bool = False) -> list[dict[str, Any]]:
@@ -108,127 +148,178 @@ def strategy_rows(rows: list[dict], search: bool = False) -> list[dict[str, Any]
                 **{key: members[0].get(key) for key, _, _ in SETTING_COLUMNS},
             }
         )
-    teacher = next((r for r in table if r["role"] == "teacher"), None)
+    _relative_to_teacher(table, next((r for r in table if r["role"] == "teacher"), None))
+    return table
+
+
+def _relative_to_teacher(table: list[dict], teacher: dict | None) -> None:
     for r in table:
         r["speedup_b32"] = teacher["latency_b32_ms"] / r["latency_b32_ms"] if teacher else None
         r["speedup_b1"] = teacher["latency_b1_ms"] / r["latency_b1_ms"] if teacher else None
         r["accuracy_kept"] = r["accuracy"] / teacher["accuracy"] if teacher and teacher["accuracy"] else None
-    return table
 
 
-def ensemble_members(run: Run, rows: list[dict], strategies: list[str]) -> tuple[list[dict], dict]:
-    """One summary-like row per seed for the ensemble of `strategies` (mean of their class probabilities),
-    and its predicted labels per split."""
-    labels = read_json(run.path / "labels.json", {})
-    known = {r["strategy"] for r in rows if r["role"] == "student"}
+def ensemble_rows(run: Run, rows: list[dict], table: list[dict], strategies: list[str]) -> tuple[list[dict], dict]:
+    """Summary-like rows, one per replicate, for the ensemble of `strategies` (their class probabilities averaged,
+    seed by seed) and for its compute-matched baseline (the best strategy's seeds averaged in disjoint groups of
+    as many models), with the predicted labels of each replicate per split."""
+    known = {r["strategy"] for r in rows if r["role"] == "student" and ":" not in r["strategy"]}  # not controls
     unknown = [s for s in strategies if s not in known]
     if len(set(strategies)) < 2 or unknown:
         raise ConfigError(
             f"an ensemble needs two or more of this run's strategies ({', '.join(sorted(known))})"
             + (f"; unknown: {', '.join(unknown)}" if unknown else "")
         )
+    students = [r for r in table if r["role"] == "student"]
+    best = max(students, key=lambda r: r["accuracy"])["strategy"]
+    size = len(set(strategies))
     name = "ensemble(" + "+".join(strategies) + ")"
-    first_split = rows[0].get("eval_split", "validation")
-    members, predictions = [], {}
+    baseline = f"{best}×{size} seeds"
+    groups: list[tuple[str, str, str, list[dict]]] = []
     for seed in sorted({r["seed"] for r in rows if r["strategy"] in strategies}):
         parts = [r for r in rows if r["strategy"] in strategies and r["seed"] == seed]
+        if len(parts) == size:  # a seed that misses a member is left out
+            groups.append((name, "ensemble", f"{name}-seed{seed}", parts))
+    best_rows = sorted((r for r in rows if r["strategy"] == best), key=lambda r: r["seed"])
+    for start in range(0, len(best_rows) - size + 1, size):
+        parts = best_rows[start : start + size]
+        seeds = "+".join(str(r["seed"]) for r in parts)
+        groups.append((baseline, "baseline", f"{best}-seeds{seeds}", parts))
+    labels = read_json(run.path / "labels.json", {})
+    first_split = rows[0].get("eval_split", "validation")
+    out, predictions = [], {}
+    for strategy, role, model, parts in groups:
         probabilities = [run.probabilities(r["model"]) for r in parts]
-        if len(parts) < len(set(strategies)) or not all(probabilities):
-            continue  # a seed that misses a member, or a run made before probabilities were kept
-        model = f"{name}-seed{seed}"
+        if not all(probabilities):
+            continue  # a run made before probabilities were kept
         row = {
             "model": model,
-            "role": "ensemble",
-            "strategy": name,
+            "role": role,
+            "strategy": strategy,
             "layers": [],
-            "seed": seed,
-            "params": sum(r["params"] for r in parts),
-            "size_mb": sum(r["size_mb"] for r in parts),
-            "latency_b1_ms": sum(r["latency_b1_ms"] for r in parts),
-            "latency_b32_ms": sum(r["latency_b32_ms"] for r in parts),
+            "seed": parts[0]["seed"],
+            "members": [r["model"] for r in parts],
+            **{key: sum(r[key] for r in parts) for key in ("params", "size_mb", "latency_b1_ms", "latency_b32_ms")},
             "eval_split": first_split,
             "eval_rows": parts[0].get("eval_rows"),
         }
         predictions[model] = {}
         for split, split_labels in labels.items():
             mean = np.mean([p[split] for p in probabilities], axis=0)
-            metrics = classification_metrics(np.log(np.clip(mean, 1e-7, 1.0)), np.asarray(split_labels))
+            metrics = classification_metrics(np.log(np.clip(mean, 1e-12, 1.0)), np.asarray(split_labels))
             row.update({f"{split}_{k}": v for k, v in metrics.items()})
             predictions[model][split] = mean.argmax(axis=1).tolist()
         row["loss"], row["accuracy"] = row[f"{first_split}_loss"], row[f"{first_split}_accuracy"]
-        members.append(row)
-    if not members:
+        out.append(row)
+    if not any(r["role"] == "ensemble" for r in out):
         raise ConfigError(f"run {run.name} kept no class probabilities for {', '.join(strategies)}")
-    return members, predictions
+    return out, predictions
 
 
-def add_paired_tests(run: Run, table: list[dict], split: str, predictions: dict) -> None:
-    """Each student (and ensemble) against the best student, on the same validation examples."""
-    labels = read_json(run.path / "labels.json", {}).get(split)
+def add_tests(run: Run, table: list[dict], predictions: dict) -> None:
+    """Each student against the best one (chosen on the main split), on every validation split; an ensemble
+    against its compute-matched baseline. Fields: `vs_best` per split, and the main and other split's test
+    flattened (diff_vs_best, diff_low, diff_high, p_value, significant, test; other_* likewise)."""
+    labels = read_json(run.path / "labels.json", {})
     students = [r for r in table if r["role"] == "student"]
-    if not students or labels is None:
+    if not students or not labels:
         return
-    correct = _correctness(predictions, np.asarray(labels), split)
+    main = table[0]["eval_split"]
     best = max(students, key=lambda r: r["accuracy"])
     best["best"] = True
-    for r in table:
-        if r is best or r["role"] == "teacher":
-            continue
-        test = paired_difference(correct(r), correct(best))
-        r.update(
-            diff_vs_best=test.difference,
-            diff_low=test.low,
-            diff_high=test.high,
-            p_value=test.p_value,
-            significant=test.significant,
-        )
+    ensemble = next((r for r in table if r["role"] == "ensemble"), None)
+    baseline = next((r for r in table if r["role"] == "baseline"), None)
+    for split, split_labels in labels.items():
+        correct = _correctness(predictions, np.asarray(split_labels), split)
+        family = _pair_tests(students, correct)
+        for r in students:
+            if r is not best:
+                _put_test(r, split, main, family[(r["strategy"], best["strategy"])], best["strategy"])
+        if ensemble and baseline:
+            test = seed_example_test(correct(ensemble), correct(baseline))
+            _put_test(ensemble, split, main, test, baseline["strategy"])
+            if not test.tested and baseline["seeds"] < 2:
+                ensemble["vs_best"][split]["test"] = f"baseline has {baseline['seeds']} replicate: untested"
+                ensemble[("" if split == main else "other_") + "test"] = ensemble["vs_best"][split]["test"]
+
+
+def _pair_tests(rows: list[dict], correct) -> dict[tuple[str, str], Difference]:
+    """Every pair (a, b) in the order of `rows`, tested as a - b and Holm-adjusted as one family."""
+    # Each pair is drawn in one fixed order (by name), so its bootstrap is the same whichever table asks.
+    pairs = [tuple(sorted((a, b), key=lambda r: r["strategy"])) for i, a in enumerate(rows) for b in rows[i + 1 :]]
+    tests = holm([seed_example_test(correct(a), correct(b)) for a, b in pairs])
+    out = {}
+    for (a, b), test in zip(pairs, tests, strict=True):
+        out[(a["strategy"], b["strategy"])] = test
+        out[(b["strategy"], a["strategy"])] = test.negated()
+    return out
+
+
+def _put_test(row: dict, split: str, main: str, test: Difference, against: str) -> None:
+    record = test.record()
+    record["against"] = against
+    row.setdefault("vs_best", {})[split] = record
+    row["against"] = against
+    prefix = "" if split == main else "other_"
+    row.update(
+        {
+            f"{prefix}diff_vs_best": record["difference"],
+            f"{prefix}diff_low": record["low"],
+            f"{prefix}diff_high": record["high"],
+            f"{prefix}p_value": record["p_value"],
+            f"{prefix}significant": record["significant"],
+            f"{prefix}test": record["test"],
+        }
+    )
 
 
 def _correctness(predictions: dict, labels: np.ndarray, split: str):
-    def correct(row: dict) -> np.ndarray:  # share of seeds right, per example
-        return np.mean([np.asarray(predictions[m][split]) == labels for m in row["models"] if m in predictions], axis=0)
+    def correct(row: dict) -> np.ndarray:  # (models, examples): 1 where that model is right
+        return np.array([np.asarray(predictions[m][split]) == labels for m in row["models"] if m in predictions])
 
     return correct
 
 
-def pairwise(run: Run, split: str | None = None) -> list[dict[str, Any]]:
-    """Every pair of strategies (higher mean accuracy first): the difference, its 95% paired-bootstrap
-    interval and McNemar's p, on `split` (default: the run's main validation split)."""
-    table = [r for r in strategy_rows(run.summary()) if r["role"] == "student"]
+def pairwise(run: Run, split: str | None = None, controls: list[Run] | None = None) -> list[dict[str, Any]]:
+    """Every pair of strategies on `split` (default: the main validation split), the better one on the main
+    split first: the difference, its interval and p, Holm-adjusted over all the pairs, counting seeds and
+    examples. A one-seed strategy's pairs are shown untested."""
+    predictions = run.predictions()
+    rows = run.summary() + _control_rows(run, controls or [], predictions)
+    table = [r for r in strategy_rows(rows) if r["role"] == "student"]
     if not table:
         return []
     split = split or table[0]["eval_split"]
     labels = read_json(run.path / "labels.json", {}).get(split)
     if labels is None:
         raise ConfigError(f"run {run.name} has no validation split {split!r}")
-    correct = _correctness(run.predictions(), np.asarray(labels), split)
-    ranked = sorted(table, key=lambda r: -float(np.mean(correct(r))))
+    ranked = sorted(table, key=lambda r: -r["accuracy"])  # chosen on the main split, whatever split is tested
+    family = _pair_tests(ranked, _correctness(predictions, np.asarray(labels), split))
     out = []
     for i, a in enumerate(ranked):
         for b in ranked[i + 1 :]:
-            test = paired_difference(correct(a), correct(b))
             out.append(
                 {
                     "better": a["strategy"],
                     "worse": b["strategy"],
                     "split": split,
-                    "difference": test.difference,
-                    "low": test.low,
-                    "high": test.high,
-                    "p_value": test.p_value,
-                    "significant": test.significant,
+                    **family[(a["strategy"], b["strategy"])].record(),
                 }
             )
     return out
 
 
 def format_pairwise(rows: list[dict]) -> str:
-    lines = [f"{'pair':<32} {'difference':>10}  {'95% CI':<18} {'p':>6}"]
+    width = max([32, *(len(r["better"]) + len(r["worse"]) + 3 for r in rows)])
+    lines = [f"{'pair':<{width}} {'difference':>10}  {'95% CI (Holm)':<18} {'p (Holm)':>8}"]
     for r in rows:
         pair = f"{r['better']} - {r['worse']}"
+        if r["p_value"] is None:
+            lines.append(f"{pair:<{width}} {r['difference']:>+10.1%}  {r['test']}")
+            continue
         ci = f"[{r['low']:+.1%}, {r['high']:+.1%}]"
         mark = "" if r["significant"] else "  (n.s.)"
-        lines.append(f"{pair:<32} {r['difference']:>+10.1%}  {ci:<18} {r['p_value']:>6.3f}{mark}")
+        lines.append(f"{pair:<{width}} {r['difference']:>+10.1%}  {ci:<18} {_p(r['p_value']):>8}{mark}")
     return "\n".join(lines)
 
 
@@ -243,20 +334,35 @@ def display_rows(table: list[dict]) -> list[dict[str, str]]:
     out = []
     for r in table:
         r = dict(r)
-        r["layers"] = ",".join(str(i) for i in r["layers"])
-        if r.get("best"):
-            r["vs_best"] = "best"
-        elif "diff_vs_best" in r:
-            mark = "" if r["significant"] else " (n.s.)"
-            r["vs_best"] = f"{r['diff_vs_best']:+.1%} [{r['diff_low']:+.1%}, {r['diff_high']:+.1%}]{mark}"
+        r["layers"] = ",".join(str(i) for i in r["layers"]) or ("random init" if r["role"] == "student" else "-")
+        r["vs_best"] = "best" if r.get("best") else _verdict(r, "")
+        r["other_vs_best"] = _verdict(r, "other_")
         out.append({title: _fmt(fmt, r.get(key)) for key, title, fmt in columns})
     return out
+
+
+def _verdict(r: dict, prefix: str) -> str | None:
+    """A difference with its test as one cell: '-1.2% [-2.0%, -0.4%]', '... (n.s.)' or '-1.2% (1 seed: untested)'."""
+    difference = r.get(f"{prefix}diff_vs_best")
+    if difference is None:
+        return None
+    against = f" vs {r['against']}" if r["role"] == "ensemble" else ""
+    if r.get(f"{prefix}p_value") is None:
+        return f"{difference:+.1%} ({r[f'{prefix}test']}){against}"
+    mark = "" if r[f"{prefix}significant"] else " (n.s.)"
+    if prefix:
+        return f"{difference:+.1%}, p {_p(r[f'{prefix}p_value'])}{mark}{against}"
+    return f"{difference:+.1%} [{r[f'{prefix}diff_low']:+.1%}, {r[f'{prefix}diff_high']:+.1%}]{mark}{against}"
 
 
 def _fmt(fmt: str, value: Any) -> str:
     if value is None:
         return "-"
-    return fmt.format(value)
+    return _p(value) if fmt == "p" else fmt.format(value)
+
+
+def _p(value: float) -> str:
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
 
 
 def format_table(table: list[dict]) -> str:

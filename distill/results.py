@@ -3,9 +3,10 @@
 runs/<run>/
   config.json        the exact job settings       environment.json  package versions, device
   status.json        running / completed / failed / stopped, with a message
-  metrics.jsonl      one row per model and epoch  summary.json, summary.csv  one row per model
+  metrics.jsonl      one row per model and epoch; epoch 0 is a student before its first step
+  summary.json, summary.csv  one row per model
   predictions.json   predicted labels per model and validation split (for paired tests)
-  probabilities/<model>.npz  class probabilities per validation split, fp16 (for ensembles)
+  probabilities/<model>.npz  class probabilities per validation split, float32 (for ensembles)
   models/<name>/     save_pretrained folders (safetensors + tokenizer)
   checkpoints/<name>.pt  training state after the last finished epoch of a model still in training
   plots/*.png        written by `python -m distill report`
@@ -165,7 +166,9 @@ class Run:
 
     def add_probabilities(self, model: str, probabilities: dict[str, np.ndarray]) -> None:
         buffer = io.BytesIO()
-        np.savez_compressed(buffer, **{split: p.astype(np.float16) for split, p in probabilities.items()})
+        # float32: half precision rounds a near-uniform model's probabilities into ties, and their argmax then
+        # no longer reproduces the saved prediction.
+        np.savez_compressed(buffer, **{split: p.astype(np.float32) for split, p in probabilities.items()})
         atomic_write(self.path / "probabilities" / f"{model}.npz", buffer.getvalue())
 
     def checkpoint(self, model: str) -> Path:

@@ -1,6 +1,8 @@
 """Which teacher layers a student starts from. Indices are 0-based: layer 0 sits next to the embeddings.
 
-A strategy is one registered function from a StrategyContext to a list of teacher layer indices.
+A strategy is one registered function from a StrategyContext to a list of teacher layer indices. A control
+strategy registered with `random_init` builds a student of the same shape whose encoder layers start from random
+weights instead of the teacher's: it shows what copying teacher layers is worth.
 """
 
 from __future__ import annotations
@@ -23,11 +25,14 @@ class StrategyContext:
 Strategy = Callable[[StrategyContext], list[int]]
 STRATEGIES: dict[str, Strategy] = {}
 DESCRIPTIONS: dict[str, str] = {}
+RANDOM_INIT: set[str] = set()  # strategies whose students' encoder layers start from random weights
 
 
-def register_strategy(name: str, description: str) -> Callable[[Strategy], Strategy]:
+def register_strategy(name: str, description: str, *, random_init: bool = False) -> Callable[[Strategy], Strategy]:
     def add(fn: Strategy) -> Strategy:
         STRATEGIES[name], DESCRIPTIONS[name] = fn, description
+        if random_init:
+            RANDOM_INIT.add(name)
         return fn
 
     return add
@@ -83,6 +88,15 @@ def importance(ctx: StrategyContext) -> list[int]:
     scores = ctx.layer_importance()
     ranked = sorted(range(ctx.n_teacher), key=lambda i: (-scores[i], i))
     return sorted(ranked[: ctx.n_student])
+
+
+@register_strategy(
+    "random",
+    "control: k encoder layers with random weights (embeddings and head from the teacher), distilled the same way",
+    random_init=True,
+)
+def random_layers(ctx: StrategyContext) -> list[int]:
+    return list(range(ctx.n_student))  # which teacher layers lend their shape does not matter: all are re-drawn
 
 
 def parse_layer_list(spec: str) -> list[int] | None:

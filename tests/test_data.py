@@ -19,7 +19,7 @@ def test_shipped_sample_is_real_mnli_in_glue_label_order():
 
 def test_default_job_data_sizes_and_reproducible_subset():
     data = load_job_data(JobConfig())
-    assert len(data["train"]) == 2000
+    assert len(data["train"]) == 5000
     assert len(data["validation_matched"]) == len(data["validation_mismatched"]) == 1000
     again = load_job_data(JobConfig())
     assert again["train"].premises == data["train"].premises

@@ -66,6 +66,31 @@ def test_students_of_every_architecture_copy_the_chosen_layers_and_reload(arch, 
         assert torch.allclose(reloaded(input_ids=ids).logits, before, atol=1e-5)
 
 
+@pytest.mark.parametrize("arch", ["bert", "roberta", "deberta-v2"])
+def test_random_control_redraws_the_encoder_layers_and_keeps_the_rest(arch):
+    teacher = AutoModelForSequenceClassification.from_config(ARCHITECTURES[arch]()).eval()
+    with torch.no_grad():  # make the teacher's weights unlike a fresh initialisation
+        for p in teacher.parameters():
+            p.add_(0.5)
+    torch.manual_seed(1)
+    first = build_student(teacher, [0, 1], random_init=True)
+    torch.manual_seed(1)
+    again = build_student(teacher, [0, 1], random_init=True)
+    torch.manual_seed(2)
+    other = build_student(teacher, [0, 1], random_init=True)
+    assert not copied_layers_match(first, teacher, [0, 1])
+    layer = {k: v for k, v in encoder_layers(first)[0].state_dict().items() if v.ndim == 2}
+    assert all(abs(v.mean().item()) < 0.05 for v in layer.values())  # drawn around 0, not the teacher's +0.5
+    same = zip(encoder_layers(first).state_dict().values(), encoder_layers(again).state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in same)  # one seed, one draw
+    differ = zip(encoder_layers(first).state_dict().values(), encoder_layers(other).state_dict().values(), strict=True)
+    assert any(not torch.equal(a, b) for a, b in differ)
+    t_state = teacher.state_dict()
+    for key, value in first.state_dict().items():
+        if key in t_state and ".layer." not in key:
+            assert torch.equal(value, t_state[key]), key
+
+
 def test_student_with_kept_layers_in_order_computes_like_a_shortened_teacher():
     torch.manual_seed(0)
     teacher = AutoModelForSequenceClassification.from_config(ARCHITECTURES["bert"]()).eval()

@@ -1,4 +1,5 @@
-"""Hyperparameter search as a job mode: one student per setting, each trained with its own settings."""
+"""Hyperparameter search as a job mode (one student per setting, each trained with its own settings), and the
+random-initialisation control."""
 
 import pytest
 from safetensors.torch import load_file
@@ -64,3 +65,25 @@ def test_search_job_trains_each_setting_with_its_own_learning_rate(tiny_bert, tm
     assert [r["strategy"] for r in table] == ["teacher", frozen.removesuffix("-seed0"), moved.removesuffix("-seed0")]
     shown = display_rows(table)
     assert list(shown[0])[:4] == ["setting", "T", "lr", "w ce"] and shown[2]["lr"] == "0.01"
+
+
+def test_random_control_in_a_job_is_recorded_without_teacher_layers(tiny_bert, tmp_path):
+    cfg = JobConfig(
+        teacher=str(tiny_bert),
+        train_size=64,
+        eval_size=32,
+        epochs=1,
+        latency_examples=8,
+        strategies=["random", "top_k"],
+        seeds=[0, 1],
+        results_dir=str(tmp_path),
+        run_name="controls",
+    )
+    run = run_job(cfg)
+    assert run.status()["state"] == "completed"
+    rows = {r["model"]: r for r in run.summary()}
+    assert rows["random-seed0"]["layers"] == [] and rows["top_k-seed0"]["layers"] == [0, 1]
+    starts = sorted(r["model"] for r in run.metrics if r["epoch"] == 0)
+    assert starts == ["random-seed0", "random-seed1", "top_k-seed0"]  # copied layers: the same model every seed
+    shown = {d["strategy"]: d["layers"] for d in display_rows(comparison(run))}
+    assert shown["random"] == "random init" and shown["top_k"] == "0,1"
