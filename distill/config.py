@@ -69,7 +69,7 @@ class JobConfig:
     student_layers: int | None = _help("encoder layers of each student (default: half the teacher's)", default=None)
     epochs: int = _help("distillation epochs per student", default=1)
     batch_size: int = _help("examples per training step", default=32)
-    learning_rate: float = _help("student learning rate (AdamW)", default=1e-4)
+    learning_rate: float = _help("student learning rate (AdamW)", default=3e-4)
     teacher_epochs: int = _help(
         "fine-tuning epochs of the teacher (skipped when it already is an MNLI classifier)", default=2
     )

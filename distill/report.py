@@ -235,6 +235,11 @@ def add_tests(run: Run, table: list[dict], predictions: dict) -> None:
         for r in students:
             if r is not best:
                 _put_test(r, split, main, family[(r["strategy"], best["strategy"])], best["strategy"])
+        if ensemble and not baseline:
+            prefix = "" if split == main else "other_"
+            ensemble.update({prefix + key: None for key in ("diff_vs_best", "diff_low", "diff_high", "p_value")})
+            ensemble.update({prefix + "significant": None, "against": best["strategy"]})
+            ensemble[prefix + "test"] = f"untested: {best['strategy']} has too few seeds for a compute-matched baseline"
         if ensemble and baseline:
             test = seed_example_test(correct(ensemble), correct(baseline))
             _put_test(ensemble, split, main, test, baseline["strategy"])
@@ -345,7 +350,7 @@ def _verdict(r: dict, prefix: str) -> str | None:
     """A difference with its test as one cell: '-1.2% [-2.0%, -0.4%]', '... (n.s.)' or '-1.2% (1 seed: untested)'."""
     difference = r.get(f"{prefix}diff_vs_best")
     if difference is None:
-        return None
+        return r.get(f"{prefix}test")
     against = f" vs {r['against']}" if r["role"] == "ensemble" else ""
     if r.get(f"{prefix}p_value") is None:
         return f"{difference:+.1%} ({r[f'{prefix}test']}){against}"

@@ -65,7 +65,8 @@ def test_sigkill_leaves_earlier_runs_intact_and_the_run_resumable(tmp_path):
     run = open_run("killed", results)
     assert run.status()["state"] == "completed"
     assert [r["model"] for r in run.summary()] == ["teacher", "top_k-seed0", "even-seed0"]
-    assert [m["model"] for m in run.metrics].count("top_k-seed0") == 1, "top_k was kept, not trained again"
+    trained = [m["model"] for m in run.metrics if m["epoch"] > 0]  # epoch 0 is the measurement before training
+    assert trained.count("top_k-seed0") == 1, "top_k was kept, not trained again"
     every_json_parses(results)
 
 
@@ -87,6 +88,8 @@ def test_a_killed_model_continues_from_its_last_epoch_checkpoint(tmp_path):
     os.kill(job.pid, signal.SIGKILL)
     job.wait()
     saved = json.loads(torch.load(checkpoint, weights_only=True)["history"])
+    assert saved[0]["epoch"] == 0, "the measurement before training is kept with the checkpoint"
+    saved = saved[1:]
     assert 1 <= len(saved) < 3
 
     events = []
@@ -95,7 +98,7 @@ def test_a_killed_model_continues_from_its_last_epoch_checkpoint(tmp_path):
     steps = [e for e in events if e.kind == "step" and e.stage == "top_k-seed0"]
     assert len(steps) == (3 - len(saved)) * 8, "only the epochs after the checkpoint are trained again"
     assert any("continuing from its checkpoint" in e.message for e in events)
-    history = [m for m in run.metrics if m["model"] == "top_k-seed0"]
+    history = [m for m in run.metrics if m["model"] == "top_k-seed0" and m["epoch"] > 0]
     assert [m["epoch"] for m in history] == [1, 2, 3]
     assert history[0]["train_loss"] == saved[0]["train_loss"]
     assert steps[-1].done == steps[-1].total, "the progress bar still ends at its total"

@@ -42,6 +42,7 @@ def test_search_job_trains_each_setting_with_its_own_learning_rate(tiny_bert, tm
         search_temperatures=[2.0],
         search_learning_rates=[1e-12, 1e-2],
         search_loss_weights=["1:1:1"],
+        seeds=[0],
         results_dir=str(tmp_path),
         run_name="search",
     )
