@@ -68,10 +68,10 @@ def comparison(run: Run, ensemble: list[str] | None = None, controls: list[Run] 
     if ensemble:
         extra, ensemble_predictions = ensemble_rows(run, rows, singles, ensemble)
         predictions.update(ensemble_predictions)
-    table = singles + strategy_rows(extra) if extra else singles
+    table = singles
     if extra:
-        teacher = next((r for r in singles if r["role"] == "teacher"), None)
-        _relative_to_teacher(table, teacher)
+        table = singles + strategy_rows(extra)
+        _relative_to_teacher(table, next((r for r in singles if r["role"] == "teacher"), None))
     add_tests(run, table, predictions)
     return table
 
@@ -170,8 +170,7 @@ def ensemble_rows(run: Run, rows: list[dict], table: list[dict], strategies: lis
             f"an ensemble needs two or more of this run's strategies ({', '.join(sorted(known))})"
             + (f"; unknown: {', '.join(unknown)}" if unknown else "")
         )
-    students = [r for r in table if r["role"] == "student"]
-    best = max(students, key=lambda r: r["accuracy"])["strategy"]
+    best = _best_student(table)["strategy"]
     size = len(set(strategies))
     name = "ensemble(" + "+".join(strategies) + ")"
     baseline = f"{best}×{size} seeds"
@@ -225,7 +224,7 @@ def add_tests(run: Run, table: list[dict], predictions: dict) -> None:
     if not students or not labels:
         return
     main = table[0]["eval_split"]
-    best = max(students, key=lambda r: r["accuracy"])
+    best = _best_student(table)
     best["best"] = True
     ensemble = next((r for r in table if r["role"] == "ensemble"), None)
     baseline = next((r for r in table if r["role"] == "baseline"), None)
@@ -234,18 +233,17 @@ def add_tests(run: Run, table: list[dict], predictions: dict) -> None:
         family = _pair_tests(students, correct)
         for r in students:
             if r is not best:
-                _put_test(r, split, main, family[(r["strategy"], best["strategy"])], best["strategy"])
+                record = family[(r["strategy"], best["strategy"])].record()
+                _put_test(r, split, main, record, best["strategy"])
         if ensemble and not baseline:
-            prefix = "" if split == main else "other_"
-            ensemble.update({prefix + key: None for key in ("diff_vs_best", "diff_low", "diff_high", "p_value")})
-            ensemble.update({prefix + "significant": None, "against": best["strategy"]})
-            ensemble[prefix + "test"] = f"untested: {best['strategy']} has too few seeds for a compute-matched baseline"
-        if ensemble and baseline:
-            test = seed_example_test(correct(ensemble), correct(baseline))
-            _put_test(ensemble, split, main, test, baseline["strategy"])
-            if not test.tested and baseline["seeds"] < 2:
-                ensemble["vs_best"][split]["test"] = f"baseline has {baseline['seeds']} replicate: untested"
-                ensemble[("" if split == main else "other_") + "test"] = ensemble["vs_best"][split]["test"]
+            note = f"untested: {best['strategy']} has too few seeds for a compute-matched baseline"
+            record = {"difference": None, "low": None, "high": None, "p_value": None, "significant": None}
+            _put_test(ensemble, split, main, {**record, "test": note}, best["strategy"])
+        elif ensemble:
+            record = seed_example_test(correct(ensemble), correct(baseline)).record()
+            if record["p_value"] is None and baseline["seeds"] < 2:
+                record["test"] = f"baseline has {baseline['seeds']} replicate: untested"
+            _put_test(ensemble, split, main, record, baseline["strategy"])
 
 
 def _pair_tests(rows: list[dict], correct) -> dict[tuple[str, str], Difference]:
@@ -260,9 +258,15 @@ def _pair_tests(rows: list[dict], correct) -> dict[tuple[str, str], Difference]:
     return out
 
 
-def _put_test(row: dict, split: str, main: str, test: Difference, against: str) -> None:
-    record = test.record()
-    record["against"] = against
+def _best_student(table: list[dict]) -> dict:
+    """The student row with the highest mean accuracy on the main split: every choice is made there."""
+    return max((r for r in table if r["role"] == "student"), key=lambda r: r["accuracy"])
+
+
+def _put_test(row: dict, split: str, main: str, record: dict, against: str) -> None:
+    """Store a test's record (`Difference.record()`) under `vs_best[split]`, flattened with an other_ prefix
+    for any split but the main one."""
+    record = {**record, "against": against}
     row.setdefault("vs_best", {})[split] = record
     row["against"] = against
     prefix = "" if split == main else "other_"
