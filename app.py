@@ -17,11 +17,10 @@ import pandas as pd
 
 from distill import space
 from distill.config import PRECISIONS, ConfigError, JobConfig
-from distill.hub import scrub
+from distill.errors import user_message
 from distill.inference import MAX_LENGTH_RANGE, TEMPERATURE_RANGE, chat, chat_models, describe
-from distill.job import check_resumable
 from distill.report import comparison, curves, display_rows, step_loss_figure
-from distill.results import list_runs, open_run
+from distill.results import DAMAGED, Run, download_copies, list_runs, open_run
 from distill.service import JobRunner, job_slice
 from distill.strategies import DESCRIPTIONS
 
@@ -39,14 +38,8 @@ def find_run(name: str, roots: list[str] = ROOTS):
 
 
 def user_errors(fn):
-    """Turn errors into gr.Error, so the UI and API clients get one clear message, never a traceback.
-
-    A ConfigError's message is meant for the user as it is; anything else is named by type, with any token
-    scrubbed out of its text.
-    """
-
-    def message(err: Exception) -> str:
-        return str(err) if isinstance(err, ConfigError) else scrub(f"{type(err).__name__}: {err}")
+    """Turn errors into gr.Error, so the UI and API clients get one clear line (`errors.user_message`): never a
+    traceback, an exception type, a token or a server path."""
 
     if inspect.isgeneratorfunction(fn):
 
@@ -57,7 +50,7 @@ def user_errors(fn):
             except gr.Error:
                 raise
             except Exception as err:
-                raise gr.Error(message(err)) from None
+                raise gr.Error(user_message(err)) from None
 
         return stream
 
@@ -68,19 +61,94 @@ def user_errors(fn):
         except gr.Error:
             raise
         except Exception as err:
-            raise gr.Error(message(err)) from None
+            raise gr.Error(user_message(err)) from None
 
     return call
+
+
+def checked_before_queue(check):
+    """Make `check` (called with an event function's arguments by name) the event's Gradio validator: it runs
+    when the event is submitted, before it joins the training queue, so a job that cannot work is refused at
+    once instead of after the jobs ahead of it. A ConfigError shows next to the input it names."""
+
+    def attach(fn):
+        signature = inspect.signature(fn)
+        inputs = [name for name in signature.parameters if name not in ("progress", "request")]
+
+        @functools.wraps(fn)
+        def validator(*args, **kwargs):
+            arguments = signature.bind(*args, **kwargs).arguments
+            try:
+                check(arguments)
+            except Exception as err:
+                at = getattr(err, "setting", None)
+                at = at if at in inputs else inputs[0]
+                return [gr.validate(name != at, user_message(err) if name == at else "") for name in inputs]
+            return [gr.validate(True, "") for _ in inputs]
+
+        fn.validator = validator
+        return fn
+
+    return attach
+
+
+def who(request: gr.Request | None) -> str | None:
+    """The visitor, on the public Space (for stop and resume); None on a duplicate or a local app."""
+    return space.visitor(getattr(request, "username", None), getattr(request, "session_hash", None))
 
 
 # ---------------------------------------------------------------- public API (plain JSON-able data)
 
 
+def uploaded_file(value: dict | str | None) -> str | None:
+    """The server path of a file the visitor uploaded (Gradio's file payload, or its path); any other path on
+    the server is refused. /run_job takes its inputs unprocessed, so this is the check Gradio would make."""
+    path = value.get("path") if isinstance(value, dict) else value
+    if not path:
+        return None
+    if not isinstance(path, str) or not gr.utils.is_in_or_equal(path, gr.utils.get_upload_folder()):
+        raise ConfigError("data_file must be a file uploaded with the job", "data_file")
+    return path
+
+
+def _text(value) -> str:
+    return "" if value is None else str(value)
+
+
+def job_settings(arguments: dict) -> JobConfig:
+    """The JobConfig of /run_job's arguments (by name, as sent: JobConfig checks and converts every value)."""
+    a = arguments
+    data = a["data"]
+    if data == "upload":
+        data = uploaded_file(a["data_file"])
+        if not data:
+            raise ConfigError("choose a CSV, TSV or JSONL file to upload, or pick another data source", "data_file")
+    layer_list = _text(a["layer_list"]).strip()
+    strategies = a["strategies"] if isinstance(a["strategies"], list) else [_text(a["strategies"])]
+    names = ("train_size", "eval_size", "epochs", "teacher_epochs", "batch_size", "learning_rate", "temperature")
+    weights = ("weight_ce", "weight_kl", "weight_cos", "weight_hidden")
+    flags = ("seeds", "precision", "teacher_8bit", "optimizer_8bit", "search")
+    searched = ("search_temperatures", "search_learning_rates")
+    return JobConfig.from_dict(
+        {
+            **{name: a[name] for name in (*names, *weights, *flags, *searched)},
+            "teacher": a["teacher"],
+            "data": data,
+            "strategies": [*filter(None, strategies), *([layer_list] if layer_list else [])],
+            "student_layers": a["student_layers"] or None,
+            "run_name": a["run_name"] or None,
+            "search_loss_weights": _text(a["search_loss_weights"]).replace(";", " ").split(),
+            "results_dir": space.results_dir(),
+        }
+    )
+
+
+@checked_before_queue(lambda a: space.check_job(job_settings(a)))
 @user_errors
 def run_job(
     teacher: str,
     data: str,
-    data_file: str | None,
+    data_file: dict | None,
     train_size: float,
     eval_size: float,
     strategies: list[str],
@@ -105,87 +173,69 @@ def run_job(
     search_learning_rates: str = "5e-5 1e-4 2e-4",
     search_loss_weights: str = "1:1:1",
     progress=gr.Progress(),  # noqa: B008 (Gradio injects a per-request tracker for this default)
+    request: gr.Request = None,
 ):
     """Run a distillation job; streams its state: run, stage, done/total steps, log, loss curve, finished models.
 
-    data is 'mnli-sample', 'glue' or 'upload' (then data_file is a CSV/TSV/JSONL with premise, hypothesis, label).
+    data is 'mnli-sample', 'glue' or 'upload' (then data_file, sent with gradio_client.handle_file, is a CSV, TSV or
+    JSONL file with premise, hypothesis and label columns).
     strategies are names (top_k, bottom_k, odd, even, ...); layer_list adds an explicit 0-based list such as 0,2,4.
     student_layers 0 means half the teacher's layers; train_size/eval_size 0 mean all rows.
     search: a hyperparameter search over the first strategy, one student per combination of the temperatures,
     learning rates and 'ce:kl:cos' loss weights given (space-separated).
+    Settings are checked before the job joins the queue; a model that diverges is marked failed in `models`.
     """
-    if data == "upload":
-        if not data_file:
-            raise ConfigError("choose a CSV, TSV or JSONL file to upload, or pick another data source")
-        data = data_file
-    cfg = JobConfig.from_dict(
-        {
-            "teacher": teacher,
-            "data": data,
-            "train_size": train_size,
-            "eval_size": eval_size,
-            "strategies": [*(strategies or []), *([layer_list.strip()] if layer_list and layer_list.strip() else [])],
-            "student_layers": student_layers or None,
-            "epochs": epochs,
-            "teacher_epochs": teacher_epochs,
-            "batch_size": batch_size,
-            "learning_rate": learning_rate,
-            "temperature": temperature,
-            "weight_ce": weight_ce,
-            "weight_kl": weight_kl,
-            "weight_cos": weight_cos,
-            "weight_hidden": weight_hidden,
-            "seeds": seeds,
-            "precision": precision,
-            "teacher_8bit": teacher_8bit,
-            "optimizer_8bit": optimizer_8bit,
-            "run_name": run_name or None,
-            "search": search,
-            "search_temperatures": search_temperatures,
-            "search_learning_rates": search_learning_rates,
-            "search_loss_weights": (search_loss_weights or "").replace(";", " ").split(),
-            "results_dir": space.results_dir(),
-        }
-    )
-    space.enforce_limits(cfg)
-    for state in stream_job(cfg, progress):
-        yield state
-    # Optional: push the run to the Hub repo named by DISTILL_UPLOAD_REPO (needs the HF_TOKEN secret).
-    url = space.upload_run(find_run(state["run"]).path) if state["state"] == "completed" else None
-    if url:
-        yield {**state, "upload": url, "log": [*state["log"], f"uploaded to {url}"]}
+    cfg = job_settings(locals())
+    space.check_job(cfg)  # the validator ran these checks already; a direct caller gets them here
+    yield from stream_job(cfg, progress, owner=who(request))
 
 
-def stream_job(cfg: JobConfig, progress, resume: str | None = None):
-    """The job's states from the runner (in time slices on ZeroGPU, time-limited on the public Space)."""
+def stream_job(cfg: JobConfig, progress, resume: str | None = None, owner: str | None = None):
+    """The job's states from the runner (in time slices on ZeroGPU, time-limited on the public Space), then the
+    optional Hub upload of a completed run."""
+    state = None
     for state in RUNNER.stream(
         cfg,
         slice_seconds=space.slice_seconds(),
         run_slice=space.gpu_task(job_slice),
         time_limit=space.job_time_limit(),
         resume=resume,
+        owner=owner,
     ):
         if state["total"]:
             progress((state["done"], state["total"]), desc=state["stage"], unit="steps")
         yield state
+    if state["state"] == "completed":
+        uploaded = space.upload_finished(state, find_run(state["run"], [cfg.results_dir]))
+        if uploaded is not state:
+            yield uploaded
+
+
+def resumable(run: str, request: gr.Request | None) -> tuple[Run, JobConfig]:
+    found = find_run(run, [space.results_dir()])  # committed runs are read-only
+    return found, space.check_resume(found, who(request))
+
+
+@checked_before_queue(lambda a: resumable(a["run"], a["request"]))
+@user_errors
+def resume_job(run: str, progress=gr.Progress(), request: gr.Request = None):  # noqa: B008 (Gradio injects it)
+    """Continue a stopped, paused, interrupted (killed) or failed run with its own settings: finished models are
+    kept and a model that was in training continues from its last finished epoch. Streams like /run_job.
+    On the public Space only the visitor who started the run may resume it, within its time limit."""
+    found, cfg = resumable(run, request)
+    yield from stream_job(cfg, progress, resume=str(found.path), owner=who(request))
 
 
 @user_errors
-def resume_job(run: str, progress=gr.Progress()):  # noqa: B008 (Gradio injects a per-request tracker)
-    """Continue a stopped, paused, interrupted (killed) or failed run with its own settings: finished models are
-    kept and a model that was in training continues from its last finished epoch. Streams like /run_job."""
-    found = find_run(run, [space.results_dir()])  # committed runs are read-only
-    check_resumable(found)  # here too, before a ZeroGPU slice is taken only to refuse the run
-    yield from stream_job(JobConfig.from_dict(found.config()), progress, resume=str(found.path))
-
-
-def stop_job() -> dict:
-    """Stop the running job cleanly: it is marked stopped and its finished models are kept."""
-    return {"stopped": RUNNER.stop()}
+def stop_job(request: gr.Request = None) -> dict:
+    """Stop the running job cleanly: it is marked stopped and its finished models are kept. On the public Space
+    only the visitor who started the job may stop it."""
+    return {"stopped": RUNNER.stop(who(request))}
 
 
 def runs() -> list[dict]:
-    """Every run (newest first) with its state, teacher, number of models and best student."""
+    """Every run (newest first) with its state, teacher, number of models and best student; a run whose files
+    cannot be read is listed with state 'damaged' and the reason."""
     return list_runs(ROOTS)
 
 
@@ -197,7 +247,7 @@ def comparison_api(run: str, ensemble: list[str] | None = None) -> dict:
     the run's strategies to add as one more row, their class probabilities averaged seed by seed."""
     found = find_run(run)
     table = comparison(found, ensemble)
-    return {"run": found.name, "status": found.status(), "table": table, "curves": curves(found)}
+    return {"run": found.name, "status": found.public_status(), "table": table, "curves": curves(found)}
 
 
 def models() -> list[str]:
@@ -236,7 +286,7 @@ def run_choices() -> list[str]:
 
 
 def default_run() -> str | None:
-    names = run_choices()
+    names = [r["run"] for r in list_runs(ROOTS) if r["state"] != DAMAGED]
     return "reference" if "reference" in names else (names[0] if names else None)
 
 
@@ -246,10 +296,10 @@ def show_comparison(run: str | None, ensemble: list[str] | None = None):
         return "No runs yet: start one in the Distill tab.", None, None, None, None, None, gr.update(), gr.update()
     found = find_run(run)
     table = comparison(found, ensemble if ensemble and len(ensemble) > 1 else None)
-    status = found.status()
+    status = found.public_status()
     label = " (the committed reference run)" if found.path.parent == REFERENCE_DIR else ""
     header = (
-        f"### Run `{found.name}`{label} · {status['state']} · teacher `{found.config().get('teacher')}`\n"
+        f"### Run `{found.name}`{label} · {status['state']} · teacher `{found.teacher()}`\n"
         f"Accuracy on {table[0]['eval_split'] if table else '-'} ({table[0]['eval_rows'] if table else 0} "
         "examples). *vs best*: difference to the best student (chosen on this split) with its 95% interval, "
         "counting training noise (seeds) and validation examples, Holm-adjusted over all pairs; (n.s.): p ≥ 0.05. "
@@ -259,10 +309,14 @@ def show_comparison(run: str | None, ensemble: list[str] | None = None):
     points = pd.DataFrame(curves(found))
     accuracy = _mean_curve(points, "val_accuracy")
     scatter = pd.DataFrame(
-        [{"strategy": r["strategy"], "latency_b32_ms": r["latency_b32_ms"], "accuracy": r["accuracy"]} for r in table]
+        [
+            {"strategy": r["strategy"], "latency_b32_ms": r["latency_b32_ms"], "accuracy": r["accuracy"]}
+            for r in table
+            if not r.get("failed")
+        ]
     )
     strategies = [r["strategy"] for r in table if r["role"] == "student"]
-    files = [str(found.path / name) for name in ("summary.csv", "summary.json") if (found.path / name).exists()]
+    files = download_copies(found)
     return (
         header,
         pd.DataFrame(display_rows(table)),
@@ -341,9 +395,9 @@ def build() -> gr.Blocks:
         with gr.Tab("Distill"):
             with gr.Row():
                 teacher = gr.Dropdown(
-                    ["embedded", "bert-base-uncased", "roberta-base", "distilbert-base-uncased"],
+                    space.teacher_choices(),
                     value=DEFAULT.teacher,
-                    allow_custom_value=True,
+                    allow_custom_value=not space.is_public_space(),
                     label="Teacher",
                     info="'embedded' = packaged all-MiniLM-L6-v2 (offline); or a Hub id / folder",
                 )
@@ -500,9 +554,19 @@ def build() -> gr.Blocks:
             api_name="run_job",
             concurrency_limit=1,
             concurrency_id="training",
+            validator=run_job.validator,
+            # Unprocessed inputs: the validator runs on processed ones, and a value Gradio cannot process
+            # (text sent to a number) would be refused there without its message; JobConfig says which.
+            preprocess=False,
         )
         resume_event = resume_button.click(
-            resume_job, resume_name, job_state, api_name="resume_job", concurrency_limit=1, concurrency_id="training"
+            resume_job,
+            resume_name,
+            job_state,
+            api_name="resume_job",
+            concurrency_limit=1,
+            concurrency_id="training",
+            validator=resume_job.validator,
         )
         resume_event.then(refresh_models, None, [model, no_students], api_visibility="undocumented")
         gr.api(stop_job, api_name="stop_job", queue=False)
@@ -559,6 +623,7 @@ def build() -> gr.Blocks:
 
 demo = build()
 # show_error: a value Gradio itself refuses (text sent to a number) reaches the client with its message.
+# Downloads are served from copies in the temp folder (results.download_copies), never from the results folder.
 LAUNCH_OPTIONS = {"max_file_size": "50mb", "show_error": True, "theme": gr.themes.Soft()}
 
 if __name__ == "__main__":

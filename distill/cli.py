@@ -91,6 +91,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def _run_with_progress(args: argparse.Namespace, start) -> int:
     """Run a job with a tqdm bar, then print its comparison and write its plots."""
+    from accelerate import PartialState
+
     from .progress import TqdmReporter, ignore
     from .report import comparison, format_table, write_plots
 
@@ -100,13 +102,17 @@ def _run_with_progress(args: argparse.Namespace, start) -> int:
     finally:
         if not args.quiet:
             reporter.close()
+    if not PartialState().is_main_process:  # under `accelerate launch`, the main process reports
+        return 0
     status = run.status()
     print(format_table(comparison(run)))
     write_plots(run)
     busy = status.get("busy_seconds")
     took = f" after {busy / 60:.1f} min of running" if busy else ""
-    print(f"\nrun {run.name}: {status['state']}{took}; results in {run.path}")
-    return 0 if status["state"] == "completed" else 1
+    note = f" ({status['message']})" if status.get("message") else ""
+    print(f"\nrun {run.name}: {status['state']}{took}{note}; results in {run.path}")
+    failed = any(r.get("failed") for r in run.summary())
+    return 0 if status["state"] == "completed" and not failed else 1
 
 
 def cmd_report(args: argparse.Namespace) -> int:

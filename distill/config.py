@@ -5,10 +5,12 @@ Layer indices are 0-based everywhere: layer 0 is the encoder layer closest to th
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,8 +26,26 @@ MAX_SEARCH_POINTS = 64
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
 
 
+MAX_SEED = 2**32 - 1  # numpy's seeds: 0 to 2^32 - 1
+
+
 class ConfigError(ValueError):
-    """A setting that cannot work; the message is meant for the user as it is."""
+    """A setting that cannot work; the message is meant for the user as it is. `setting` names the setting
+    at fault, when there is one, so a form can show the message next to it."""
+
+    def __init__(self, message: str, setting: str | None = None):
+        super().__init__(message)
+        self.setting = setting
+
+
+@contextlib.contextmanager
+def about(setting: str) -> Iterator[None]:
+    """Name `setting` as the one at fault for a ConfigError raised in the block, unless the error names one."""
+    try:
+        yield
+    except ConfigError as err:
+        err.setting = err.setting or setting
+        raise
 
 
 def default_results_dir() -> str:
@@ -168,13 +188,13 @@ class JobConfig:
             raise ConfigError("warmup_ratio must be in [0, 1)")
         for name in ("weight_ce", "weight_kl", "weight_cos", "weight_hidden", "weight_decay"):
             if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must not be negative")
+                raise ConfigError(f"{name} must not be negative", name)
         if self.weight_ce + self.weight_kl + self.weight_cos + self.weight_hidden <= 0:
             raise ConfigError("at least one loss weight must be positive")
         for name in ("train_size", "student_train_size", "eval_size"):
             value = getattr(self, name)
             if value is not None and value < 0:
-                raise ConfigError(f"{name} must be 0 (all) or a positive number")
+                raise ConfigError(f"{name} must be 0 (all) or a positive number", name)
             if value == 0:
                 setattr(self, name, None)
         if self.student_layers is not None and self.student_layers < 1:
@@ -184,9 +204,12 @@ class JobConfig:
         if len(set(self.strategies)) != len(self.strategies):
             raise ConfigError("a strategy is listed twice")
         if not self.seeds:
-            raise ConfigError("give at least one seed")
+            raise ConfigError("give at least one seed", "seeds")
         if len(set(self.seeds)) != len(self.seeds):
-            raise ConfigError("a seed is listed twice")
+            raise ConfigError("a seed is listed twice", "seeds")
+        for name, values in (("seeds", self.seeds), ("data_seed", [self.data_seed])):
+            if any(not 0 <= seed <= MAX_SEED for seed in values):
+                raise ConfigError(f"{name} must be whole numbers from 0 to {MAX_SEED}", name)
         if not self.teacher.strip():
             raise ConfigError("teacher must not be empty")
         if not self.data.strip():
@@ -199,7 +222,7 @@ class JobConfig:
         for name in ("search_temperatures", "search_learning_rates"):
             values = getattr(self, name)
             if not values:
-                raise ConfigError(f"{name} needs at least one value")
+                raise ConfigError(f"{name} needs at least one value", name)
             for value in values:
                 _positive(name, value)
         if not self.search_loss_weights:
@@ -225,12 +248,12 @@ def parse_loss_weights(spec: str) -> tuple[float, float, float]:
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not {value!r}", name)
 
 
 def _positive(name: str, value: float) -> None:
     if not value > 0 or not math.isfinite(value):
-        raise ConfigError(f"{name} must be a positive number, not {value!r}")
+        raise ConfigError(f"{name} must be a positive number, not {value!r}", name)
 
 
 def _coerce(name: str, value: Any, annotation: str) -> Any:
@@ -238,7 +261,7 @@ def _coerce(name: str, value: Any, annotation: str) -> Any:
     if value is None:
         if "None" in annotation:
             return None
-        raise ConfigError(f"{name} must be set")
+        raise ConfigError(f"{name} must be set", name)
     try:
         if annotation.startswith("list[str]"):
             items = value.split(";") if isinstance(value, str) else list(value)
@@ -264,7 +287,7 @@ def _coerce(name: str, value: Any, annotation: str) -> Any:
                 raise TypeError
             return value.strip()
     except (TypeError, ValueError):
-        raise ConfigError(f"{name} has the wrong type: {value!r}") from None
+        raise ConfigError(f"{name} has the wrong type: {value!r}", name) from None
     return value
 
 

@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 import random
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +21,11 @@ LABELS = ("entailment", "neutral", "contradiction")  # GLUE / nyu-mll/glue order
 LABEL_IDS = {name: i for i, name in enumerate(LABELS)}
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "data" / "mnli"
 SAMPLE_SPLITS = ("train", "validation_matched", "validation_mismatched")
+HUB_DATASET = f"dataset {HUB_DATA!r} (nyu-mll/glue mnli)"
 MAX_FILE_BYTES = 50 * 1024 * 1024
 _LABEL_ALIASES = {"contradictory": "contradiction", "neutrality": "neutral", "entails": "entailment"}
+_COLUMNS = ("premise", "hypothesis", "label")
+_CHUNK_BYTES = 1024 * 1024
 
 
 @dataclass
@@ -66,6 +70,17 @@ def load_job_data(cfg: JobConfig) -> dict[str, Examples]:
     return out
 
 
+def check_data(cfg: JobConfig) -> None:
+    """Refuse a job's data before the job runs: a user's file is read in full (it is small), the Hub's
+    MNLI needs the network, the shipped sample is always there."""
+    if cfg.data == HUB_DATA:
+        from .hub import require_online
+
+        require_online(HUB_DATASET)
+    elif cfg.data != SAMPLE_DATA:
+        load_job_data(cfg)
+
+
 def _hold_out(examples: Examples, eval_size: int | None, seed: int) -> dict[str, Examples]:
     n_eval = min(eval_size or max(1, len(examples) // 10), len(examples) // 2)
     if n_eval < 1:
@@ -83,13 +98,13 @@ def _hold_out(examples: Examples, eval_size: int | None, seed: int) -> dict[str,
 
 def load_hub_mnli() -> dict[str, Examples]:
     """GLUE MNLI from the Hub (nyu-mll/glue, config mnli); needs network access."""
-    from .hub import hub_error, require_online
+    from .hub import download_token, hub_error, require_online
 
-    require_online(f"dataset {HUB_DATA!r} (nyu-mll/glue mnli)")
+    require_online(HUB_DATASET)
     import datasets
 
     try:
-        ds = datasets.load_dataset("nyu-mll/glue", "mnli")
+        ds = datasets.load_dataset("nyu-mll/glue", "mnli", token=download_token())
     except Exception as err:  # the datasets library raises many unrelated types for network failures
         raise hub_error("dataset nyu-mll/glue mnli", err) from None
     names = ds["train"].features["label"].names
@@ -103,13 +118,7 @@ def load_hub_mnli() -> dict[str, Examples]:
 
 def read_table(path: Path) -> Examples:
     """Read premise, hypothesis and label columns from a CSV, TSV or JSONL file (optionally gzipped)."""
-    if not path.is_file():
-        raise ConfigError(f"data file not found: {path}")
-    if path.stat().st_size > MAX_FILE_BYTES:
-        raise ConfigError(f"data file {path.name} is larger than {MAX_FILE_BYTES // 2**20} MB")
-    raw = path.read_bytes()
-    if path.suffix == ".gz":
-        raw = gzip.decompress(raw)
+    raw = read_capped(path, MAX_FILE_BYTES)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -118,10 +127,38 @@ def read_table(path: Path) -> Examples:
     if kind in ("jsonl", "json"):
         rows = _json_rows(text, path.name)
     elif kind in ("csv", "tsv", "txt"):
-        rows = _delimited_rows(text, "\t" if kind == "tsv" else None, path.name)
+        rows = _delimited_rows(text, ("\t", ",", ";") if kind == "tsv" else (",", "\t", ";"), path.name)
     else:
         raise ConfigError(f"data file {path.name}: use a .csv, .tsv or .jsonl file")
     return _to_examples(rows, path.name)
+
+
+def read_capped(path: Path, limit: int) -> bytes:
+    """The file's bytes, gunzipped when it ends in .gz; ConfigError when its stored or expanded size exceeds `limit`."""
+    if not path.is_file():
+        raise ConfigError(f"data file not found: {path.name}")
+    if path.stat().st_size > limit:
+        raise ConfigError(f"data file {path.name} is larger than {_size(limit)}")
+    if path.suffix != ".gz":
+        return path.read_bytes()
+    parts, total = [], 0
+    try:
+        with gzip.open(path, "rb") as f:
+            while chunk := f.read(_CHUNK_BYTES):  # each read inflates at most one chunk
+                total += len(chunk)
+                if total > limit:
+                    raise ConfigError(f"data file {path.name} expands to more than {_size(limit)}")
+                parts.append(chunk)
+    except (OSError, EOFError, zlib.error):  # gzip.BadGzipFile is an OSError
+        raise ConfigError(f"data file {path.name} is not a complete gzip file (damaged or cut short)") from None
+    return b"".join(parts)
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("MB", 2**20), ("KB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f}".removesuffix(".0") + f" {unit}"
+    return f"{n} bytes"
 
 
 def _json_rows(text: str, name: str) -> list[dict]:
@@ -139,16 +176,31 @@ def _json_rows(text: str, name: str) -> list[dict]:
     return rows
 
 
-def _delimited_rows(text: str, delimiter: str | None, name: str) -> list[dict]:
-    if delimiter is None:
-        try:
-            delimiter = csv.Sniffer().sniff(text[:4096], delimiters=",\t;").delimiter
-        except csv.Error:
-            raise ConfigError(f"{name} is not a comma- or tab-separated table") from None
+def _delimited_rows(text: str, delimiters: tuple[str, ...], name: str) -> list[dict]:
+    """Rows keyed by the header; its delimiter is the first that yields the needed columns, else the most columns."""
+    buf = io.StringIO(text)
+    headers = {}
+    for delimiter in delimiters:
+        buf.seek(0)
+        headers[delimiter] = _header(buf, delimiter)
+    found = [d for d, header in headers.items() if set(_COLUMNS) <= {c.strip().lower() for c in header}]
+    delimiter = found[0] if found else max(headers, key=lambda d: len(headers[d]))
+    if len(headers[delimiter]) < 2:
+        raise ConfigError(f"{name} is not a comma- or tab-separated table")
+    buf.seek(0)
+    header = _header(buf, delimiter)
     try:
-        return list(csv.DictReader(io.StringIO(text), delimiter=delimiter))
+        return list(csv.DictReader(buf, fieldnames=header, delimiter=delimiter))
     except csv.Error as err:
         raise ConfigError(f"{name} is not a readable table: {err}") from None
+
+
+def _header(buf: io.StringIO, delimiter: str) -> list[str]:
+    """The first non-blank record of `buf`, which is left just after it; empty when none is readable."""
+    try:
+        return next((row for row in csv.reader(buf, delimiter=delimiter) if row), [])
+    except csv.Error:
+        return []
 
 
 def _to_examples(rows: list[dict], name: str) -> Examples:

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from .config import EMBEDDED_TEACHER, ConfigError
+from .errors import scrub
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_.-]{0,95})?$")
 
@@ -58,9 +59,10 @@ def hub_error(what: str, err: Exception) -> ConfigError:
     )
 
 
-def scrub(text: str) -> str:
-    """Remove the HF token (and anything shaped like one) from text meant for logs or users."""
-    token = os.environ.get("HF_TOKEN")
-    if token:
-        text = text.replace(token, "***")
-    return re.sub(r"hf_[A-Za-z0-9]{20,}", "***", text)
+def download_token() -> bool | None:
+    """The token for Hub downloads. On a Space none at all (False): visitors choose what is downloaded, and the
+    owner's HF_TOKEN secret (kept for uploads) must not fetch it; an owner who wants private teachers sets
+    DISTILL_DOWNLOAD_WITH_TOKEN=1. Elsewhere None: the user's own login, as in any transformers script."""
+    if os.environ.get("SPACE_ID") and os.environ.get("DISTILL_DOWNLOAD_WITH_TOKEN") != "1":
+        return False
+    return None

@@ -12,7 +12,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from .config import ConfigError
 from .data import LABELS
-from .results import Roots, Run, list_runs, open_run
+from .results import DamagedRun, Roots, Run, intact_runs, open_run
 
 MAX_TEXT_CHARS = 10_000
 TEMPERATURE_RANGE = (0.05, 10.0)
@@ -34,8 +34,13 @@ class ModelCache:
             if key in self.models:
                 self.models.move_to_end(key)
                 return self.models[key]
-        model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=False).eval()
-        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=False).eval()
+            tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+        except Exception as err:  # a cut or overwritten file raises one of many types, from several libraries
+            raise DamagedRun(
+                f"model {folder.parent.parent.name}/{folder.name} cannot be loaded: its files are damaged"
+            ) from err
         with self.lock:
             self.models[key] = (model, tokenizer)
             while len(self.models) > self.capacity:
@@ -48,12 +53,12 @@ CACHE = ModelCache()
 
 def chat_models(results_dir: Roots) -> list[str]:
     """Every model a user can chat with, as 'run/model', plus 'run/ensemble' for runs with several students."""
-    return [name for info in list_runs(results_dir) for name in run_chat_models(open_run(info["folder"]))]
+    return [name for run in intact_runs(results_dir) for name in run_chat_models(run)]
 
 
 def run_chat_models(run: Run) -> list[str]:
     """The chat models of one run: its saved models, and its ensemble when it has several students."""
-    models = [r["model"] for r in run.summary() if run.model_dir(r["model"]).is_dir()]
+    models = [r["model"] for r in run.summary() if not r.get("failed") and run.model_dir(r["model"]).is_dir()]
     ensemble = [ENSEMBLE] if sum(m != "teacher" for m in models) > 1 else []
     return [f"{run.name}/{m}" for m in models + ensemble]
 
@@ -64,7 +69,8 @@ def resolve_chat_model(name: str, results_dir: Roots) -> list[Path]:
     if not model or "/" in model or ".." in name:
         raise ConfigError(f"unknown model {name!r}; pick one from the list (run/model)")
     run = open_run(run_name, results_dir, allow_paths=False)
-    students = [r["model"] for r in run.summary() if r["role"] == "student"]
+    run.check()
+    students = [r["model"] for r in run.summary() if r["role"] == "student" and not r.get("failed")]
     members = students if model == ENSEMBLE else [model]
     folders = [run.model_dir(m) for m in members]
     if not folders or not all(f.is_dir() for f in folders):

@@ -19,9 +19,11 @@ import numpy as np
 import torch
 from accelerate.utils import broadcast_object_list, set_seed
 from torch import nn
+from transformers import PretrainedConfig
 
-from .config import EMBEDDED_TEACHER, ConfigError, JobConfig
-from .data import Encoded, encode, load_job_data, make_loader
+from .config import EMBEDDED_TEACHER, ConfigError, JobConfig, about
+from .data import Encoded, check_data, encode, load_job_data, make_loader
+from .errors import user_message
 from .evaluation import (
     classification_metrics,
     evaluate,
@@ -31,7 +33,6 @@ from .evaluation import (
     model_inputs,
     probabilities,
 )
-from .hub import scrub
 from .losses import LossInputs, combined_loss, loss_weights
 from .models import (
     build_student,
@@ -46,7 +47,7 @@ from .progress import EventHandler, JobPaused, JobStopped, ignore
 from .results import RESUMABLE, Run, read_json, save_pretrained_atomic, write_json
 from .search import Variant, setting, variants
 from .strategies import RANDOM_INIT, StrategyContext, resolve_layers
-from .training import Runtime, cross_entropy_step, fit
+from .training import ModelDiverged, Runtime, cross_entropy_step, fit
 
 EVAL_BATCH = 64
 HIDDEN_IN_MEMORY_BYTES = 2 * 2**30  # teacher [CLS] states above this size go to a file on disk
@@ -87,11 +88,8 @@ def run_job(
     With `resume`, continue that run: its finished models are kept and skipped. With `deadline` (a
     time.monotonic() value), pause cleanly once it passes; a paused run is resumed the same way.
     """
-    cfg.validated()
-    source, teacher_config = load_model_config(cfg.teacher)
+    source, teacher_config, n_student = preflight(cfg)
     n_teacher = teacher_config.num_hidden_layers
-    n_student = cfg.student_layers or max(1, n_teacher // 2)
-    check_strategies(cfg.strategies, n_teacher, n_student)
     already_classifier = is_mnli_classifier(teacher_config)
     examples = load_job_data(cfg)
     runtime = Runtime.create(cfg.precision, on_event, stop, deadline)
@@ -106,67 +104,75 @@ def run_job(
         run_path = broadcast_object_list([str(run.path) if run else None])[0]
         run = run or Run(Path(run_path))
     finished = {r["model"] for r in run.summary()}
-    try:
-        runtime.emit(
-            "stage",
-            "data",
-            f"run {run.name}: tokenising {', '.join(f'{k} {len(v)}' for k, v in examples.items())}",
-            run=run.name,
-        )
-        data = {name: encode(ex, tokenizer, cfg.max_length) for name, ex in examples.items()}
-        if runtime.is_main:
-            write_json(run.path / "labels.json", {k: v.labels for k, v in data.items() if k != "train"})
-        eval_loaders = {
-            name: runtime.accelerator.prepare(make_loader(enc, tokenizer.pad_token_id, EVAL_BATCH, train=False))
-            for name, enc in data.items()
-            if name != "train"
-        }
-        data["students"] = data["train"].subset(student_rows(len(data["train"]), cfg))
-        job = Prepared(cfg, source, tokenizer, data, eval_loaders, n_teacher, n_student)
-        students = sum(student_name(v, seed) not in finished for v in variants(cfg) for seed in cfg.seeds)
-        cached = (
-            already_classifier
-            or "teacher" in finished
-            or (teacher_cache_dir(cfg, source, runtime.precision) / "done").exists()
-        )
-        runtime.total = students * cfg.epochs * math.ceil(len(data["students"]) / cfg.batch_size)
-        if not cached:
-            runtime.total += cfg.teacher_epochs * math.ceil(len(data["train"]) / cfg.batch_size)
+    with run.heartbeat() if runtime.is_main else contextlib.nullcontext():
+        try:
+            runtime.emit(
+                "stage",
+                "data",
+                f"run {run.name}: tokenising {', '.join(f'{k} {len(v)}' for k, v in examples.items())}",
+                run=run.name,
+            )
+            data = {name: encode(ex, tokenizer, cfg.max_length) for name, ex in examples.items()}
+            if runtime.is_main:
+                write_json(run.path / "labels.json", {k: v.labels for k, v in data.items() if k != "train"})
+            eval_loaders = {
+                name: runtime.accelerator.prepare(make_loader(enc, tokenizer.pad_token_id, EVAL_BATCH, train=False))
+                for name, enc in data.items()
+                if name != "train"
+            }
+            data["students"] = data["train"].subset(student_rows(len(data["train"]), cfg))
+            job = Prepared(cfg, source, tokenizer, data, eval_loaders, n_teacher, n_student)
+            students = sum(student_name(v, seed) not in finished for v in variants(cfg) for seed in cfg.seeds)
+            cached = (
+                already_classifier
+                or "teacher" in finished
+                or (teacher_cache_dir(cfg, source, runtime) / "done").exists()
+            )
+            runtime.total = students * cfg.epochs * runtime.steps_per_epoch(len(data["students"]), cfg.batch_size)
+            if not cached:
+                runtime.total += cfg.teacher_epochs * runtime.steps_per_epoch(len(data["train"]), cfg.batch_size)
 
-        if "teacher" in finished:
-            runtime.emit("stage", "teacher", f"resuming run {run.name}: {len(finished)} finished model(s) kept")
-            teacher = load_classifier(str(run.model_dir("teacher"))).to(runtime.device).eval()
-        else:
-            teacher = prepare_teacher(job, run, runtime, already_classifier)
-        outputs = teacher_outputs(job, teacher, runtime, run) if cfg.cache_teacher_outputs else None
-        importance = layer_importance_once(job, teacher, runtime, run)
-        for variant in variants(cfg):
-            layers = resolve_layers(variant.strategy, StrategyContext(n_teacher, n_student, importance))
-            for seed in cfg.seeds:
-                if student_name(variant, seed) not in finished:
-                    distil_student(job, run, runtime, teacher, outputs, variant, layers, seed)
-        if runtime.is_main:
-            runtime.deadline = None  # every model is saved: the closing timing is not cut into slices
-            time_side_by_side(job, run, runtime)
-        run.set_status("completed")
-        runtime.emit("stage", "done", f"run {run.name} completed: {run.path}")
-    except JobPaused:
-        run.set_status("paused", f"paused after its time slice; resume with: python -m distill resume {run.name}")
-        runtime.emit("stage", "paused", f"run {run.name} paused; finished models are kept")
-    except (JobStopped, KeyboardInterrupt) as err:
-        run.set_status("stopped", "stopped by the user; finished models are kept")
-        runtime.emit("stage", "stopped", f"run {run.name} stopped; finished models are kept")
-        if isinstance(err, KeyboardInterrupt):
+            if "teacher" in finished:
+                runtime.emit("stage", "teacher", f"resuming run {run.name}: {len(finished)} finished model(s) kept")
+                teacher = load_classifier(str(run.model_dir("teacher"))).to(runtime.device).eval()
+            else:
+                teacher = prepare_teacher(job, run, runtime, already_classifier)
+            outputs = teacher_outputs(job, teacher, runtime, run) if cfg.cache_teacher_outputs else None
+            importance = layer_importance_once(job, teacher, runtime, run)
+            for variant in variants(cfg):
+                layers = resolve_layers(variant.strategy, StrategyContext(n_teacher, n_student, importance))
+                for seed in cfg.seeds:
+                    if student_name(variant, seed) not in finished:
+                        distil_or_record_failure(job, run, runtime, teacher, outputs, variant, layers, seed)
+            if runtime.is_main:
+                runtime.deadline = None  # every model is saved: the closing timing is not cut into slices
+                time_side_by_side(job, run, runtime)
+            failed = [r["model"] for r in run.summary() if r.get("failed")]
+            note = f"{len(failed)} model(s) failed and are left out: {', '.join(failed)}" if failed else ""
+            if runtime.is_main:  # the other processes may finish first: the run is complete once the main one is
+                run.set_status("completed", note)
+            runtime.emit("stage", "done", f"run {run.name} completed" + (f"; {note}" if note else ""))
+        except JobPaused:
+            if runtime.is_main:
+                run.set_status(
+                    "paused", f"paused after its time slice; resume with: python -m distill resume {run.name}"
+                )
+            runtime.emit("stage", "paused", f"run {run.name} paused; finished models are kept")
+        except (JobStopped, KeyboardInterrupt) as err:
+            if runtime.is_main:
+                run.set_status("stopped", "stopped by the user; finished models are kept")
+            runtime.emit("stage", "stopped", f"run {run.name} stopped; finished models are kept")
+            if isinstance(err, KeyboardInterrupt):
+                raise
+        except BaseException as err:
+            message = user_message(err)
+            if isinstance(err, OSError) and err.errno:
+                message = f"cannot write results: {err.strerror}"
+            with contextlib.suppress(OSError):  # a full disk: the status then reads "interrupted" once we exit
+                run.set_status("failed", message)
+            if isinstance(err, OSError):
+                raise ConfigError(message) from None
             raise
-    except BaseException as err:
-        message = str(err) if isinstance(err, ConfigError) else scrub(f"{type(err).__name__}: {err}")
-        if isinstance(err, OSError) and err.errno:
-            message = f"cannot write results: {err.strerror}"
-        with contextlib.suppress(OSError):  # a full disk: the status then reads "interrupted" once we exit
-            run.set_status("failed", message)
-        if isinstance(err, OSError):
-            raise ConfigError(message) from None
-        raise
     return run
 
 
@@ -175,13 +181,34 @@ def resume_job(
 ) -> Run:
     """Continue a stopped, paused, interrupted or failed run with its own settings, keeping its finished models."""
     check_resumable(run)
-    return run_job(JobConfig.from_dict(run.config()), on_event, stop, resume=run, deadline=deadline)
+    return run_job(run.job_config(), on_event, stop, resume=run, deadline=deadline)
 
 
 def check_resumable(run: Run) -> None:
+    """Refuse a run that is damaged, running or completed, with the reason."""
+    run.check()
     state = run.status()["state"]
     if state not in RESUMABLE:
         raise ConfigError(f"run {run.name} is {state}; only {', '.join(RESUMABLE)} runs can be resumed")
+
+
+def preflight(cfg: JobConfig) -> tuple[str, PretrainedConfig, int]:
+    """Check what can be known before a job runs: its settings, its teacher (its config is read, no weights),
+    its layer choices and its data. Returns the teacher's source and config and the student depth.
+
+    The app calls it before a job joins the training queue, so a job that cannot work never waits there.
+    """
+    cfg.validated()
+    with about("teacher"):
+        source, teacher_config = load_model_config(cfg.teacher)
+        is_mnli_classifier(teacher_config)  # three labels in another order are refused here
+    n_teacher = teacher_config.num_hidden_layers
+    n_student = cfg.student_layers or max(1, n_teacher // 2)
+    with about("strategies"):
+        check_strategies(cfg.strategies, n_teacher, n_student)
+    with about("data"):
+        check_data(cfg)
+    return source, teacher_config, n_student
 
 
 def student_rows(n_train: int, cfg: JobConfig) -> list[int]:
@@ -206,8 +233,9 @@ def check_strategies(specs: list[str], n_teacher: int, n_student: int) -> None:
         resolve_layers(spec, StrategyContext(n_teacher, n_student, placeholder))
 
 
-def teacher_cache_dir(cfg: JobConfig, source: str, precision: str) -> Path:
-    """Where a fine-tuned teacher is kept, keyed by every setting that changes it."""
+def teacher_cache_dir(cfg: JobConfig, source: str, runtime: Runtime) -> Path:
+    """Where a fine-tuned teacher is kept, keyed by every setting that changes it (the batch size is per
+    process, so the number of processes is one of them)."""
     key = {
         "teacher": teacher_identity(cfg.teacher, source),
         "data": data_identity(cfg.data),
@@ -221,7 +249,8 @@ def teacher_cache_dir(cfg: JobConfig, source: str, precision: str) -> Path:
         "weight_decay": cfg.weight_decay,
         "clip": cfg.max_grad_norm,
         "seed": cfg.seeds[0],
-        "precision": precision,
+        "precision": runtime.precision,
+        "processes": runtime.accelerator.num_processes,
         "group": cfg.group_by_length,
         "pad": cfg.pad_to_max_length,
         "optimizer_8bit": cfg.optimizer_8bit,
@@ -239,8 +268,9 @@ def teacher_identity(name: str, source: str) -> str:
 
 
 def data_identity(data: str) -> str:
+    """A data file by its content (a resumed run reads its own copy of the upload), a named source by name."""
     path = Path(data)
-    return f"{data}:{hashlib.sha256(path.read_bytes()).hexdigest()}" if path.is_file() else data
+    return f"file:{hashlib.sha256(path.read_bytes()).hexdigest()}" if path.is_file() else data
 
 
 def prepare_teacher(job: Prepared, run: Run, runtime: Runtime, already_classifier: bool) -> nn.Module:
@@ -253,9 +283,9 @@ def prepare_teacher(job: Prepared, run: Run, runtime: Runtime, already_classifie
         folder = None
         teacher = load_classifier(job.source)
     else:
-        folder = teacher_cache_dir(cfg, job.source, runtime.precision)
+        folder = teacher_cache_dir(cfg, job.source, runtime)
         if (folder / "done").exists():
-            runtime.emit("stage", "teacher", f"reusing the fine-tuned teacher cached in {folder}")
+            runtime.emit("stage", "teacher", "reusing the fine-tuned teacher cached for these settings")
             teacher = load_classifier(str(folder))
             history = read_json(folder / "history.json", [])
         else:
@@ -479,6 +509,32 @@ def distil_student(
     )
 
 
+def distil_or_record_failure(
+    job: Prepared,
+    run: Run,
+    runtime: Runtime,
+    teacher: nn.Module,
+    outputs: TeacherOutputs | None,
+    variant: Variant,
+    layers: list[int],
+    seed: int,
+) -> None:
+    """Distil one student; one that diverges is recorded as failed, with the reason, and the job goes on."""
+    steps = variant.cfg.epochs * runtime.steps_per_epoch(len(job.data["students"]), variant.cfg.batch_size)
+    start = runtime.done
+    try:
+        distil_student(job, run, runtime, teacher, outputs, variant, layers, seed)
+    except ModelDiverged as err:
+        runtime.done = start + steps  # the progress bar still ends at its total
+        name = student_name(variant, seed)
+        row = {"model": name, "role": "student", "strategy": variant.label, "layers": layers, "seed": seed}
+        row.update(setting(variant.cfg), failed=str(err))
+        if runtime.is_main:
+            run.write_summary([r for r in run.summary() if r["model"] != name] + [row])
+            run.checkpoint(name).unlink(missing_ok=True)
+        runtime.emit("model", name, f"{name} failed: {err}", **row)
+
+
 def record_model(
     job: Prepared,
     run: Run,
@@ -497,6 +553,9 @@ def record_model(
 ) -> None:
     """Evaluate a finished model (unless its last epoch did), time it, save it, and record its results."""
     metrics, logits = evaluated or evaluate(model, job.eval_loaders, job.data, runtime.precision, runtime.accelerator)
+    broken = [f"{split} {key}" for split, m in metrics.items() for key, value in m.items() if not math.isfinite(value)]
+    if broken:
+        raise ModelDiverged(f"{name} diverged: its {broken[0]} is not a finite number; try a lower learning rate")
     if not runtime.is_main:
         return
     folder = run.link_model(name, saved_from) if saved_from else run.save_model(name, model, job.tokenizer)
@@ -542,7 +601,11 @@ def time_side_by_side(job: Prepared, run: Run, runtime: Runtime, rounds: int = 3
     rows = run.summary()
     split = next(iter(job.eval_loaders))
     best: dict[str, dict[str, float]] = {}
-    models = {r["model"]: load_classifier(str(run.model_dir(r["model"]))).to(runtime.device) for r in rows}
+    models = {
+        r["model"]: load_classifier(str(run.model_dir(r["model"]))).to(runtime.device)
+        for r in rows
+        if not r.get("failed")
+    }
     for _ in range(rounds):
         for name, model in models.items():
             runtime.check_stop()
@@ -550,4 +613,4 @@ def time_side_by_side(job: Prepared, run: Run, runtime: Runtime, rounds: int = 3
                 model, job.data[split], job.tokenizer.pad_token_id, runtime.precision, job.cfg.latency_examples
             )
             best[name] = {k: min(v, best.get(name, timed)[k]) for k, v in timed.items()}
-    run.write_summary([{**r, **best[r["model"]]} for r in rows])
+    run.write_summary([{**r, **best.get(r["model"], {})} for r in rows])

@@ -11,7 +11,7 @@ from transformers.utils import logging as hf_logging
 
 from .config import ConfigError
 from .data import LABELS
-from .hub import hub_error, resolve_model
+from .hub import download_token, hub_error, resolve_model
 
 hf_logging.set_verbosity_error()  # the "newly initialized classifier" notice is expected: the head is fine-tuned
 hf_logging.disable_progress_bar()  # our own progress reporting covers loading and saving
@@ -22,7 +22,7 @@ def load_model_config(name: str) -> tuple[str, PretrainedConfig]:
     """The resolved source and config of a model; refuses models that need remote code."""
     source = resolve_model(name)
     try:
-        config = AutoConfig.from_pretrained(source, trust_remote_code=False)
+        config = AutoConfig.from_pretrained(source, trust_remote_code=False, token=download_token())
     except ValueError as err:
         if "trust_remote_code" in str(err) or "custom code" in str(err):
             raise remote_code_refused(name) from None
@@ -60,7 +60,7 @@ def is_mnli_classifier(config: PretrainedConfig) -> bool:
 
 def load_tokenizer(source: str):
     try:
-        return AutoTokenizer.from_pretrained(source, trust_remote_code=False)
+        return AutoTokenizer.from_pretrained(source, trust_remote_code=False, token=download_token())
     except (OSError, ValueError) as err:
         raise hub_error(f"tokenizer of {source!r}", err) from None
 
@@ -73,6 +73,7 @@ def load_classifier(source: str, *, eight_bit: bool = False) -> nn.Module:
         "label2id": {name: i for i, name in enumerate(LABELS)},
         "ignore_mismatched_sizes": True,
         "trust_remote_code": False,
+        "token": download_token(),
     }
     if eight_bit:
         from transformers import BitsAndBytesConfig

@@ -11,7 +11,7 @@ import numpy as np
 
 from .config import ConfigError
 from .evaluation import classification_metrics
-from .results import Run, read_json
+from .results import Run
 from .stats import Difference, holm, seed_example_test
 
 TABLE_COLUMNS = [
@@ -58,8 +58,10 @@ def comparison(run: Run, ensemble: list[str] | None = None, controls: list[Run] 
     With `controls` (other runs scored on the same validation rows), their students join as rows named
     RUN:STRATEGY, tested like the others.
     """
-    rows = run.summary()
-    if not rows:
+    run.check()  # a damaged run is reported as such, naming the file, before anything is computed from it
+    summary = run.summary()
+    rows = finished(summary)
+    if not summary:
         return []
     predictions = run.predictions()
     rows = rows + _control_rows(run, controls or [], predictions)
@@ -73,7 +75,42 @@ def comparison(run: Run, ensemble: list[str] | None = None, controls: list[Run] 
         table = singles + strategy_rows(extra)
         _relative_to_teacher(table, next((r for r in singles if r["role"] == "teacher"), None))
     add_tests(run, table, predictions)
-    return table
+    return table + _failed_rows(summary, table)
+
+
+def finished(rows: list[dict]) -> list[dict]:
+    """The summary rows of models that finished: a failed model (diverged) is no result."""
+    return [r for r in rows if not r.get("failed")]
+
+
+def _failed_rows(summary: list[dict], table: list[dict]) -> list[dict]:
+    """Failed models: counted on their strategy's row, or a row of their own when every seed failed. Such a
+    row has no accuracy, so it is never the best and never tested."""
+    failed: dict[str, list[dict]] = defaultdict(list)
+    for row in summary:
+        if row.get("failed"):
+            failed[row["strategy"]].append(row)
+    by_strategy = {r["strategy"]: r for r in table}
+    out = []
+    for strategy, members in failed.items():
+        if strategy in by_strategy:
+            by_strategy[strategy]["failed_seeds"] = len(members)
+            continue
+        reason = members[0]["failed"]
+        out.append(
+            {
+                "strategy": strategy,
+                "role": members[0]["role"],
+                "layers": members[0].get("layers", []),
+                "seeds": 0,
+                "models": [],
+                "failed": reason,
+                "failed_seeds": len(members),
+                "accuracy": None,
+                "test": f"failed: {reason}",
+            }
+        )
+    return out
 
 
 def _control_rows(run: Run, controls: list[Run], predictions: dict) -> list[dict]:
@@ -82,14 +119,14 @@ def _control_rows(run: Run, controls: list[Run], predictions: dict) -> list[dict
     Their latencies are rescaled by the ratio of the two runs' teachers, since each run timed its own models
     side by side and the two timings were taken at different moments.
     """
-    labels = read_json(run.path / "labels.json", {})
+    labels = run.labels()
     ours = next((r for r in run.summary() if r["role"] == "teacher"), None)
     out = []
     for control in controls:
-        if read_json(control.path / "labels.json", {}) != labels:
+        if control.labels() != labels:
             raise ConfigError(f"run {control.name} was scored on other validation rows than run {run.name}")
         theirs = control.predictions()
-        rows = control.summary()
+        rows = finished(control.summary())
         teacher = next((r for r in rows if r["role"] == "teacher"), None)
         for row in rows:
             if row["role"] == "student":
@@ -184,7 +221,7 @@ def ensemble_rows(run: Run, rows: list[dict], table: list[dict], strategies: lis
         parts = best_rows[start : start + size]
         seeds = "+".join(str(r["seed"]) for r in parts)
         groups.append((baseline, "baseline", f"{best}-seeds{seeds}", parts))
-    labels = read_json(run.path / "labels.json", {})
+    labels = run.labels()
     first_split = rows[0].get("eval_split", "validation")
     out, predictions = [], {}
     for strategy, role, model, parts in groups:
@@ -219,7 +256,7 @@ def add_tests(run: Run, table: list[dict], predictions: dict) -> None:
     """Each student against the best one (chosen on the main split), on every validation split; an ensemble
     against its compute-matched baseline. Fields: `vs_best` per split, and the main and other split's test
     flattened (diff_vs_best, diff_low, diff_high, p_value, significant, test; other_* likewise)."""
-    labels = read_json(run.path / "labels.json", {})
+    labels = run.labels()
     students = [r for r in table if r["role"] == "student"]
     if not students or not labels:
         return
@@ -294,12 +331,12 @@ def pairwise(run: Run, split: str | None = None, controls: list[Run] | None = No
     split first: the difference, its interval and p, Holm-adjusted over all the pairs, counting seeds and
     examples. A one-seed strategy's pairs are shown untested."""
     predictions = run.predictions()
-    rows = run.summary() + _control_rows(run, controls or [], predictions)
+    rows = finished(run.summary()) + _control_rows(run, controls or [], predictions)
     table = [r for r in strategy_rows(rows) if r["role"] == "student"]
     if not table:
         return []
     split = split or table[0]["eval_split"]
-    labels = read_json(run.path / "labels.json", {}).get(split)
+    labels = run.labels().get(split)
     if labels is None:
         raise ConfigError(f"run {run.name} has no validation split {split!r}")
     ranked = sorted(table, key=lambda r: -r["accuracy"])  # chosen on the main split, whatever split is tested
@@ -344,6 +381,8 @@ def display_rows(table: list[dict]) -> list[dict[str, str]]:
     for r in table:
         r = dict(r)
         r["layers"] = ",".join(str(i) for i in r["layers"]) or ("random init" if r["role"] == "student" else "-")
+        if r.get("failed_seeds"):
+            r["seeds"] = f"{r['seeds']} (+{r['failed_seeds']} failed)"
         r["vs_best"] = "best" if r.get("best") else _verdict(r, "")
         r["other_vs_best"] = _verdict(r, "other_")
         out.append({title: _fmt(fmt, r.get(key)) for key, title, fmt in columns})
@@ -439,7 +478,7 @@ def write_plots(run: Run) -> list[Path]:
         ax.legend()
         paths.append(_save(fig, folder / "val_accuracy.png"))
 
-    table = strategy_rows(run.summary())
+    table = strategy_rows(finished(run.summary()))
     if table:
         fig, ax = plt.subplots(figsize=(6, 4))
         for r in table:

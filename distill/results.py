@@ -2,9 +2,12 @@
 
 runs/<run>/
   config.json        the exact job settings       environment.json  package versions, device
-  status.json        running / completed / failed / stopped, with a message
+  status.json        running / completed / failed / stopped / paused, with a message and the time spent running
+  heartbeat.json     rewritten every few seconds while a job runs: a stale one means the job is gone
+  owner.json         on the public Space, a hash of the visitor who started the run (for stop and resume)
+  data/              a copy of the user's data file(s), so the run resumes after the upload is gone
   metrics.jsonl      one row per model and epoch; epoch 0 is a student before its first step
-  summary.json, summary.csv  one row per model
+  summary.json, summary.csv  one row per model (a model that failed has `failed`, its reason, and no metrics)
   predictions.json   predicted labels per model and validation split (for paired tests)
   probabilities/<model>.npz  class probabilities per validation split, float32 (for ensembles)
   models/<name>/     save_pretrained folders (safetensors + tokenizer)
@@ -14,16 +17,22 @@ runs/<run>/
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import hashlib
 import io
 import json
+import math
 import os
 import platform
 import re
 import shutil
 import socket
 import tempfile
+import threading
 import time
+import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +42,13 @@ from .config import RUN_NAME, ConfigError, JobConfig, default_results_dir
 
 STATES = ("running", "completed", "failed", "stopped", "paused", "interrupted")
 RESUMABLE = ("stopped", "paused", "interrupted", "failed")
+DAMAGED = "damaged"  # listed for a run whose files cannot be read; never stored
+HEARTBEAT_SECONDS = 10.0
+STALE_SECONDS = 60.0  # a running run without a heartbeat this long is gone (killed, or its container restarted)
+
+
+class DamagedRun(ConfigError):
+    """A run file that exists but cannot be read; the message names the run and the file, never a server path."""
 
 
 def atomic_write(path: Path, content: str | bytes) -> None:
@@ -51,14 +67,44 @@ def atomic_write(path: Path, content: str | bytes) -> None:
 
 
 def write_json(path: Path, value: Any) -> None:
-    atomic_write(path, json.dumps(value, indent=2, default=_jsonable) + "\n")
+    atomic_write(path, to_json(value, indent=2) + "\n")
+
+
+def to_json(value: Any, indent: int | None = None) -> str:
+    """Strict JSON: numpy values as lists and numbers, and NaN or infinity as null (never a bare NaN)."""
+    return json.dumps(_finite(value), indent=indent, default=_jsonable, allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _finite(value.tolist())
+    return value
 
 
 def read_json(path: Path, default: Any = None) -> Any:
+    """A JSON file's value, or `default` when the file does not exist; DamagedRun when it exists but cannot be read."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
         return default
+    except (OSError, UnicodeDecodeError) as err:
+        raise DamagedRun(f"{path.name} cannot be read ({_reason(err)})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DamagedRun(f"{path.name} is not valid JSON ({err.msg}, line {err.lineno})") from None
+
+
+def _reason(err: BaseException) -> str:
+    if isinstance(err, UnicodeDecodeError):
+        return "not UTF-8 text"
+    return err.strerror if isinstance(err, OSError) and err.strerror else "unreadable"
 
 
 def _jsonable(value: Any) -> Any:
@@ -88,11 +134,11 @@ def environment() -> dict[str, Any]:
 
 
 class Run:
-    """One run folder."""
+    """One run folder. Its readers check what they read: a damaged file raises DamagedRun, naming it."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.metrics: list[dict] = read_jsonl(self.path / "metrics.jsonl")
+        self._metrics: list[dict] | None = None
 
     @property
     def name(self) -> str:
@@ -105,53 +151,178 @@ class Run:
         path = root / name
         if path.exists():
             if cfg.run_name:
-                raise ConfigError(f"a run named {name!r} already exists in {root}; choose another name")
+                raise ConfigError(f"a run named {name!r} already exists; choose another name")
             path = root / f"{name}-{os.getpid()}"
         try:
             path.mkdir(parents=True)
         except OSError as err:
-            raise ConfigError(f"cannot create the run folder {path}: {err.strerror}") from None
+            raise ConfigError(f"cannot create the run folder {path.name}: {err.strerror}") from None
         run = cls(path)
-        write_json(path / "config.json", cfg.to_dict())
+        write_json(path / "config.json", run._keep_data(cfg))
         write_json(path / "environment.json", environment())
         run.set_status("running")
         return run
+
+    def _keep_data(self, cfg: JobConfig) -> dict[str, Any]:
+        """The settings to store, with the user's data files copied into data/ and named relative to the run:
+        an upload is a temporary file, gone after a restart, and a resumed run needs it again."""
+        values = cfg.to_dict()
+        if Path(cfg.data).is_file():
+            values["data"] = self._copy_in(Path(cfg.data), f"{DATA_DIR}/train")
+        values["eval_data"] = [self._copy_in(Path(f), f"{DATA_DIR}/eval{i}") for i, f in enumerate(cfg.eval_data)]
+        return values
+
+    def _copy_in(self, source: Path, folder: str) -> str:
+        relative = f"{folder}/{source.name}"  # the file's own name: a validation split is named after it
+        target = self.path / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+        return relative
+
+    def job_config(self) -> JobConfig:
+        """The run's settings, with its kept copies of the user's data files, in the results folder it is in now
+        (a bucket may be mounted elsewhere after a restart)."""
+        values = {**self.config(), "results_dir": str(self.path.parent)}
+        if str(values.get("data", "")).startswith(f"{DATA_DIR}/"):
+            values["data"] = str(self.path / values["data"])
+        values["eval_data"] = [
+            str(self.path / f) if str(f).startswith(f"{DATA_DIR}/") else f for f in values.get("eval_data") or []
+        ]
+        try:
+            return JobConfig.from_dict(values)
+        except ConfigError as err:
+            raise DamagedRun(f"run {self.name} is damaged: config.json: {err}") from None
 
     def set_status(self, state: str, message: str = "") -> None:
         """Record the state; `busy_seconds` adds up the time spent running (pauses and stops not counted)."""
         assert state in STATES
         now = time.time()
-        previous = read_json(self.path / "status.json", {})
+        previous = self._status()
         busy = previous.get("busy_seconds", 0.0)
-        if previous.get("state") == "running" and previous.get("pid") == os.getpid():
-            busy += now - previous["time"]
+        if previous.get("state") == "running":
+            busy += self._running_until(previous, now) - previous["time"]
         status = {"state": state, "message": message, "time": now, "pid": os.getpid(), "host": socket.gethostname()}
         write_json(self.path / "status.json", {**status, "started": previous.get("started", now), "busy_seconds": busy})
 
     def status(self) -> dict[str, Any]:
-        status = read_json(self.path / "status.json", {"state": "failed", "message": "no status file"})
-        if status["state"] == "running" and not _alive(status):
-            status = {**status, "state": "interrupted", "message": "the process ended without finishing the run"}
+        """The stored state, except that a run stored as running whose job is gone reads "interrupted"."""
+        status = self._status()
+        if status["state"] == "running" and not self._alive(status):
+            message = "the job ended without finishing the run (killed, or its machine restarted)"
+            status = {**status, "state": "interrupted", "message": message}
         return status
 
+    def public_status(self) -> dict[str, Any]:
+        """The status as visitors see it: no process id or host name."""
+        status = self.status()
+        return {"state": status["state"], "message": status.get("message", ""), "busy_seconds": self.busy_seconds()}
+
+    def _status(self) -> dict[str, Any]:
+        status = self._read("status.json", None, _status_problem)
+        return status if status is not None else {"state": "failed", "message": "no status file"}
+
+    def busy_seconds(self) -> float:
+        """Seconds spent running over all of the run's starts; a job that died counts up to its last heartbeat."""
+        status = self._status()
+        busy = status.get("busy_seconds", 0.0)
+        if status["state"] == "running":
+            busy += self._running_until(status, time.time()) - status["time"]
+        return busy
+
+    @contextlib.contextmanager
+    def heartbeat(self, seconds: float | None = None) -> Iterator[None]:
+        """Rewrite heartbeat.json every few seconds while the block runs.
+
+        Liveness cannot trust a process id: on a Space every restart is a new container with a new host name,
+        and the run folder lives on in a mounted bucket. A heartbeat that has gone stale means the job is gone.
+        """
+        stop = threading.Event()
+
+        def beat() -> None:
+            while True:
+                with contextlib.suppress(OSError):  # a full disk must not end the job from this thread
+                    write_json(self.path / HEARTBEAT_FILE, {"time": time.time()})
+                if stop.wait(seconds or HEARTBEAT_SECONDS):
+                    return
+
+        thread = threading.Thread(target=beat, name=f"heartbeat-{self.name}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+    def _last_heartbeat(self) -> float:
+        beat = self._read(HEARTBEAT_FILE, {}, _mapping_problem)
+        return float(beat.get("time", 0.0)) if isinstance(beat.get("time"), int | float) else 0.0
+
+    def _alive(self, status: dict) -> bool:
+        last = max(status.get("time", 0.0), self._last_heartbeat())
+        if time.time() - last > STALE_SECONDS:
+            return False
+        if status.get("host") == socket.gethostname():  # on this machine a dead process is known at once
+            try:
+                os.kill(int(status.get("pid", -1)), 0)
+            except (OSError, ValueError):
+                return False
+        return True
+
+    def _running_until(self, status: dict, now: float) -> float:
+        """When the run last ran: now if its job is alive, else its last heartbeat."""
+        if status.get("pid") == os.getpid() and status.get("host") == socket.gethostname():
+            return now
+        return now if self._alive(status) else max(status["time"], self._last_heartbeat())
+
+    def owned_by(self, visitor: str | None) -> bool:
+        """Whether `visitor` started this run; runs started without an owner belong to everyone."""
+        owner = self._read(OWNER_FILE, {}, _mapping_problem).get("owner")
+        return owner is None or owner == _hash(visitor)
+
+    def set_owner(self, visitor: str) -> None:
+        write_json(self.path / OWNER_FILE, {"owner": _hash(visitor)})
+
     def config(self) -> dict[str, Any]:
-        return read_json(self.path / "config.json", {})
+        return self._read("config.json", {}, _mapping_problem)
+
+    def teacher(self) -> str:
+        """The teacher as visitors may see it: a Hub id, 'embedded', or a local folder's name (never its path)."""
+        teacher = str(self.config().get("teacher", ""))
+        return Path(teacher).name if Path(teacher).is_absolute() else teacher
+
+    @property
+    def metrics(self) -> list[dict]:
+        if self._metrics is None:
+            try:
+                rows = read_jsonl(self.path / "metrics.jsonl")
+            except DamagedRun as err:
+                raise DamagedRun(f"run {self.name} is damaged: {err}") from None
+            for number, row in enumerate(rows, start=1):
+                if not isinstance(row, dict) or not isinstance(row.get("model"), str) or "epoch" not in row:
+                    raise DamagedRun(f"run {self.name} is damaged: metrics.jsonl line {number} is not a metrics row")
+            self._metrics = rows
+        return self._metrics
 
     def add_metrics(self, rows: list[dict]) -> None:
         self.metrics.extend(rows)
-        atomic_write(
-            self.path / "metrics.jsonl", "".join(json.dumps(r, default=_jsonable) + "\n" for r in self.metrics)
-        )
+        atomic_write(self.path / "metrics.jsonl", "".join(to_json(r) + "\n" for r in self.metrics))
 
     def summary(self) -> list[dict]:
-        return read_json(self.path / "summary.json", [])
+        """One row per model; a model whose accuracy is not a finite number reads as failed."""
+        rows = self._read("summary.json", [], _summary_problem)
+        return [_mark_failed(r) for r in rows]
 
     def write_summary(self, rows: list[dict]) -> None:
         write_json(self.path / "summary.json", rows)
         atomic_write(self.path / "summary.csv", to_csv(rows))
 
     def predictions(self) -> dict[str, dict[str, list[int]]]:
-        return read_json(self.path / "predictions.json", {})
+        return self._read("predictions.json", {}, _splits_problem(dict))
+
+    def labels(self) -> dict[str, list[int]]:
+        return self._read("labels.json", {}, _splits_problem(list))
 
     def add_predictions(self, model: str, predictions: dict[str, list[int]]) -> None:
         write_json(self.path / "predictions.json", {**self.predictions(), model: predictions})
@@ -161,8 +332,11 @@ class Run:
         path = self.path / "probabilities" / f"{model}.npz"
         if not path.exists():
             return {}
-        with np.load(path) as saved:
-            return {split: saved[split].astype(np.float32) for split in saved.files}
+        try:
+            with np.load(path) as saved:
+                return {split: saved[split].astype(np.float32) for split in saved.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+            raise DamagedRun(f"run {self.name} is damaged: probabilities/{model}.npz cannot be read ({err})") from None
 
     def add_probabilities(self, model: str, probabilities: dict[str, np.ndarray]) -> None:
         buffer = io.BytesIO()
@@ -190,6 +364,127 @@ class Run:
         shutil.copytree(source, tmp, copy_function=_link_or_copy)
         os.replace(tmp, target)
         return target
+
+    def check(self) -> None:
+        """Read every file of the run, raising DamagedRun for the first that cannot be used.
+
+        The verdict is kept until one of the files changes, so listing many runs stays cheap.
+        """
+        stamp = self._stamp()
+        known = _CHECKED.get(self.path)
+        if known is None or known[0] != stamp:
+            try:
+                self._check_files()
+                known = (stamp, None)
+            except DamagedRun as err:
+                known = (stamp, str(err))
+            _CHECKED[self.path] = known
+        if known[1]:
+            raise DamagedRun(known[1])
+
+    def _check_files(self) -> None:
+        self.job_config()
+        self.status()
+        self.metrics  # noqa: B018 (read for its check)
+        self.predictions()
+        self.labels()
+        for row in self.summary():
+            if row.get("failed"):
+                continue
+            self.probabilities(row["model"])
+            folder = self.model_dir(row["model"])
+            if folder.is_dir():  # a run may be kept without its models (they are large)
+                _check_model_folder(folder, f"run {self.name} is damaged: models/{row['model']}")
+
+    def _stamp(self) -> tuple:
+        files = [p for p in self.path.glob("*") if p.is_file()]
+        files += list(self.path.glob("probabilities/*")) + list(self.path.glob("models/*/*"))
+        return tuple(sorted((str(p.relative_to(self.path)), *_size_and_time(p)) for p in files))
+
+    def _read(self, name: str, default: Any, problem: Callable[[Any], str | None]) -> Any:
+        try:
+            value = read_json(self.path / name, default)
+        except DamagedRun as err:
+            raise DamagedRun(f"run {self.name} is damaged: {err}") from None
+        issue = None if value is default else problem(value)
+        if issue:
+            raise DamagedRun(f"run {self.name} is damaged: {name} {issue}")
+        return value
+
+
+_CHECKED: dict[Path, tuple[tuple, str | None]] = {}
+DATA_DIR = "data"
+HEARTBEAT_FILE = "heartbeat.json"
+OWNER_FILE = "owner.json"
+
+
+def _hash(visitor: str | None) -> str:
+    return hashlib.sha256(str(visitor).encode()).hexdigest()
+
+
+def _size_and_time(path: Path) -> tuple[int, int]:
+    try:
+        stat = path.stat()
+    except OSError:
+        return (-1, -1)
+    return (stat.st_size, stat.st_mtime_ns)
+
+
+def _mapping_problem(value: Any) -> str | None:
+    return None if isinstance(value, dict) else "does not hold a JSON object"
+
+
+def _status_problem(value: Any) -> str | None:
+    if not isinstance(value, dict) or value.get("state") not in STATES:
+        return "does not hold a known state"
+    if not isinstance(value.get("time"), int | float):
+        return "has no time"
+    return None
+
+
+def _summary_problem(value: Any) -> str | None:
+    if not isinstance(value, list):
+        return "does not hold a list of models"
+    for number, row in enumerate(value, start=1):
+        if not isinstance(row, dict) or not isinstance(row.get("model"), str):
+            return f"row {number} names no model"
+        if row.get("role") not in ("teacher", "student"):
+            return f"row {number} has no role (teacher or student)"
+        if not row.get("failed") and not isinstance(row.get("accuracy"), int | float | None):
+            return f"row {number} ({row['model']}) has no accuracy"
+    return None
+
+
+def _splits_problem(kind: type) -> Callable[[Any], str | None]:
+    def problem(value: Any) -> str | None:
+        if not isinstance(value, dict) or not all(isinstance(v, kind) for v in value.values()):
+            return "does not hold one entry per split" if kind is list else "does not hold one entry per model"
+        return None
+
+    return problem
+
+
+def _mark_failed(row: dict) -> dict:
+    accuracy = row.get("accuracy")
+    if row.get("failed") or (isinstance(accuracy, int | float) and math.isfinite(accuracy)):
+        return row
+    return {**row, "failed": "its accuracy is not a finite number"}
+
+
+def _check_model_folder(folder: Path, what: str) -> None:
+    """The model's config parses and each weights file's header fits the file (a cut file does not)."""
+    from safetensors import safe_open
+
+    try:
+        read_json(folder / "config.json")
+    except DamagedRun as err:
+        raise DamagedRun(f"{what}/{err}") from None
+    for weights in folder.glob("*.safetensors"):
+        try:
+            with safe_open(str(weights), "np") as f:
+                f.keys()
+        except Exception as err:  # safetensors raises its own error types for a cut or overwritten file
+            raise DamagedRun(f"{what}/{weights.name} cannot be read ({str(err).splitlines()[0][:120]})") from None
 
 
 def save_pretrained_atomic(target: Path, model, tokenizer) -> Path:
@@ -219,22 +514,22 @@ def _link_or_copy(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
-def _alive(status: dict) -> bool:
-    if status.get("host") != socket.gethostname():
-        return True  # another machine's run: cannot tell, assume it is alive
+def read_jsonl(path: Path) -> list[Any]:
+    """The values of a JSON-lines file (empty when it does not exist); DamagedRun names a line that does not parse."""
     try:
-        os.kill(int(status.get("pid", -1)), 0)
-    except (OSError, ValueError):
-        return False
-    return True
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
         return []
-    return [json.loads(line) for line in lines if line.strip()]
+    except (OSError, UnicodeDecodeError) as err:
+        raise DamagedRun(f"{path.name} cannot be read ({_reason(err)})") from None
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise DamagedRun(f"{path.name} line {number} is not valid JSON") from None
+    return rows
 
 
 def to_csv(rows: list[dict]) -> str:
@@ -272,27 +567,63 @@ def open_run(name_or_path: str | Path, results_dir: Roots = None, *, allow_paths
     return Run(path)
 
 
+def download_copies(run: Run, names: tuple[str, ...] = ("summary.csv", "summary.json")) -> list[str]:
+    """Copies of a run's result files in the system's temp folder, from where the app serves downloads: the
+    results folder may be a mounted bucket anywhere, and serving it whole would expose every run's files."""
+    folder = Path(tempfile.gettempdir()) / "distill-downloads" / run.name
+    copies = []
+    for name in names:
+        if (run.path / name).is_file():
+            atomic_write(folder / name, (run.path / name).read_bytes())
+            copies.append(str(folder / name))
+    return copies
+
+
+def find_runs(results_dir: Roots = None) -> list[Run]:
+    """Every run folder in the results folder(s), damaged ones included (each holds a config.json)."""
+    paths = [p for root in _roots(results_dir) if root.is_dir() for p in sorted(root.iterdir())]
+    return [Run(p) for p in paths if not p.name.startswith(".") and (p / "config.json").is_file()]
+
+
+def intact_runs(results_dir: Roots = None) -> list[Run]:
+    """The runs whose files all read well."""
+    intact = []
+    for run in find_runs(results_dir):
+        with contextlib.suppress(DamagedRun):
+            run.check()
+            intact.append(run)
+    return intact
+
+
 def list_runs(results_dir: Roots = None) -> list[dict[str, Any]]:
-    """Every run in the results folder(s), newest first, with its state and headline numbers."""
-    runs = []
-    paths = [p for root in _roots(results_dir) if root.is_dir() for p in root.iterdir()]
-    for path in paths:
-        if path.name.startswith(".") or not (path / "config.json").is_file():
-            continue
-        run = Run(path)
-        status = run.status()
+    """Every run in the results folder(s), newest first, with its state and headline numbers; a run whose
+    files cannot be read is listed as damaged, with the reason, and never hides the others."""
+    return sorted((_listing(run) for run in find_runs(results_dir)), key=lambda r: r["started"], reverse=True)
+
+
+def _listing(run: Run) -> dict[str, Any]:
+    entry = {"run": run.name, "started": _size_and_time(run.path / "config.json")[1] / 1e9}
+    try:
+        run.check()
+        status = run.public_status()
         summary = run.summary()
-        students = [r for r in summary if r.get("role") == "student"]
-        runs.append(
-            {
-                "run": path.name,
-                "folder": str(path),
-                "state": status["state"],
-                "message": status.get("message", ""),
-                "started": (path / "config.json").stat().st_mtime,
-                "teacher": run.config().get("teacher"),
-                "models": len(summary),
-                "best_student": max(students, key=lambda r: r.get("accuracy", 0))["model"] if students else None,
-            }
-        )
-    return sorted(runs, key=lambda r: r["started"], reverse=True)
+        students = [r for r in summary if r["role"] == "student" and not r.get("failed")]
+        return {
+            **entry,
+            **status,
+            "teacher": run.teacher(),
+            "models": len(summary),
+            "failed_models": sum(bool(r.get("failed")) for r in summary),
+            "best_student": max(students, key=lambda r: r["accuracy"])["model"] if students else None,
+        }
+    except DamagedRun as err:
+        return {
+            **entry,
+            "state": DAMAGED,
+            "message": str(err),
+            "busy_seconds": None,
+            "teacher": None,
+            "models": 0,
+            "failed_models": 0,
+            "best_student": None,
+        }

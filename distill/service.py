@@ -33,12 +33,17 @@ class JobRunner:
 
     def __init__(self) -> None:
         self._stop: threading.Event | None = None
+        self._owner: str | None = None
         self._lock = threading.Lock()
 
-    def stop(self) -> bool:
+    def stop(self, who: str | None = None) -> bool:
+        """Stop the running job (False when none runs). With `who` (a visitor of the public Space), only the
+        visitor who started the job may stop it; anyone else gets a ConfigError."""
         with self._lock:
             if self._stop is None:
                 return False
+            if who is not None and who != self._owner:
+                raise ConfigError("the running job was started by another visitor; only they can stop it")
             self._stop.set()
             return True
 
@@ -50,19 +55,23 @@ class JobRunner:
         run_slice: Callable[..., str] = job_slice,
         time_limit: float | None = None,
         resume: str | None = None,
+        owner: str | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Yield the job's state (run, stage, steps, log, curve points, finished models) until it ends.
 
         With `slice_seconds`, the job runs as a sequence of time slices, each one call of `run_slice` (a GPU
         call on ZeroGPU), and the run is resumed after each pause. With `time_limit` (seconds), the job is
-        stopped cleanly once it has run that long, keeping its finished models. With `resume` (a run folder),
-        that run is continued instead of starting a new one. A failure of the job is raised.
+        stopped cleanly once the run has been busy that long, over all its resumes, keeping its finished models.
+        With `resume` (a run folder), that run is continued instead of starting a new one. With `owner` (a
+        visitor of the public Space), only that visitor may stop the job, and the new run is marked as theirs.
+        A failure of the job is raised.
         """
-        ends = time.monotonic() + time_limit if time_limit else None
+        used = Run(Path(resume)).busy_seconds() if resume else 0.0
+        ends = time.monotonic() + time_limit - used if time_limit else None
         events: queue.Queue[Event] = queue.Queue()
         stop = threading.Event()
         with self._lock:
-            self._stop = stop
+            self._stop, self._owner = stop, owner
         state: dict[str, Any] = {
             "run": None,
             "state": "running",
@@ -74,6 +83,7 @@ class JobRunner:
             "models": [],
         }
         worker: threading.Thread | None = None
+        owned = False
         try:
             while True:
                 outcome: dict[str, Any] = {}
@@ -94,6 +104,9 @@ class JobRunner:
                 while worker.is_alive() or not events.empty():
                     worker.join(timeout=poll_seconds)
                     if _drain(events, state):
+                        if owner and not resume and state["run"] and not owned:
+                            Run(Path(cfg.results_dir) / state["run"]).set_owner(owner)
+                            owned = True
                         yield _snapshot(state)
                 if "error" in outcome:
                     raise outcome["error"]
@@ -122,7 +135,7 @@ class JobRunner:
             if worker is not None:
                 worker.join()
             with self._lock:
-                self._stop = None
+                self._stop, self._owner = None, None
 
 
 def _drain(events: queue.Queue, state: dict[str, Any]) -> bool:
@@ -142,7 +155,8 @@ def _drain(events: queue.Queue, state: dict[str, Any]) -> bool:
             if len(state["curve"]) > MAX_CURVE_POINTS:  # long jobs: keep every other point
                 state["curve"] = state["curve"][::2]
         if event.kind == "model":
-            state["models"].append({k: event.metrics.get(k) for k in ("model", "strategy", "layers", "accuracy")})
+            keys = ("model", "strategy", "layers", "accuracy", "failed")
+            state["models"].append({k: event.metrics.get(k) for k in keys})
 
 
 def _snapshot(state: dict[str, Any]) -> dict[str, Any]:

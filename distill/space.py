@@ -11,7 +11,10 @@ from typing import Any
 import yaml
 
 from .config import ConfigError, JobConfig
-from .hub import scrub
+from .data import read_capped
+from .errors import scrub
+from .job import check_resumable, preflight
+from .results import Run
 from .search import variants
 
 SETTINGS_FILE = Path(__file__).resolve().parent.parent / "space_config" / "space.yaml"
@@ -42,11 +45,26 @@ def default_job() -> JobConfig:
     return JobConfig.from_dict({**settings()["defaults"][hardware()], "results_dir": results_dir()})
 
 
+def teacher_choices() -> list[str]:
+    """The teachers the Distill tab offers: those allowed on the public Space (elsewhere any id or folder too)."""
+    return list(settings()["public_limits"]["teachers"])
+
+
 def enforce_limits(cfg: JobConfig) -> None:
-    """On the public Space, refuse jobs bigger than its limits, and say how to run them."""
+    """On the public Space, refuse jobs bigger than its limits, and say how to run them.
+
+    Every way to start work goes through here: a new job, a search, explicit layer lists and a resumed run
+    (whose stored settings are checked again), so no route walks around a limit.
+    """
     if not is_public_space():
         return
     limits = settings()["public_limits"]
+    if cfg.teacher not in limits["teachers"]:  # checked first: nothing about the server's folders is probed
+        raise ConfigError(
+            f"on this shared Space the teacher is one of {', '.join(limits['teachers'])}; "
+            "duplicate the Space to distil another",
+            "teacher",
+        )
     checks = [
         ("train_size", cfg.train_size or 10**9, limits["max_train_size"]),
         ("eval_size", cfg.eval_size or 10**9, limits["max_eval_size"]),
@@ -55,19 +73,61 @@ def enforce_limits(cfg: JobConfig) -> None:
         ("seeds", len(cfg.seeds), limits["max_seeds"]),
         ("strategies", len(cfg.strategies), limits["max_strategies"]),
         ("students", len(variants(cfg)) * len(cfg.seeds), limits["max_students"]),
+        ("batch_size", cfg.batch_size, limits["max_batch_size"]),
+        ("max_length", cfg.max_length, limits["max_length"]),
+        ("latency_examples", cfg.latency_examples, limits["max_latency_examples"]),
     ]
-    upload = Path(cfg.data)
-    if upload.is_file() and upload.stat().st_size > limits["max_upload_mb"] * 2**20:
-        raise ConfigError(f"uploads are limited to {limits['max_upload_mb']} MB on this shared Space")
     for name, value, limit in checks:
         if value > limit:
             raise ConfigError(
-                f"{name} is limited to {limit} on this shared Space; duplicate the Space to run bigger jobs"
+                f"{name} is limited to {limit} on this shared Space; duplicate the Space to run bigger jobs",
+                "strategies" if name == "students" else name,
             )
+    for path in [cfg.data, *cfg.eval_data]:
+        if Path(path).is_file():  # counted as it expands: a small gzip must not become a huge table
+            try:
+                read_capped(Path(path), limits["max_upload_mb"] * 2**20)
+            except ConfigError as err:
+                message = f"uploads are limited to {limits['max_upload_mb']} MB on this shared Space: {err}"
+                raise ConfigError(message, "data_file") from None
+
+
+def visitor(username: str | None, session: str | None) -> str | None:
+    """Who is asking, on the public Space: the Hugging Face user when signed in (OAuth), else the browser
+    session. None on a duplicate or a local app, which stay open to whoever uses them."""
+    if not is_public_space():
+        return None
+    return f"user:{username}" if username else f"session:{session}"
+
+
+def check_job(cfg: JobConfig) -> None:
+    """Everything a new job must pass before it joins the queue: the Space's limits, then the job's own checks."""
+    enforce_limits(cfg)
+    preflight(cfg)
+
+
+def check_resume(run: Run, who: str | None) -> JobConfig:
+    """Everything a resume must pass before it joins the queue; returns the run's settings.
+
+    On the public Space only the visitor who started the run may resume it, its stored settings must fit the
+    limits, and the time limit counts the run's busy time over all its resumes.
+    """
+    if not run.owned_by(who):
+        raise ConfigError(f"run {run.name} was started by another visitor; only they can resume it")
+    check_resumable(run)
+    cfg = run.job_config()
+    enforce_limits(cfg)
+    limit = job_time_limit()
+    if limit is not None and run.busy_seconds() >= limit:
+        raise ConfigError(
+            f"run {run.name} has used this Space's {limit / 60:g} min per job; its finished models are kept; "
+            "duplicate the Space to continue it"
+        )
+    return cfg
 
 
 def job_time_limit() -> float | None:
-    """Seconds a visitor's job may run on the public Space (None elsewhere)."""
+    """Seconds a visitor's run may be busy on the public Space, over all its resumes (None elsewhere)."""
     return settings()["public_limits"]["max_job_minutes"] * 60 if is_public_space() else None
 
 
@@ -90,6 +150,16 @@ def gpu_task(fn: Callable) -> Callable:
     return spaces.GPU(duration=settings()["zerogpu"]["duration_s"])(fn)
 
 
+def upload_finished(state: dict[str, Any], run: Run) -> dict[str, Any]:
+    """After a job (new or resumed) completes, push its run to the Hub when set up; a failed upload is reported
+    in the job's state and log, never turns the finished job into an error."""
+    try:
+        url = upload_run(run.path)
+    except ConfigError as err:
+        return {**state, "upload_error": str(err), "log": [*state["log"], str(err)]}
+    return {**state, "upload": url, "log": [*state["log"], f"uploaded to {url}"]} if url else state
+
+
 def upload_run(run_path: Path) -> str | None:
     """Push a run's folder to the Hub repo named by DISTILL_UPLOAD_REPO, with the HF_TOKEN secret; never logs it."""
     repo = os.environ.get(settings()["hub_upload"]["enabled_env"])
@@ -108,5 +178,5 @@ def upload_run(run_path: Path) -> str | None:
             ignore_patterns=["cache/*", "checkpoints/*", ".*"],
         )
     except Exception as err:  # network, permission or quota: report, never crash the app
-        raise ConfigError(scrub(f"upload to {repo} failed: {err}")) from None
+        raise ConfigError(scrub(f"upload to {repo} failed: {str(err).splitlines()[0][:300]}")) from None
     return f"https://huggingface.co/{repo}/tree/main/{run_path.name}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import threading
 import time
 from collections import defaultdict
@@ -21,6 +22,11 @@ from .config import ConfigError, JobConfig
 from .evaluation import autocast, model_inputs
 from .progress import Event, EventHandler, JobPaused, JobStopped, ignore
 from .results import atomic_write
+
+
+class ModelDiverged(ConfigError):
+    """A model's loss or validation metrics stopped being finite numbers: it is recorded as failed, not as a result."""
+
 
 StepLoss = Callable[[nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, float]]]
 
@@ -74,6 +80,10 @@ class Runtime:
     @property
     def is_main(self) -> bool:
         return self.accelerator.is_main_process
+
+    def steps_per_epoch(self, rows: int, batch_size: int) -> int:
+        """Training steps of one epoch in each process: the batches are shared out between the processes."""
+        return math.ceil(math.ceil(rows / batch_size) / self.accelerator.num_processes)
 
     def emit(self, kind: str, stage: str = "", message: str = "", **metrics) -> None:
         if self.is_main:
@@ -156,6 +166,7 @@ def fit(
             runtime.check_stop()
             with autocast(runtime.device, runtime.precision):
                 loss, parts = step_loss(model, batch)
+            value = _finite_loss(loss, accelerator, stage, epoch, batches + 1)
             accelerator.backward(scaler.scale(loss))
             scaler.unscale_(optimizer)
             nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
@@ -164,11 +175,11 @@ def fit(
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             batches += 1
-            sums["loss"] += loss.item()
-            for name, value in parts.items():
-                sums[name] += value
+            sums["loss"] += value
+            for name, part in parts.items():
+                sums[name] += part
             runtime.done += 1
-            runtime.emit("step", stage, loss=loss.item(), epoch=epoch, **parts)
+            runtime.emit("step", stage, loss=value, epoch=epoch, **parts)
         row = {"epoch": epoch, **{f"train_{k}": v / max(batches, 1) for k, v in sums.items()}}
         if after_epoch is not None:
             row.update(after_epoch(accelerator.unwrap_model(model), epoch))
@@ -179,6 +190,23 @@ def fit(
     model = accelerator.unwrap_model(model)
     accelerator.free_memory()
     return model, history
+
+
+def _finite_loss(loss: torch.Tensor, accelerator: Accelerator, stage: str, epoch: int, step: int) -> float:
+    """The loss as a number, or ModelDiverged once it is NaN or infinite: a diverged model trains no further.
+
+    With several processes every one of them must stop at the same step, or the others would wait forever
+    for its gradients; so the verdict is the worst loss over all processes.
+    """
+    worst = loss.detach().float()
+    if accelerator.num_processes > 1:
+        worst = accelerator.gather(torch.where(torch.isfinite(worst), worst, torch.inf).reshape(1)).max()
+    if not torch.isfinite(worst):
+        raise ModelDiverged(
+            f"{stage} diverged: its training loss became {worst.item()} at step {step} of epoch {epoch}; "
+            "try a lower learning rate"
+        )
+    return loss.item()
 
 
 def save_checkpoint(path: Path, model: nn.Module, optimizer, scheduler, scaler, history: list[dict]) -> None:

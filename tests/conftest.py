@@ -40,6 +40,24 @@ def tiny_bert(tmp_path_factory, embedded_tokenizer):
     return folder
 
 
+@pytest.fixture(scope="session")
+def good_run(tmp_path_factory, tiny_bert):
+    """A finished run (teacher, top_k-seed0, even-seed0) on the tiny teacher, which already classifies MNLI
+    labels (no fine-tuning); tests copy it (`copy_run`) and damage or edit the copy."""
+    from tiny import TINY
+
+    from distill.config import JobConfig
+    from distill.job import run_job
+
+    cfg = JobConfig.from_dict(
+        {**TINY, "teacher": str(tiny_bert), "strategies": ["top_k", "even"], "run_name": "good"}
+        | {"results_dir": str(tmp_path_factory.mktemp("source"))}
+    )
+    run = run_job(cfg)
+    assert run.status()["state"] == "completed"
+    return run
+
+
 @pytest.fixture
 def results_dir(tmp_path, monkeypatch):
     folder = tmp_path / "runs"

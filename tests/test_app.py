@@ -179,7 +179,9 @@ def test_bad_chat_input_gets_a_clear_error(client, finished_job, args, message):
         ({"seeds": "zero"}, "wrong type"),
         ({"train_size": -5}, "train_size must be 0"),
         ({"eval_size": -1}, "eval_size must be 0"),
-        ({"epochs": "three"}, "three"),  # refused by Gradio before the job function; show_error passes it on
+        ({"epochs": "three"}, "epochs has the wrong type: 'three'"),
+        ({"seeds": "-1"}, "seeds must be whole numbers from 0"),
+        ({"seeds": "0 4294967296"}, "seeds must be whole numbers from 0"),
         ({"teacher_epochs": 0}, "teacher_epochs must be a positive"),
         ({"epochs": 1000}, "at most 100"),
         ({"batch_size": 10**6}, "at most 4096"),
@@ -189,10 +191,10 @@ def test_bad_chat_input_gets_a_clear_error(client, finished_job, args, message):
         ({"weight_cos": -1}, "weight_cos"),
         ({"weight_hidden": -1}, "weight_hidden"),
         ({"weight_ce": 0, "weight_kl": 0, "weight_cos": 0}, "at least one loss weight"),
-        ({"strategies": ["no_such_strategy"]}, "not in the list of choices"),  # refused by Gradio's CheckboxGroup
+        ({"strategies": ["no_such_strategy"]}, "unknown strategy"),
         ({"strategies": [], "layer_list": "top_k,odd"}, "unknown strategy"),
         ({"strategies": []}, "at least one strategy"),
-        ({"precision": "fp8"}, "not in the list of choices"),
+        ({"precision": "fp8"}, "precision must be one of"),
         ({"search": True, "search_loss_weights": "1:1"}, "ce:kl:cos"),
         ({"search": True, "search_temperatures": "hot"}, "wrong type"),
     ],
@@ -200,6 +202,15 @@ def test_bad_chat_input_gets_a_clear_error(client, finished_job, args, message):
 def test_bad_job_settings_get_a_clear_error(client, changes, message):
     with pytest.raises(Exception, match=message):
         client.predict(*job_args(**changes), api_name="/run_job")
+
+
+@pytest.mark.parametrize("sent", [{"path": "/etc/passwd"}, "/etc/hostname"])
+def test_a_server_path_sent_as_the_upload_is_refused(client, app_server, sent):
+    before = sorted(p.name for p in app_server[1].iterdir())
+    # Gradio refuses a file payload outside its upload folder (HTTP 400); app.uploaded_file would refuse it too
+    with pytest.raises(Exception, match=r"400 Bad Request|data_file must be a file uploaded"):
+        client.predict(*job_args(data="upload", data_file=sent, run_name="stolen"), api_name="/run_job")
+    assert sorted(p.name for p in app_server[1].iterdir()) == before, "no run was started"
 
 
 @pytest.mark.parametrize(

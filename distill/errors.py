@@ -1,0 +1,36 @@
+"""What a user is told when something fails: one line, with no token, no server path and no Python internals."""
+
+from __future__ import annotations
+
+import os
+import re
+
+from .config import ConfigError
+
+# An absolute path of two or more parts (not the end of a URL): only its last part is shown.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])/(?:[^\s'\"`,;()\[\]<>/]+/)+([^\s'\"`,;()\[\]<>/]*)")
+
+
+def scrub(text: str) -> str:
+    """Remove the HF token (and anything shaped like one) from text meant for logs or users."""
+    token = os.environ.get("HF_TOKEN")
+    if token:
+        text = text.replace(token, "***")
+    return re.sub(r"hf_[A-Za-z0-9]{20,}", "***", text)
+
+
+def strip_paths(text: str) -> str:
+    """Replace absolute paths by their file or folder name: a server's layout is nobody's business."""
+    return _ABSOLUTE_PATH.sub(r"\1", text)
+
+
+def user_message(err: BaseException) -> str:
+    """One line for the user: a ConfigError as it is, a failed write by its cause, anything else as unexpected."""
+    if isinstance(err, ConfigError):
+        text = str(err)
+    elif isinstance(err, OSError) and err.strerror:
+        text = f"cannot read or write a file: {err.strerror}"
+    else:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else "no details"
+        text = f"unexpected error ({first[:300]}); the job's log on the server has the details"
+    return strip_paths(scrub(text))
