@@ -20,7 +20,7 @@ from distill.config import PRECISIONS, ConfigError, JobConfig
 from distill.errors import user_message
 from distill.inference import MAX_LENGTH_RANGE, TEMPERATURE_RANGE, chat, chat_models, describe
 from distill.report import comparison, curves, display_rows, step_loss_figure
-from distill.results import DAMAGED, Run, download_copies, list_runs, open_run
+from distill.results import DAMAGED, DamagedRun, Run, download_copies, list_runs, open_run
 from distill.service import JobRunner, job_slice
 from distill.strategies import DESCRIPTIONS
 
@@ -281,8 +281,9 @@ def render_job(state: dict | None):
     return header, log, step_loss_figure(state.get("curve") or [])
 
 
-def run_choices() -> list[str]:
-    return [r["run"] for r in list_runs(ROOTS)]
+def run_choices() -> list[tuple[str, str]]:
+    """The Compare picker's runs, a damaged one labelled as such (picking it shows why)."""
+    return [(f"{r['run']} (damaged)" if r["state"] == DAMAGED else r["run"], r["run"]) for r in list_runs(ROOTS)]
 
 
 def default_run() -> str | None:
@@ -295,7 +296,11 @@ def show_comparison(run: str | None, ensemble: list[str] | None = None):
     if not run:
         return "No runs yet: start one in the Distill tab.", None, None, None, None, None, gr.update(), gr.update()
     found = find_run(run)
-    table = comparison(found, ensemble if ensemble and len(ensemble) > 1 else None)
+    try:
+        table = comparison(found, ensemble if ensemble and len(ensemble) > 1 else None)
+    except DamagedRun as err:  # shown in place of the table: the rest of the tab and the app carry on
+        header = f"### Run `{found.name}` · damaged\n{err}. Every other run is listed and served as usual."
+        return header, None, None, None, None, None, gr.update(choices=[], value=None), gr.update(choices=[], value=[])
     status = found.public_status()
     label = " (the committed reference run)" if found.path.parent == REFERENCE_DIR else ""
     header = (

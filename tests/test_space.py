@@ -83,6 +83,9 @@ def test_a_restart_onto_damaged_runs_serves_everything_else(restarted_app):
     assert [r["strategy"] for r in result["table"]] == ["teacher", "top_k", "even"]
     assert set(result["status"]) == {"state", "message", "busy_seconds"}
 
+    header = client.predict("cut-metrics", api_name="/show_comparison")[0]  # the Compare tab: no error overlay
+    assert "damaged" in header and "metrics.jsonl line" in header and str(bucket) not in header
+
     # The Compare tab's downloads, from a bucket outside the working and temp folders.
     header, *_, files, _, _, _ = client.predict("fine", api_name="/show_comparison")
     assert "fine" in header and len(files) == 2
