@@ -6,11 +6,15 @@ Every function here only wires components to `distill/`; the training, data and 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import json
 import os
 from pathlib import Path
+
+with contextlib.suppress(ImportError):  # on ZeroGPU, `spaces` comes before anything that touches CUDA (torch)
+    import spaces  # noqa: F401
 
 import gradio as gr
 import pandas as pd
@@ -19,17 +23,29 @@ from distill import space
 from distill.config import PRECISIONS, ConfigError, JobConfig
 from distill.errors import user_message
 from distill.inference import MAX_LENGTH_RANGE, TEMPERATURE_RANGE, chat, chat_models, describe
-from distill.report import comparison, curves, display_rows, step_loss_figure
+from distill.report import (
+    column_widths,
+    comparison,
+    curves,
+    display_rows,
+    plotted_strategies,
+    step_loss_figure,
+    verdict,
+)
 from distill.results import DAMAGED, DamagedRun, Run, download_copies, list_runs, open_run
 from distill.service import JobRunner, job_slice
 from distill.strategies import DESCRIPTIONS
 
 REFERENCE_DIR = Path(__file__).resolve().parent / "results"  # committed runs, e.g. results/reference
-ROOTS = [space.results_dir(), str(REFERENCE_DIR)]
+REFERENCE_MODELS = space.reference_runs()  # published runs with their models: Chat opens on their best student
+ROOTS = [space.results_dir(), str(REFERENCE_DIR), *REFERENCE_MODELS]
 RUNNER = JobRunner()
 DEFAULT = space.default_job()
 EXAMPLES = [json.loads(line) for line in (Path(__file__).parent / "examples" / "chat_examples.jsonl").open()]
-NO_STUDENTS = "No students yet: run a job in the **Distill** tab (or `python -m distill run`), then pick one here."
+NO_STUDENTS = (
+    "No students yet: train a quick one with the button below (about two minutes), or run a job in the "
+    "**Distill** tab (or `python -m distill run`), then pick it here."
+)
 
 
 def find_run(name: str, roots: list[str] = ROOTS):
@@ -303,30 +319,44 @@ def show_comparison(run: str | None, ensemble: list[str] | None = None):
         return header, None, None, None, None, None, gr.update(choices=[], value=None), gr.update(choices=[], value=[])
     status = found.public_status()
     label = " (the committed reference run)" if found.path.parent == REFERENCE_DIR else ""
+    said = verdict(table)
     header = (
-        f"### Run `{found.name}`{label} · {status['state']} · teacher `{found.teacher()}`\n"
+        (f"**{said}**\n\n" if said else "")
+        + f"### Run `{found.name}`{label} · {status['state']} · teacher `{found.teacher()}`\n"
         f"Accuracy on {table[0]['eval_split'] if table else '-'} ({table[0]['eval_rows'] if table else 0} "
         "examples). *vs best*: difference to the best student (chosen on this split) with its 95% interval, "
         "counting training noise (seeds) and validation examples, Holm-adjusted over all pairs; (n.s.): p ≥ 0.05. "
-        "One seed gives no verdict (*untested*). *other split vs best*: the same test on the other validation "
+        "One seed gives no verdict (*untested*). *confirm (other split)*: the same test on the other validation "
         "split, the confirmation. How: docs/statistics.md."
     )
     points = pd.DataFrame(curves(found))
-    accuracy = _mean_curve(points, "val_accuracy")
+    # A legend has room for so many names: the plots show the teacher and the best students (the table has all);
+    # a strategy still training (no row yet) comes last.
+    training = [s for s in dict.fromkeys(points.get("strategy", [])) if s not in {r["strategy"] for r in table}]
+    shown = plotted_strategies(
+        table + [{"strategy": s, "role": "student", "accuracy": float("-inf")} for s in training]
+    )
+    hidden = [r for r in table if r.get("accuracy") is not None and r["strategy"] not in shown]
+    note = f"; the table has {len(hidden)} more" if hidden else ""
+    by_name = {r["strategy"]: r for r in table}
     scatter = pd.DataFrame(
         [
-            {"strategy": r["strategy"], "latency_b32_ms": r["latency_b32_ms"], "accuracy": r["accuracy"]}
-            for r in table
-            if not r.get("failed")
+            {"strategy": s, "latency_b32_ms": by_name[s]["latency_b32_ms"], "accuracy": by_name[s]["accuracy"]}
+            for s in shown
+            if s in by_name
         ]
     )
+    rows = display_rows(table)
     strategies = [r["strategy"] for r in table if r["role"] == "student"]
     files = download_copies(found)
     return (
         header,
-        pd.DataFrame(display_rows(table)),
-        accuracy,
-        scatter,
+        gr.update(value=pd.DataFrame(rows), column_widths=column_widths(rows) or None),
+        gr.update(
+            value=_mean_curve(points, "val_accuracy", shown),
+            label=f"Validation accuracy per epoch (mean over seeds{note})",
+        ),
+        gr.update(value=scatter, label=f"Accuracy vs latency (ms/example at batch 32{note})"),
         files,
         _loss_curves(points, strategies[0] if strategies else None),
         gr.update(choices=strategies, value=strategies[0] if strategies else None),
@@ -334,26 +364,43 @@ def show_comparison(run: str | None, ensemble: list[str] | None = None):
     )
 
 
-def _mean_curve(points: pd.DataFrame, curve: str) -> pd.DataFrame | None:
+def redraw_plot(plot: dict | None) -> dict:
+    """After a plot's data changed (its payload: columns, data, datatypes): its legend names every colour in the
+    new data, which redraws it."""
+    # Gradio 6.31 keeps a plot's colour domain from its first data: new strategies (another run, an ensemble)
+    # would be drawn without a colour, so invisible, under a stale legend. Changing colors_in_legend once the
+    # data is in makes it draw the plot anew; sent with the data, it would draw the old data.
+    if not plot or not plot.get("data"):
+        return gr.update()
+    types = plot.get("datatypes") or {}
+    column = next((i for i, c in enumerate(plot["columns"]) if types.get(c) == "nominal"), None)
+    return gr.update(colors_in_legend=None if column is None else list(dict.fromkeys(r[column] for r in plot["data"])))
+
+
+def _mean_curve(points: pd.DataFrame, curve: str, strategies: list[str]) -> pd.DataFrame | None:
+    """One curve, averaged over seeds, for `strategies` in their order (the legend's)."""
     if points.empty:
         return None
-    rows = points[points["curve"] == curve]
+    rows = points[(points["curve"] == curve) & points["strategy"].isin(strategies)]
+    rows = rows.sort_values("strategy", key=lambda column: column.map(strategies.index), kind="stable")
     return rows.groupby(["strategy", "epoch"], as_index=False, sort=False)["value"].mean()
 
 
-def _loss_curves(points: pd.DataFrame, strategy: str | None) -> pd.DataFrame | None:
+def _loss_curves(points: pd.DataFrame, strategy: str | None) -> dict:
+    """One strategy's loss curves, averaged over seeds, titled with its name."""
     if points.empty or not strategy:
-        return None
+        return gr.update(value=None, label="Loss curves")
     rows = points[
         (points["strategy"] == strategy)
         & points["curve"].isin(["train_loss", "train_ce", "train_kl", "train_cos", "val_loss"])
     ]
-    return rows.groupby(["curve", "epoch"], as_index=False, sort=False)["value"].mean()
+    means = rows.groupby(["curve", "epoch"], as_index=False, sort=False)["value"].mean()
+    return gr.update(value=means, label=f"Loss curves of {strategy} (mean over seeds)")
 
 
 @user_errors
 def show_loss_curves(run: str | None, strategy: str | None):
-    return _loss_curves(pd.DataFrame(curves(find_run(run))), strategy) if run else None
+    return _loss_curves(pd.DataFrame(curves(find_run(run)) if run else []), strategy)
 
 
 def chat_ui(
@@ -380,10 +427,23 @@ def chat_ui(
 
 
 def refresh_models():
+    """The chat models, opening on the best reference student when there is one; the quick-student button
+    only while there is no model at all."""
     names = models()
-    students = [n for n in names if not n.endswith("/teacher")]
-    value = students[0] if students else (names[0] if names else None)
-    return gr.update(choices=names, value=value), gr.update(visible=not names)
+    best = [f"{r['run']}/{r['best_student']}" for r in list_runs(REFERENCE_MODELS) if r["best_student"]]
+    students = [n for n in names if not n.endswith(("/teacher", "/ensemble"))]
+    value = next((n for n in best if n in names), students[0] if students else (names[0] if names else None))
+    return gr.update(choices=names, value=value), gr.update(visible=not names), gr.update(visible=not names)
+
+
+@user_errors
+def quick_student(progress=gr.Progress(), request: gr.Request = None):  # noqa: B008 (Gradio injects them)
+    """Train one student with the embedded default's fast settings (about two minutes on a 2-core CPU,
+    fine-tuned teacher included), streaming its progress as a line of text."""
+    cfg = space.quick_job()
+    space.check_job(cfg)
+    for state in stream_job(cfg, progress, owner=who(request)):
+        yield f"**{state['state']}** · {state['stage']} · step {state['done']}/{state['total']}"
 
 
 # ---------------------------------------------------------------- layout
@@ -480,29 +540,49 @@ def build() -> gr.Blocks:
                 info="pick two or more: one more row averages their class probabilities, seed by seed",
                 elem_id="ensemble-picker",
             )
-            table = gr.Dataframe(label="Strategy comparison", wrap=True, interactive=False)
-            with gr.Row():
-                accuracy_plot = gr.LinePlot(
-                    x="epoch",
-                    y="value",
-                    color="strategy",
-                    label="Validation accuracy per epoch (mean over seeds)",
-                    height=300,
-                )
-                latency_plot = gr.ScatterPlot(
-                    x="latency_b32_ms",
-                    y="accuracy",
-                    color="strategy",
-                    label="Accuracy vs latency (ms/example at batch 32)",
-                    height=300,
-                )
+            table = gr.Dataframe(label="Strategy comparison", wrap=True, interactive=False, max_height=900)
+            # No fixed height: Gradio sizes the chart to it and cuts off the legend below. Full width: the legend
+            # is one row, so it needs the room for the strategies' names.
+            accuracy_plot = gr.LinePlot(
+                x="epoch",
+                y="value",
+                color="strategy",
+                x_title="epoch",
+                y_title="validation accuracy",
+                y_axis_format=".0%",
+                label="Validation accuracy per epoch (mean over seeds)",
+                elem_id="accuracy-plot",
+            )
+            latency_plot = gr.ScatterPlot(
+                x="latency_b32_ms",
+                y="accuracy",
+                color="strategy",
+                x_title="latency per example at batch 32 (ms)",
+                y_title="validation accuracy",
+                y_axis_format=".0%",
+                label="Accuracy vs latency (ms/example at batch 32)",
+                elem_id="latency-plot",
+            )
             with gr.Row():
                 loss_strategy = gr.Dropdown([], label="Loss curves of strategy")
                 downloads = gr.File(label="Download results (CSV, JSON)", file_count="multiple")
-            loss_curves_plot = gr.LinePlot(x="epoch", y="value", color="curve", label="Loss curves", height=300)
+            loss_curves_plot = gr.LinePlot(
+                x="epoch",
+                y="value",
+                color="curve",
+                x_title="epoch",
+                y_title="loss (mean over seeds)",
+                label="Loss curves",
+                elem_id="loss-plot",
+            )
+            for plot in (accuracy_plot, latency_plot, loss_curves_plot):
+                plot.change(redraw_plot, plot, plot, show_progress="hidden", api_visibility="undocumented")
 
         with gr.Tab("Chat"):
             no_students = gr.Markdown(NO_STUDENTS, visible=not models())
+            with gr.Row():
+                quick = gr.Button("Train a quick student (about 2 minutes)", visible=not models(), variant="primary")
+                quick_progress = gr.Markdown()
             with gr.Row():
                 model = gr.Dropdown(models(), label="Model (run/model)", allow_custom_value=False)
                 refresh_chat = gr.Button("Refresh models")
@@ -573,7 +653,7 @@ def build() -> gr.Blocks:
             concurrency_id="training",
             validator=resume_job.validator,
         )
-        resume_event.then(refresh_models, None, [model, no_students], api_visibility="undocumented")
+        resume_event.then(refresh_models, None, [model, no_students, quick], api_visibility="undocumented")
         gr.api(stop_job, api_name="stop_job", queue=False)
         gr.api(runs, api_name="list_runs")
         gr.api(comparison_api, api_name="comparison")
@@ -585,7 +665,7 @@ def build() -> gr.Blocks:
             render_job, job_state, [job_header, log, loss_plot], queue=False, api_visibility="undocumented"
         )
         run_event.then(lambda: gr.update(choices=run_choices()), None, run_picker, api_visibility="undocumented")
-        run_event.then(refresh_models, None, [model, no_students], api_visibility="undocumented")
+        run_event.then(refresh_models, None, [model, no_students, quick], api_visibility="undocumented")
         compare_outputs = [
             compare_header,
             table,
@@ -619,21 +699,42 @@ def build() -> gr.Blocks:
             concurrency_id="chat",
             api_visibility="undocumented",
         )
-        refresh_chat.click(refresh_models, None, [model, no_students], api_visibility="undocumented")
+        refresh_chat.click(refresh_models, None, [model, no_students, quick], api_visibility="undocumented")
+        quick_event = quick.click(
+            quick_student,
+            None,
+            quick_progress,
+            concurrency_limit=1,
+            concurrency_id="training",
+            api_visibility="undocumented",
+        )
+        quick_event.then(refresh_models, None, [model, no_students, quick], api_visibility="undocumented")
         demo.load(show_comparison, run_picker, compare_outputs, api_visibility="undocumented")
-        demo.load(refresh_models, None, [model, no_students], api_visibility="undocumented")
+        demo.load(refresh_models, None, [model, no_students, quick], api_visibility="undocumented")
     demo.queue(default_concurrency_limit=4, max_size=64)
     return demo
 
 
 demo = build()
-# show_error: a value Gradio itself refuses (text sent to a number) reaches the client with its message.
-# Downloads are served from copies in the temp folder (results.download_copies), never from the results folder.
-LAUNCH_OPTIONS = {"max_file_size": "50mb", "show_error": True, "theme": gr.themes.Soft()}
+# Reading tools for MCP clients; the job endpoints are not tools: they run for minutes and, on a shared Space,
+# spend its GPU.
+MCP_TOOLS = ("/chat", "/comparison", "/models", "/list_runs")
+
+
+def launch(**options) -> None:
+    """Start the app as a web page, a Python API and an MCP server.
+
+    show_error: a value Gradio itself refuses reaches the client with its message. Downloads are served from
+    copies in the temp folder (results.download_copies), never from the results folder.
+    """
+    demo.launch(max_file_size="50mb", show_error=True, theme=gr.themes.Soft(), mcp_server=True, **options)
+    server = demo.mcp_server_obj
+    if server is not None:  # tools named as their endpoints (chat, comparison, ...), not as Python functions
+        server.tool_to_endpoint = {server.tool_prefix + api.lstrip("/"): api for api in MCP_TOOLS}
+
 
 if __name__ == "__main__":
-    demo.launch(
+    launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
-        **LAUNCH_OPTIONS,
     )

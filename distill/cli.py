@@ -1,4 +1,4 @@
-"""Command line: `python -m distill run | report | list | strategies`."""
+"""Command line: `python -m distill run | resume | report | publish | list | strategies`."""
 
 from __future__ import annotations
 
@@ -54,6 +54,17 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         metavar="RUN",
         help="add the students of these runs (scored on the same validation rows) as rows named RUN:STRATEGY",
+    )
+
+    publish = commands.add_parser(
+        "publish", help="upload a completed run to a Hugging Face Hub model repo, with a model card per model"
+    )
+    publish.add_argument("run", help="run folder, or run name inside --results-dir")
+    publish.add_argument("--repo", required=True, metavar="OWNER/NAME", help="the Hub model repo (created if needed)")
+    publish.add_argument("--private", action="store_true", help="create the repo as private")
+    publish.add_argument("--results-dir", default=None)
+    publish.add_argument(
+        "--dry-run", metavar="DIR", help="write the tree that would be uploaded into DIR (empty or new) instead"
     )
 
     listing = commands.add_parser("list", help="list the runs in the results folder")
@@ -144,6 +155,22 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_publish(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .publish import check_repo, publish, publish_tree
+    from .results import open_run
+
+    check_repo(args.repo)
+    run = open_run(args.run, args.results_dir)
+    if args.dry_run:
+        files = publish_tree(run, Path(args.dry_run), args.repo)
+        print(f"wrote {len(files)} files to {args.dry_run}")
+    else:  # the token comes from HF_TOKEN or a saved login, found by huggingface_hub
+        print(publish(run, args.repo, private=args.private))
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from .results import list_runs
 
@@ -172,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         "run": cmd_run,
         "resume": cmd_resume,
         "report": cmd_report,
+        "publish": cmd_publish,
         "list": cmd_list,
         "strategies": cmd_strategies,
     }

@@ -10,7 +10,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +42,8 @@ from .models import (
     load_tokenizer,
     parameter_count,
 )
-from .progress import EventHandler, JobPaused, JobStopped, ignore
+from .progress import EventHandler, JobPaused, JobStopped, StopSignal, ignore
+from .publish import write_model_card
 from .results import RESUMABLE, Run, read_json, save_pretrained_atomic, write_json
 from .search import Variant, setting, variants
 from .strategies import RANDOM_INIT, StrategyContext, resolve_layers
@@ -78,7 +78,7 @@ class Prepared:
 def run_job(
     cfg: JobConfig,
     on_event: EventHandler = ignore,
-    stop: threading.Event | None = None,
+    stop: StopSignal | None = None,
     *,
     resume: Run | None = None,
     deadline: float | None = None,
@@ -177,7 +177,7 @@ def run_job(
 
 
 def resume_job(
-    run: Run, on_event: EventHandler = ignore, stop: threading.Event | None = None, deadline: float | None = None
+    run: Run, on_event: EventHandler = ignore, stop: StopSignal | None = None, deadline: float | None = None
 ) -> Run:
     """Continue a stopped, paused, interrupted or failed run with its own settings, keeping its finished models."""
     check_resumable(run)
@@ -582,6 +582,7 @@ def record_model(
         "eval_rows": len(job.data[first_split]),
     }
     run.write_summary([r for r in run.summary() if r["model"] != name] + [row])
+    write_model_card(run, row)
     run.checkpoint(name).unlink(missing_ok=True)  # the model is saved: its training checkpoint is not needed
     runtime.emit(
         "model",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 
 class JobStopped(Exception):
@@ -27,6 +27,12 @@ class Event:
 
 
 EventHandler = Callable[[Event], None]
+
+
+class StopSignal(Protocol):
+    """What a job polls to know it should stop: a threading.Event, or the app's StopFile across processes."""
+
+    def is_set(self) -> bool: ...
 
 
 def ignore(_: Event) -> None:

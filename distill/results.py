@@ -556,9 +556,9 @@ def open_run(name_or_path: str | Path, results_dir: Roots = None, *, allow_paths
     path; names never escape those folders."""
     name = str(name_or_path)
     if RUN_NAME.match(name) and ".." not in name:
-        for root in _roots(results_dir):
-            if (root / name / "config.json").is_file():
-                return Run(root / name)
+        for run in find_runs(results_dir):
+            if run.name == name:
+                return run
     path = Path(name_or_path)
     if not allow_paths or not path.is_dir():
         raise ConfigError(f"no run named {name!r}")
@@ -580,9 +580,16 @@ def download_copies(run: Run, names: tuple[str, ...] = ("summary.csv", "summary.
 
 
 def find_runs(results_dir: Roots = None) -> list[Run]:
-    """Every run folder in the results folder(s), damaged ones included (each holds a config.json)."""
-    paths = [p for root in _roots(results_dir) if root.is_dir() for p in sorted(root.iterdir())]
-    return [Run(p) for p in paths if not p.name.startswith(".") and (p / "config.json").is_file()]
+    """Every run folder in the results folder(s), damaged ones included (each holds a config.json). A folder
+    given that is itself a run (a published run's tree, `distill.publish`) counts as one."""
+    runs = []
+    for root in _roots(results_dir):
+        if (root / "config.json").is_file():
+            runs.append(Run(root))
+        elif root.is_dir():
+            paths = sorted(p for p in root.iterdir() if not p.name.startswith("."))
+            runs += [Run(p) for p in paths if (p / "config.json").is_file()]
+    return runs
 
 
 def intact_runs(results_dir: Roots = None) -> list[Run]:

@@ -1,38 +1,84 @@
-"""Running a job for the app: in a worker thread, streamed as plain-data updates, stoppable from another request."""
+"""Running a job for the app: in time slices, streamed as plain-data updates, stoppable from another request."""
 
 from __future__ import annotations
 
+import os
 import queue
+import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from .config import ConfigError, JobConfig
 from .job import resume_job, run_job
-from .progress import Event, EventHandler
+from .progress import Event
 from .results import Run
 
 MAX_LOG_LINES = 400
 MAX_CURVE_POINTS = 2000
 
 
-def job_slice(
-    cfg: JobConfig, on_event: EventHandler, stop: threading.Event, resume: str | None, seconds: float | None
-) -> str:
-    """One time slice of a job (the whole job when `seconds` is None); returns the run folder."""
+class StopFile:
+    """A stop request any process can see: set by creating a file. On ZeroGPU a slice runs in a forked worker,
+    which a threading.Event in the app's process cannot reach (and which cannot be pickled to it)."""
+
+    def __init__(self) -> None:
+        self.path = os.path.join(tempfile.gettempdir(), "distill-stop", uuid.uuid4().hex)
+
+    def set(self) -> None:
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        Path(self.path).touch()
+
+    def is_set(self) -> bool:
+        return os.path.exists(self.path)
+
+    def clear(self) -> None:
+        Path(self.path).unlink(missing_ok=True)
+
+
+def job_slice(cfg: JobConfig, resume: str | None, seconds: float | None, stop: StopFile) -> Iterator[Event | str]:
+    """One time slice of a job (the whole job when `seconds` is None): its progress events, then its run folder.
+
+    On ZeroGPU this is the `spaces.GPU` function, run in a forked worker: what it takes and yields must pickle
+    (a JobConfig, strings, numbers, a StopFile, Event records), so progress comes back as yielded events.
+    """
     deadline = time.monotonic() + seconds if seconds is not None else None
-    if resume:
-        return str(resume_job(Run(Path(resume)), on_event, stop, deadline).path)
-    return str(run_job(cfg, on_event, stop, deadline=deadline).path)
+    events: queue.Queue[Event | None] = queue.Queue()
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            if resume:
+                outcome["run"] = str(resume_job(Run(Path(resume)), events.put, stop, deadline).path)
+            else:
+                outcome["run"] = str(run_job(cfg, events.put, stop, deadline=deadline).path)
+        except BaseException as err:  # raised again on the consuming side
+            outcome["error"] = err
+        finally:
+            events.put(None)
+
+    thread = threading.Thread(target=work, name="distill-slice", daemon=True)
+    thread.start()
+    try:
+        while (event := events.get()) is not None:
+            yield event
+    finally:  # also when the consumer goes away: the job stops cleanly, keeping its finished models
+        if thread.is_alive():
+            stop.set()
+        thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    yield outcome["run"]
 
 
 class JobRunner:
     """One job at a time (the app's queue enforces it); `stop()` ends the running one cleanly."""
 
     def __init__(self) -> None:
-        self._stop: threading.Event | None = None
+        self._stop: StopFile | None = None
         self._owner: str | None = None
         self._lock = threading.Lock()
 
@@ -69,7 +115,7 @@ class JobRunner:
         used = Run(Path(resume)).busy_seconds() if resume else 0.0
         ends = time.monotonic() + time_limit - used if time_limit else None
         events: queue.Queue[Event] = queue.Queue()
-        stop = threading.Event()
+        stop = StopFile()
         with self._lock:
             self._stop, self._owner = stop, owner
         state: dict[str, Any] = {
@@ -94,7 +140,11 @@ class JobRunner:
 
                 def work(resume_path: str | None = resume, result: dict = outcome, seconds=seconds) -> None:
                     try:
-                        result["run"] = run_slice(cfg, events.put, stop, resume_path, seconds)
+                        for item in run_slice(cfg, resume_path, seconds, stop):
+                            if isinstance(item, Event):
+                                events.put(item)
+                            else:
+                                result["run"] = item
                     except BaseException as err:  # handed to the streaming side, which re-raises it
                         result["error"] = err
 
@@ -109,7 +159,8 @@ class JobRunner:
                             owned = True
                         yield _snapshot(state)
                 if "error" in outcome:
-                    raise outcome["error"]
+                    run_name = state["run"] or (Path(resume).name if resume else None)
+                    raise refusal(outcome["error"], run_name) or outcome["error"]
                 run = Run(Path(outcome["run"]))
                 status = run.status()
                 if status["state"] == "paused" and ends is not None and time.monotonic() >= ends:
@@ -134,8 +185,23 @@ class JobRunner:
             stop.set()  # a client that went away stops its job
             if worker is not None:
                 worker.join()
+            stop.clear()
             with self._lock:
                 self._stop, self._owner = None, None
+
+
+def refusal(err: BaseException, run: str | None) -> ConfigError | None:
+    """ZeroGPU's refusal of a slice (quota exceeded, or a duration over the cap) as one clear line that says
+    the finished models are kept; None for any other error."""
+    message = getattr(err, "message", None) or str(err)  # gr.Error keeps its text in .message
+    text = " ".join(str(part) for part in (getattr(err, "title", ""), message) if part)
+    if "ZeroGPU" not in text:
+        return None
+    kept = f"run {run} is paused with its finished models; resume it later" if run else "nothing was started"
+    return ConfigError(
+        f"{text.splitlines()[0][:300]}. {kept}: the daily quota resets 24 h after its first use, signed-in "
+        "visitors get more, and a duplicate of this Space on your own hardware has no quota"
+    )
 
 
 def _drain(events: queue.Queue, state: dict[str, Any]) -> bool:

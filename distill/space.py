@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -13,6 +14,7 @@ import yaml
 from .config import ConfigError, JobConfig
 from .data import read_capped
 from .errors import scrub
+from .hub import HUB_ID
 from .job import check_resumable, preflight
 from .results import Run
 from .search import variants
@@ -30,7 +32,15 @@ def results_dir() -> str:
     return os.environ.get(s["results_dir_env"]) or s["results_dir_default"]
 
 
+def on_zerogpu() -> bool:
+    return os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "t", "true")
+
+
 def hardware() -> str:
+    """'zerogpu', 'gpu' or 'cpu': which defaults the Distill tab opens with. On ZeroGPU, CUDA is not touched
+    outside a GPU call, so the environment says it."""
+    if on_zerogpu():
+        return "zerogpu"
     import torch
 
     return "gpu" if torch.cuda.is_available() else "cpu"
@@ -43,6 +53,44 @@ def is_public_space() -> bool:
 
 def default_job() -> JobConfig:
     return JobConfig.from_dict({**settings()["defaults"][hardware()], "results_dir": results_dir()})
+
+
+def reference_runs() -> list[str]:
+    """Folders of the published runs named by DISTILL_REFERENCE_MODELS: local folders as they are, Hub repos
+    from the Hub cache (preload_from_hub fills it when the Space is built), else downloaded without a token.
+    Each appears as a run named after the repo. One that cannot be had is skipped: chat must not fail on it."""
+    folders = []
+    for item in filter(None, (x.strip() for x in os.environ.get(settings()["reference_models_env"], "").split(","))):
+        if Path(item).is_dir():
+            folders.append(str(Path(item)))
+            continue
+        try:
+            folders.append(_hub_run(item))
+        except Exception as err:  # offline, gone or private: listed without it, said once in the log
+            print(f"reference models {item!r} skipped: {scrub(str(err).splitlines()[0][:200])}")
+    return folders
+
+
+def _hub_run(repo: str) -> str:
+    from huggingface_hub import snapshot_download
+
+    if not HUB_ID.match(repo):
+        raise ConfigError(f"{repo!r} is neither a folder nor a Hub repo id")
+    try:
+        snapshot = snapshot_download(repo, token=False, local_files_only=True)
+    except Exception:  # not in the cache: fetch it
+        snapshot = snapshot_download(repo, token=False)
+    named = Path(tempfile.gettempdir()) / "distill-reference" / repo.split("/")[-1]  # the run's name
+    named.parent.mkdir(parents=True, exist_ok=True)
+    if named.is_symlink() or named.exists():
+        named.unlink()
+    named.symlink_to(snapshot, target_is_directory=True)
+    return str(named)
+
+
+def quick_job() -> JobConfig:
+    """The quick student's job (Chat's button when there is no model), in the Space's results folder."""
+    return JobConfig.from_dict({**settings()["quick_student"], "results_dir": results_dir()})
 
 
 def teacher_choices() -> list[str]:
@@ -142,12 +190,22 @@ def slice_seconds() -> float | None:
 
 
 def gpu_task(fn: Callable) -> Callable:
-    """spaces.GPU on ZeroGPU hardware (where the `spaces` package exists); the function itself elsewhere."""
+    """`fn` as a `spaces.GPU` function asking for `slice_duration` seconds (on ZeroGPU; off it the decorator
+    does nothing), or `fn` itself where the `spaces` package is not installed."""
     try:
         import spaces
     except ImportError:
         return fn
-    return spaces.GPU(duration=settings()["zerogpu"]["duration_s"])(fn)
+    return spaces.GPU(duration=slice_duration)(fn)
+
+
+def slice_duration(cfg: JobConfig, resume: str | None, seconds: float | None, stop: Any) -> int:
+    """The GPU seconds one slice asks for (called with the slice's own arguments): its length plus the margin
+    to save, never more than the cap. ZeroGPU checks the request against the visitor's quota, and shorter
+    requests are scheduled sooner, so a slice cut short by the time limit asks for less."""
+    zerogpu = settings()["zerogpu"]
+    length = zerogpu["duration_s"] - zerogpu["margin_s"] if seconds is None else seconds
+    return int(min(zerogpu["duration_s"], max(1.0, length + zerogpu["margin_s"])))
 
 
 def upload_finished(state: dict[str, Any], run: Run) -> dict[str, Any]:

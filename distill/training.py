@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from .config import ConfigError, JobConfig
 from .evaluation import autocast, model_inputs
-from .progress import Event, EventHandler, JobPaused, JobStopped, ignore
+from .progress import Event, EventHandler, JobPaused, JobStopped, StopSignal, ignore
 from .results import atomic_write
 
 
@@ -55,7 +54,7 @@ class Runtime:
     accelerator: Accelerator
     precision: str
     on_event: EventHandler = ignore
-    stop: threading.Event | None = None
+    stop: StopSignal | None = None
     deadline: float | None = None  # time.monotonic() after which the job pauses (a time slice on ZeroGPU)
     done: int = 0
     total: int = 0
@@ -65,7 +64,7 @@ class Runtime:
         cls,
         requested_precision: str,
         on_event: EventHandler = ignore,
-        stop: threading.Event | None = None,
+        stop: StopSignal | None = None,
         deadline: float | None = None,
     ) -> Runtime:
         # Mixed precision is applied by our own autocast, not accelerate's, so one process can run

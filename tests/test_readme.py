@@ -12,8 +12,13 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 def test_space_front_matter():
     assert README.startswith("---\n")
     meta = yaml.safe_load(README.split("---\n")[1])
-    pinned = re.search(r"^gradio==(\S+)$", (ROOT / "requirements.txt").read_text(), re.M).group(1)
+    requirements = (ROOT / "requirements.txt").read_text()
+    pinned = re.search(r"^gradio\[mcp\]==(\S+)$", requirements, re.M).group(1)  # with the MCP server's extra
     assert meta["sdk"] == "gradio" and meta["sdk_version"] == pinned and meta["app_file"] == "app.py"
+    # ZeroGPU: Python 3.10 or 3.12, `spaces` provided by the platform (never pinned), storage is a bucket
+    assert meta["python_version"] in ("3.10", "3.12")
+    assert not re.search(r"^spaces\b", requirements, re.M)
+    assert "suggested_storage" not in meta
     for key in ("title", "emoji", "python_version", "suggested_hardware", "models", "datasets", "license", "tags"):
         assert meta.get(key), key
     assert len(meta["short_description"]) <= 60

@@ -34,13 +34,12 @@ def bucket(good_run):
     shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture
-def restarted_app(bucket):
-    """`python app.py` started afresh on that bucket, as a Space container is after a restart."""
+def start_app(results: Path, **env: str):
+    """`python app.py` started afresh, as a Space container is after a restart; returns (process, client)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "DISTILL_RESULTS_DIR": str(bucket), "GRADIO_SERVER_PORT": str(port)}
+    env = {**os.environ, **env, "DISTILL_RESULTS_DIR": str(results), "GRADIO_SERVER_PORT": str(port)}
     app = subprocess.Popen(
         [sys.executable, "app.py"], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -55,9 +54,63 @@ def restarted_app(bucket):
             time.sleep(1)
     else:
         pytest.fail("the app did not start within 180 s")
+    return app, client
+
+
+@pytest.fixture
+def restarted_app(bucket):
+    """The app started afresh on that bucket."""
+    app, client = start_app(bucket)
     yield client, bucket
     app.terminate()
     app.wait(timeout=30)
+
+
+def test_chat_opens_on_the_best_published_reference_student(good_run, tmp_path):
+    from distill.publish import publish_tree
+
+    tree = tmp_path / "published" / "layer-distill-reference"
+    publish_tree(copy_run(good_run, tmp_path / "runs", "reference-source"), tree)
+    empty = tmp_path / "no-runs-yet"
+    app, client = start_app(empty, DISTILL_REFERENCE_MODELS=str(tree))
+    try:
+        models = client.predict(api_name="/models")
+        assert "layer-distill-reference/top_k-seed0" in models
+        best = next(r for r in client.predict(api_name="/list_runs") if r["run"] == "layer-distill-reference")
+        opened = client.predict(api_name="/refresh_models")[0]  # the Chat tab's model picker, as the page loads
+        assert opened["value"] == f"layer-distill-reference/{best['best_student']}"
+        reply = client.predict(
+            f"layer-distill-reference/{best['best_student']}",
+            "A man sleeps.",
+            "A man is in bed.",
+            1.0,
+            64,
+            False,
+            api_name="/chat",
+        )
+        assert reply["label"] in ("entailment", "neutral", "contradiction")
+    finally:
+        app.terminate()
+        app.wait(timeout=30)
+
+
+def test_the_mcp_schema_lists_the_reading_tools_and_no_jobs(app_server):
+    import httpx
+
+    schema = httpx.get(app_server[0] + "gradio_api/mcp/schema", timeout=60).json()
+    tools = {tool["name"]: tool for tool in schema}
+    assert set(tools) == {"chat", "comparison", "models", "list_runs"}, "the job endpoints are not tools"
+    chat = tools["chat"]
+    assert "entailment, neutral or contradiction" in chat["description"]
+    assert set(chat["inputSchema"]["properties"]) == {
+        "model",
+        "query",
+        "context",
+        "temperature",
+        "max_length",
+        "every_model",
+    }
+    assert set(tools["comparison"]["inputSchema"]["properties"]) == {"run", "ensemble"}
 
 
 def test_a_restart_onto_damaged_runs_serves_everything_else(restarted_app):
@@ -189,3 +242,15 @@ def test_a_failed_hub_upload_leaves_the_job_completed_and_resumed_runs_are_uploa
     resumed = list(first.submit("resumed-upload", api_name="/resume_job"))[-1]
     assert resumed["state"] == "completed" and [m["model"] for m in resumed["models"]] == ["even-seed0"]
     assert "upload to someone/students failed" in resumed["upload_error"]
+
+
+def test_the_quick_student_button_trains_a_student_that_answers(app_server, visitors):
+    """Chat's button when there is no model (bench/quick_student.py times it: the 3-minute budget)."""
+    first, _ = visitors
+    before = set(first.predict(api_name="/models"))
+    final = list(first.submit(api_name="/quick_student"))[-1]
+    assert final.startswith("**completed**")
+    new = [m for m in first.predict(api_name="/models") if m not in before and m.endswith("/top_k-seed0")]
+    assert len(new) == 1
+    reply = first.predict(new[0], "A dog runs in a park.", "An animal is outside.", 1.0, 128, False, api_name="/chat")
+    assert reply["label"] in ("entailment", "neutral", "contradiction")
