@@ -3,6 +3,7 @@ examples (`stats`), curves and plots."""
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from .config import ConfigError
 from .evaluation import classification_metrics
 from .results import Run
 from .stats import Difference, holm, seed_example_test
+from .strategies import RANDOM_INIT
 
 TABLE_COLUMNS = [
     ("strategy", "strategy", "{}"),
@@ -29,7 +31,7 @@ TABLE_COLUMNS = [
     ("accuracy_kept", "acc kept", "{:.1%}"),
     ("vs_best", "vs best (95% CI)", "{}"),
     ("p_value", "p", "p"),
-    ("other_vs_best", "other split vs best", "{}"),
+    ("other_vs_best", "confirm (other split)", "{}"),
 ]
 SETTING_COLUMNS = [
     ("temperature", "T", "{:g}"),
@@ -372,6 +374,146 @@ def format_pairwise(rows: list[dict]) -> str:
 def _mean(values) -> float | None:
     values = [v for v in values if v is not None]
     return float(np.mean(values)) if values else None
+
+
+def verdict(table: list[dict]) -> str:
+    """The comparison in one sentence or three: the best student, by how much, how sure (only what the tests
+    say), whether the other split confirms it, and what the controls and an ensemble reach."""
+    students = [r for r in table if r.get("role") == "student" and r.get("accuracy") is not None]
+    if not students:
+        return ""
+    best = next((r for r in students if r.get("best")), None) or max(students, key=lambda r: r["accuracy"])
+    name, others = best["strategy"], sorted((r for r in students if r is not best), key=lambda r: -r["accuracy"])
+    if not others:
+        return f"{name} is the only student ({best['accuracy']:.1%}): nothing to compare it with."
+    if all(r.get("p_value") is None for r in others):
+        one_seed = best["seeds"] < 2 or any(r["seeds"] < 2 for r in others)
+        why = "one seed gives no verdict: run 3 or more seeds" if one_seed else "its lead is untested"
+        return f"{name} scored highest ({best['accuracy']:.1%}), but {why}."
+    rivals = [r for r in others if not _is_control(r)]
+    close = [r for r in rivals if r.get("significant") is False]
+    beaten = [r for r in rivals if r.get("significant")]
+    untested = [r for r in rivals if r.get("p_value") is None]
+    if close:
+        first, rest = close[0], close[1:]
+        text = (
+            f"{name} is best ({best['accuracy']:.1%}), but not clearly ahead of {first['strategy']} "
+            f"({_points(first['diff_vs_best'])}, 95% CI {_number(first['diff_low'])} to "
+            f"{_number(first['diff_high'])})"
+            + "".join(f", {r['strategy']} ({_points(r['diff_vs_best'])})" for r in rest[:-1])
+            + (f" and {rest[-1]['strategy']} ({_points(rest[-1]['diff_vs_best'])})" if rest else "")
+        )
+        if beaten:
+            nearest, lead = beaten[0], -beaten[0]["diff_vs_best"]
+            text += f"; it beats {nearest['strategy']} by {lead * 100:.1f} points ({_p_text(nearest)})"
+            text += f" and {_names(beaten[1:])} by more" if beaten[1:] else ""
+    elif beaten:
+        nearest = beaten[0]
+        every = "every other strategy" if not untested else "every tested strategy"
+        text = (
+            f"{name} is best ({best['accuracy']:.1%}), ahead of {every} (nearest: {nearest['strategy']}, "
+            f"{_points(nearest['diff_vs_best'])}, {_p_text(nearest)})"
+        )
+    else:
+        text = f"{name} scored highest ({best['accuracy']:.1%})"
+    text += _confirmation(beaten)
+    if untested:
+        text += f"; no verdict against {_names(untested)} (one seed)"
+    sentences = [text + "."]
+    controls = [r for r in others if _is_control(r)]
+    if controls:
+        reached = [
+            f"{r['strategy']}{' (random init)' if r['strategy'].split(':')[-1] in RANDOM_INIT else ''} reaches "
+            f"{r['accuracy']:.1%} ({_against(r)})"
+            for r in controls
+        ]
+        sentences.append("Controls: " + "; ".join(reached) + ".")
+    for r in table:
+        if r.get("role") == "ensemble" and r.get("accuracy") is not None:
+            versus = "" if r.get("diff_vs_best") is None else f", {_points(r['diff_vs_best'])} vs {r['against']}"
+            sentences.append(f"{r['strategy']} reaches {r['accuracy']:.1%}{versus} ({_test_word(r)}).")
+    return " ".join(sentences)
+
+
+def _is_control(row: dict) -> bool:
+    """A control student: another run's (RUN:STRATEGY) or one whose layers start from random weights."""
+    return ":" in row["strategy"] or row["strategy"] in RANDOM_INIT
+
+
+def _number(difference: float) -> str:
+    return f"{difference * 100:+.1f}"
+
+
+def _points(difference: float) -> str:
+    return f"{_number(difference)} points"
+
+
+def _p_text(row: dict) -> str:
+    p = row["p_value"]
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def _names(rows: list[dict]) -> str:
+    names = [r["strategy"] for r in rows]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _confirmation(beaten: list[dict]) -> str:
+    """Whether each lead that is significant on the main split is significant the same way on the other."""
+    split = next((r.get("other_split") for r in beaten if r.get("other_p_value") is not None), None)
+    if not split:
+        return ""
+    held = [r for r in beaten if r.get("other_significant") and r["other_diff_vs_best"] < 0]
+    if len(held) == len(beaten):
+        return f", confirmed on {split}"
+    if not held:
+        return f", not confirmed on {split}"
+    lost = [r for r in beaten if r not in held]
+    return f", confirmed on {split} against {_names(held)} but not against {_names(lost)}"
+
+
+def _test_word(row: dict) -> str:
+    """What a row's test says: its p, marked when not significant, or why it is untested."""
+    if row.get("p_value") is None:
+        return row.get("test") or "untested"
+    return _p_text(row) + ("" if row["significant"] else ", not significant")
+
+
+def _against(row: dict) -> str:
+    """A control's difference to the best student, with its test."""
+    return f"{_points(row['diff_vs_best'])}, {_test_word(row)}"
+
+
+def column_widths(rows: list[dict[str, str]]) -> list[str]:
+    """Widths for `display_rows` in a table as wide as its container (the app's): each column in proportion to
+    the longest word of its title or its longest cell, long cells (intervals, names) capped so that they wrap."""
+    if not rows:
+        return []
+    needs = []
+    for title in rows[0]:
+        word = max(len(w) for w in re.split(r"(?<=-)|\s+", title))  # a title breaks at spaces and after hyphens
+        # a cell with spaces wraps at them (13: an interval in two lines), any other anywhere
+        cell = max(min(len(r[title]), 13 if " " in r[title] else 10) for r in rows)
+        needs.append(max(word, cell, 3) + 2.3)  # + 2.3: the cell's padding (16 px), in 14 px mono characters
+    total = sum(needs)
+    return [f"{100 * n / total:.2f}%" for n in needs]
+
+
+def plotted_strategies(table: list[dict], width_px: int = 1000, most: int = 10) -> list[str]:
+    """The rows a plot can name in its legend: the teacher, then the students by accuracy, then any ensemble,
+    as many as fit in one legend row of `width_px` and at most `most` (one colour each)."""
+    # Gradio's plots draw their legend as one row below the plot (Vega-Lite, 10 px labels): past its width the
+    # names are cut off, and past ten the colours repeat.
+    finished_rows = [r for r in table if r.get("accuracy") is not None]
+    order = {"teacher": 0, "student": 1}
+    ranked = sorted(finished_rows, key=lambda r: (order.get(r["role"], 2), -r["accuracy"]))
+    out, used = [], 0
+    for r in ranked:
+        used += 26 + 5 * len(r["strategy"])  # symbol and padding, then about 5 px a character
+        if len(out) == most or (out and used > width_px):
+            break
+        out.append(r["strategy"])
+    return out
 
 
 def display_rows(table: list[dict]) -> list[dict[str, str]]:

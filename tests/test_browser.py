@@ -78,6 +78,43 @@ def _expect():
     return expect
 
 
+# The entries of a plot's legend that a person sees: Vega-Lite draws it in SVG, one text per entry; an entry cut
+# off by the plot's box (as a fixed height once did) does not count.
+LEGEND_JS = """id => {
+    const plot = document.getElementById(id);
+    if (!plot) return [];
+    const box = plot.getBoundingClientRect();
+    return [...plot.querySelectorAll('.role-legend-label text')].filter(text => {
+        const r = text.getBoundingClientRect();
+        return r.width > 0 && r.left >= box.left && r.right <= box.right && r.top >= box.top && r.bottom <= box.bottom;
+    }).map(text => text.textContent);
+}"""
+
+
+def _expect_legend(page, plot_id: str, names: list[str]) -> None:
+    """Wait until the plot's visible legend names exactly `names` (in any order)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    wanted = sorted(names)
+    try:
+        page.wait_for_function(
+            f"([id, wanted]) => JSON.stringify(({LEGEND_JS})(id).sort()) === JSON.stringify(wanted)",
+            arg=[plot_id, wanted],
+            timeout=30_000,
+        )
+    except PlaywrightTimeout:
+        pytest.fail(f"legend of #{plot_id} shows {page.evaluate(LEGEND_JS, plot_id)}, expected {wanted}")
+
+
+def _expect_table_fits(grid) -> None:
+    """Every column of the table, the last (p, then the other split's test) included, lies inside its box."""
+    right = grid.bounding_box()["x"] + grid.bounding_box()["width"]
+    headers = grid.get_by_role("columnheader")
+    for i in range(headers.count()):
+        box = headers.nth(i).bounding_box()
+        assert box["x"] + box["width"] <= right + 1, f"column {headers.nth(i).inner_text()!r} is cut off"
+
+
 def test_distill_compare_chat(app_server, page):
     expect = _expect()
     url, results = app_server
@@ -93,13 +130,28 @@ def test_distill_compare_chat(app_server, page):
     # the table is computed on page load (paired bootstraps over 9,815 examples): allow it time on a busy CPU
     expect(page.get_by_text("(the committed reference run)")).to_be_visible(timeout=60_000)
     reference = page.get_by_role("grid", name="Strategy comparison")
-    for strategy in ("teacher", "top_k", "bottom_k", "odd", "even", "importance"):
+    reference_strategies = ["teacher", "top_k", "bottom_k", "odd", "even", "importance"]
+    for strategy in reference_strategies:
         row = reference.get_by_role("row").filter(has=page.get_by_role("gridcell", name=strategy, exact=True))
         expect(row).to_have_count(1, timeout=30_000)
+    # the verdict, in bold above the table, says what the tests say: the best, the runner-ups within its noise,
+    # the ones it beats, and the confirmation on the other split
+    verdict = page.locator("strong").filter(has_text=re.compile(r"^odd is best \(64\.2%\), but not clearly ahead of"))
+    expect(verdict).to_be_visible()
+    expect(verdict).to_contain_text("importance (-0.6 points, 95% CI -1.5 to +0.4) and top_k (-0.9 points)")
+    expect(verdict).to_contain_text("confirmed on validation_mismatched")
+    _expect_table_fits(reference)
+    expect(reference.get_by_role("columnheader", name="confirm (other split)")).to_be_visible()
+    for plot in ("accuracy-plot", "latency-plot"):  # each plot names every strategy it draws
+        _expect_legend(page, plot, reference_strategies)
+    _expect_legend(page, "loss-plot", ["train_loss", "train_ce", "train_kl", "train_cos", "val_loss"])
+    expect(page.locator("#loss-plot")).to_contain_text("Loss curves of top_k")
     ensemble = page.locator("#ensemble-picker")
     ensemble.get_by_role("checkbox", name="top_k", exact=True).check()
     ensemble.get_by_role("checkbox", name="odd", exact=True).check()
     expect(reference.get_by_role("gridcell", name="ensemble(top_k+odd)", exact=True)).to_have_count(1, timeout=60_000)
+    _expect_legend(page, "latency-plot", [*reference_strategies, "ensemble(top_k+odd)", "odd×2 seeds"])
+    _expect_table_fits(reference)
     page.screenshot(path=ARTIFACTS / "reference.png", full_page=True)
 
     # 2. a tiny job from the Distill tab
@@ -133,6 +185,11 @@ def test_distill_compare_chat(app_server, page):
         expect(row).to_contain_text(re.compile(r"\d+\.\d+%"))
     expect(table.get_by_role("row")).to_have_count(4)  # the header and three models, nothing from unchecked strategies
     expect(table).not_to_contain_text("bottom_k")
+    expect(
+        page.locator("strong").filter(has_text=re.compile(r"^(top_k|even) (is best|scored highest) \(\d+\.\d%\)"))
+    ).to_be_visible()
+    for plot in ("accuracy-plot", "latency-plot"):  # redrawn for the new run: its strategies only, each named
+        _expect_legend(page, plot, ["teacher", "top_k", "even"])
     page.screenshot(path=ARTIFACTS / "compare.png", full_page=True)
 
     # 4. a student in the Chat tab

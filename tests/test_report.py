@@ -6,7 +6,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from distill.report import comparison, display_rows, format_pairwise, pairwise
+from distill.report import (
+    column_widths,
+    comparison,
+    display_rows,
+    format_pairwise,
+    pairwise,
+    plotted_strategies,
+    verdict,
+)
 from distill.results import open_run
 from distill.stats import ALPHA, seed_example_test
 
@@ -124,3 +132,109 @@ def test_control_runs_join_the_table_and_the_family(reference):
     assert len(pairs) == 21  # seven strategies
     with pytest.raises(Exception, match="other validation rows"):
         comparison(reference, controls=[open_run(RESULTS / "search")])
+
+
+def test_verdict_on_the_reference_run_says_what_its_tests_say(reference):
+    table = comparison(reference)
+    rows = {r["strategy"]: r for r in table}
+    text = verdict(table)
+    # odd is best, but importance and top_k are within its noise; even and bottom_k are behind on both splits
+    assert rows["odd"]["best"] and not rows["importance"]["significant"] and not rows["top_k"]["significant"]
+    assert text.startswith(
+        "odd is best (64.2%), but not clearly ahead of importance (-0.6 points, 95% CI -1.5 to +0.4)"
+    )
+    assert "and top_k (-0.9 points)" in text
+    assert "it beats even by 3.1 points (p < 0.001) and bottom_k by more, confirmed on validation_mismatched." in text
+    assert rows["even"]["other_significant"] and rows["bottom_k"]["other_significant"]
+    assert "Controls" not in text and "ensemble" not in text
+
+
+def test_verdict_names_the_controls_and_the_ensemble(reference):
+    controls = [open_run(RESULTS / "control-random"), open_run(RESULTS / "control-hard-labels")]
+    text = verdict(comparison(reference, ["odd", "importance"], controls=controls))
+    assert text.startswith("odd is best (64.2%), but not clearly ahead of importance")
+    assert "control-hard-labels" not in text.split("Controls:")[0]  # a control is no rival
+    assert "Controls: control-hard-labels:odd reaches 63.5% (-0.7 points, p = 0.447, not significant); " in text
+    assert "control-random:random (random init) reaches 49.2% (-15.0 points, p < 0.001)." in text
+    assert (
+        "ensemble(odd+importance) reaches 64.7%, +0.2 points vs odd×2 seeds (baseline has 1 replicate: untested)."
+        in text
+    )
+
+
+def _student(strategy: str, accuracy: float, seeds: int = 3, **test) -> dict:
+    return {"strategy": strategy, "role": "student", "accuracy": accuracy, "seeds": seeds, **test}
+
+
+def _tested(difference: float, p: float, other_p: float | None = None, other_difference: float | None = None) -> dict:
+    other_p = p if other_p is None else other_p
+    return {
+        "diff_vs_best": difference,
+        "diff_low": difference - 0.01,
+        "diff_high": difference + 0.01,
+        "p_value": p,
+        "significant": p < ALPHA,
+        "other_split": "validation_mismatched",
+        "other_diff_vs_best": difference if other_difference is None else other_difference,
+        "other_p_value": other_p,
+        "other_significant": other_p < ALPHA,
+    }
+
+
+def test_verdict_of_one_seed_is_no_verdict():
+    untested = {"diff_vs_best": -0.02, "p_value": None, "significant": None, "test": "1 seed: untested"}
+    table = [
+        {"strategy": "teacher", "role": "teacher", "accuracy": 0.66, "seeds": 1},
+        _student("top_k", 0.58, seeds=1, best=True),
+        _student("odd", 0.56, seeds=1, **untested),
+        {"strategy": "even", "role": "student", "accuracy": None, "seeds": 0, "failed": "diverged"},
+    ]
+    assert verdict(table) == "top_k scored highest (58.0%), but one seed gives no verdict: run 3 or more seeds."
+    assert verdict(comparison(open_run(RESULTS / "search"))).endswith(
+        "but one seed gives no verdict: run 3 or more seeds."
+    )
+
+
+def test_verdict_when_every_rival_is_behind():
+    table = [
+        _student("odd", 0.642, best=True),
+        _student("even", 0.621, **_tested(-0.021, 0.003)),
+        _student("bottom_k", 0.509, **_tested(-0.133, 1e-9)),
+    ]
+    assert verdict(table) == (
+        "odd is best (64.2%), ahead of every other strategy (nearest: even, -2.1 points, p = 0.003), "
+        "confirmed on validation_mismatched."
+    )
+    table[1].update(_tested(-0.021, 0.003, other_p=0.2))
+    assert verdict(table).endswith("confirmed on validation_mismatched against bottom_k but not against even.")
+    table[2].update(_tested(-0.133, 1e-9, other_p=1e-9, other_difference=0.01))  # the other split points the other way
+    assert verdict(table).endswith(", not confirmed on validation_mismatched.")
+    table.append(_student("importance", 0.60, seeds=1, diff_vs_best=-0.042, p_value=None, test="1 seed: untested"))
+    text = verdict(table)
+    assert "ahead of every tested strategy" in text and text.endswith("; no verdict against importance (one seed).")
+    assert verdict([_student("odd", 0.642)]) == "odd is the only student (64.2%): nothing to compare it with."
+    assert verdict([]) == ""
+
+
+def test_column_widths_fit_the_table_and_follow_its_content(table):
+    rows = display_rows(table)
+    widths = column_widths(rows)
+    assert len(widths) == len(rows[0]) and "confirm (other split)" in rows[0]
+    assert sum(float(w.rstrip("%")) for w in widths) == pytest.approx(100, abs=0.1)
+    by_title = dict(zip(rows[0], (float(w.rstrip("%")) for w in widths), strict=True))
+    assert by_title["vs best (95% CI)"] > by_title["seeds"] and by_title["strategy"] > by_title["p"]
+
+
+def test_plots_name_the_teacher_and_the_best_students_that_fit_one_legend_row(table):
+    assert plotted_strategies(table) == [
+        "teacher",
+        *(r["strategy"] for r in sorted(table, key=lambda r: -r["accuracy"]) if r["role"] == "student"),
+        "ensemble(odd+importance)",
+        "odd×2 seeds",
+    ]
+    search = [r for r in comparison(open_run(RESULTS / "search")) if r.get("accuracy") is not None]
+    shown = plotted_strategies(search)
+    students = sorted((r for r in search if r["role"] == "student"), key=lambda r: -r["accuracy"])
+    assert 3 < len(shown) < len(search) and shown == ["teacher", *(r["strategy"] for r in students[: len(shown) - 1])]
+    assert sum(26 + 5 * len(name) for name in shown) <= 1000
+    assert len(plotted_strategies([{**search[1], "strategy": f"s{i}"} for i in range(12)])) == 10  # one colour each
