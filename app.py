@@ -32,7 +32,7 @@ from distill.report import (
     step_loss_figure,
     verdict,
 )
-from distill.results import DAMAGED, DamagedRun, Run, download_copies, list_runs, open_run
+from distill.results import DAMAGED, DamagedRun, Run, download_copies, find_runs, list_runs, open_run
 from distill.service import JobRunner, job_slice
 from distill.strategies import DESCRIPTIONS
 
@@ -40,8 +40,10 @@ REFERENCE_DIR = Path(__file__).resolve().parent / "results"  # committed runs, e
 REFERENCE_MODELS = space.reference_runs()  # published runs with their models: Chat opens on their best student
 ROOTS = [space.results_dir(), str(REFERENCE_DIR), *REFERENCE_MODELS]
 RUNNER = JobRunner()
+RUN_SLICE = space.gpu_task(job_slice)  # decorated once, at start-up, as ZeroGPU expects
 DEFAULT = space.default_job()
 EXAMPLES = [json.loads(line) for line in (Path(__file__).parent / "examples" / "chat_examples.jsonl").open()]
+DATA_CHOICES = ("mnli-sample", "glue", "upload")
 NO_STUDENTS = (
     "No students yet: train a quick one with the button below (about two minutes), or run a job in the "
     "**Distill** tab (or `python -m distill run`), then pick it here."
@@ -135,6 +137,8 @@ def job_settings(arguments: dict) -> JobConfig:
     """The JobConfig of /run_job's arguments (by name, as sent: JobConfig checks and converts every value)."""
     a = arguments
     data = a["data"]
+    if data not in DATA_CHOICES:  # inputs arrive unprocessed: the radio's choices are checked here
+        raise ConfigError(f"data must be one of {', '.join(DATA_CHOICES)}, not {data!r}", "data")
     if data == "upload":
         data = uploaded_file(a["data_file"])
         if not data:
@@ -159,7 +163,17 @@ def job_settings(arguments: dict) -> JobConfig:
     )
 
 
-@checked_before_queue(lambda a: space.check_job(job_settings(a)))
+def check_new_job(arguments: dict) -> JobConfig:
+    """The checks a new job passes before the queue: its settings and the Space's limits, and a run name that no
+    listed run has (the committed reference runs included: a visitor's run must not shadow them)."""
+    cfg = job_settings(arguments)
+    if cfg.run_name and cfg.run_name in {r.name for r in find_runs(ROOTS)}:
+        raise ConfigError(f"a run named {cfg.run_name!r} already exists; choose another name", "run_name")
+    space.check_job(cfg)
+    return cfg
+
+
+@checked_before_queue(check_new_job)
 @user_errors
 def run_job(
     teacher: str,
@@ -201,8 +215,7 @@ def run_job(
     learning rates and 'ce:kl:cos' loss weights given (space-separated).
     Settings are checked before the job joins the queue; a model that diverges is marked failed in `models`.
     """
-    cfg = job_settings(locals())
-    space.check_job(cfg)  # the validator ran these checks already; a direct caller gets them here
+    cfg = check_new_job(locals())  # the validator ran these checks already; a direct caller gets them here
     yield from stream_job(cfg, progress, owner=who(request))
 
 
@@ -213,7 +226,7 @@ def stream_job(cfg: JobConfig, progress, resume: str | None = None, owner: str |
     for state in RUNNER.stream(
         cfg,
         slice_seconds=space.slice_seconds(),
-        run_slice=space.gpu_task(job_slice),
+        run_slice=RUN_SLICE,
         time_limit=space.job_time_limit(),
         resume=resume,
         owner=owner,
@@ -467,7 +480,7 @@ def build() -> gr.Blocks:
                     info="'embedded' = packaged all-MiniLM-L6-v2 (offline); or a Hub id / folder",
                 )
                 data = gr.Radio(
-                    ["mnli-sample", "glue", "upload"],
+                    list(DATA_CHOICES),
                     value=DEFAULT.data,
                     label="Data",
                     info="shipped real MNLI sample, GLUE MNLI from the Hub, or your own file",
@@ -721,16 +734,21 @@ demo = build()
 MCP_TOOLS = ("/chat", "/comparison", "/models", "/list_runs")
 
 
-def launch(**options) -> None:
+def launch(prevent_thread_lock: bool = False, **options) -> None:
     """Start the app as a web page, a Python API and an MCP server.
 
     show_error: a value Gradio itself refuses reaches the client with its message. Downloads are served from
     copies in the temp folder (results.download_copies), never from the results folder.
     """
-    demo.launch(max_file_size="50mb", show_error=True, theme=gr.themes.Soft(), mcp_server=True, **options)
+    theme = gr.themes.Soft()
+    demo.launch(
+        max_file_size="50mb", show_error=True, theme=theme, mcp_server=True, prevent_thread_lock=True, **options
+    )
     server = demo.mcp_server_obj
     if server is not None:  # tools named as their endpoints (chat, comparison, ...), not as Python functions
         server.tool_to_endpoint = {server.tool_prefix + api.lstrip("/"): api for api in MCP_TOOLS}
+    if not prevent_thread_lock:
+        demo.block_thread()
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ import socket
 import tempfile
 import threading
 import time
-import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -271,15 +270,16 @@ class Run:
         return True
 
     def _running_until(self, status: dict, now: float) -> float:
-        """When the run last ran: now if its job is alive, else its last heartbeat."""
-        if status.get("pid") == os.getpid() and status.get("host") == socket.gethostname():
-            return now
+        """When the run last ran: now if its job is alive, else its last heartbeat (a restarted container may
+        reuse the process id and host name: its downtime is not busy time)."""
         return now if self._alive(status) else max(status["time"], self._last_heartbeat())
 
     def owned_by(self, visitor: str | None) -> bool:
-        """Whether `visitor` started this run; runs started without an owner belong to everyone."""
-        owner = self._read(OWNER_FILE, {}, _mapping_problem).get("owner")
-        return owner is None or owner == _hash(visitor)
+        """Whether `visitor` (on the public Space) started this run; without a visitor (a duplicate, a local app)
+        every run is open. A run with no recorded owner belongs to no visitor."""
+        if visitor is None:
+            return True
+        return self._read(OWNER_FILE, {}, _mapping_problem).get("owner") == _hash(visitor)
 
     def set_owner(self, visitor: str) -> None:
         write_json(self.path / OWNER_FILE, {"owner": _hash(visitor)})
@@ -335,8 +335,8 @@ class Run:
         try:
             with np.load(path) as saved:
                 return {split: saved[split].astype(np.float32) for split in saved.files}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-            raise DamagedRun(f"run {self.name} is damaged: probabilities/{model}.npz cannot be read ({err})") from None
+        except Exception:  # a cut, flipped or replaced file raises zip, zlib, OS or value errors
+            raise DamagedRun(f"run {self.name} is damaged: probabilities/{model}.npz cannot be read") from None
 
     def add_probabilities(self, model: str, probabilities: dict[str, np.ndarray]) -> None:
         buffer = io.BytesIO()
@@ -397,7 +397,7 @@ class Run:
                 _check_model_folder(folder, f"run {self.name} is damaged: models/{row['model']}")
 
     def _stamp(self) -> tuple:
-        files = [p for p in self.path.glob("*") if p.is_file()]
+        files = [p for p in self.path.glob("*") if p.is_file() and p.name != HEARTBEAT_FILE]  # beats every 10 s
         files += list(self.path.glob("probabilities/*")) + list(self.path.glob("models/*/*"))
         return tuple(sorted((str(p.relative_to(self.path)), *_size_and_time(p)) for p in files))
 
@@ -437,8 +437,10 @@ def _mapping_problem(value: Any) -> str | None:
 def _status_problem(value: Any) -> str | None:
     if not isinstance(value, dict) or value.get("state") not in STATES:
         return "does not hold a known state"
-    if not isinstance(value.get("time"), int | float):
-        return "has no time"
+    for key in ("time", "busy_seconds", "started", "pid"):
+        present = key in value or key == "time"  # only the time is required
+        if present and not isinstance(value.get(key), int | float):
+            return f"has no valid {key}"
     return None
 
 
@@ -596,7 +598,7 @@ def intact_runs(results_dir: Roots = None) -> list[Run]:
     """The runs whose files all read well."""
     intact = []
     for run in find_runs(results_dir):
-        with contextlib.suppress(DamagedRun):
+        with contextlib.suppress(Exception):  # damaged, or unreadable in a way nobody foresaw: not served
             run.check()
             intact.append(run)
     return intact
@@ -623,11 +625,12 @@ def _listing(run: Run) -> dict[str, Any]:
             "failed_models": sum(bool(r.get("failed")) for r in summary),
             "best_student": max(students, key=lambda r: r["accuracy"])["model"] if students else None,
         }
-    except DamagedRun as err:
+    except Exception as err:  # DamagedRun names the file; anything unforeseen still lists the run, as damaged
+        reason = str(err) if isinstance(err, DamagedRun) else f"run {run.name} is damaged: its files cannot be read"
         return {
             **entry,
             "state": DAMAGED,
-            "message": str(err),
+            "message": reason,
             "busy_seconds": None,
             "teacher": None,
             "models": 0,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import os
 import queue
 import tempfile
@@ -149,7 +150,10 @@ class JobRunner:
                         result["error"] = err
 
                 finished_before = len(Run(Path(resume)).summary()) if resume else 0
-                worker = threading.Thread(target=work, name="distill-job", daemon=True)
+                # The caller's context goes with the work: on ZeroGPU, spaces finds the visitor's request there,
+                # and charges the slice to that visitor's quota rather than the Space's.
+                worker = threading.Thread(target=contextvars.copy_context().run, args=(work,), name="distill-job")
+                worker.daemon = True
                 worker.start()
                 while worker.is_alive() or not events.empty():
                     worker.join(timeout=poll_seconds)
@@ -193,10 +197,11 @@ class JobRunner:
 def refusal(err: BaseException, run: str | None) -> ConfigError | None:
     """ZeroGPU's refusal of a slice (quota exceeded, or a duration over the cap) as one clear line that says
     the finished models are kept; None for any other error."""
+    title = str(getattr(err, "title", "") or "")
+    if not ("ZeroGPU" in title and ("quota" in title.lower() or "duration" in title.lower())):
+        return None  # any other error, a worker's included, is the job's own: reported as it is
     message = getattr(err, "message", None) or str(err)  # gr.Error keeps its text in .message
-    text = " ".join(str(part) for part in (getattr(err, "title", ""), message) if part)
-    if "ZeroGPU" not in text:
-        return None
+    text = f"{title} {message}"
     kept = f"run {run} is paused with its finished models; resume it later" if run else "nothing was started"
     return ConfigError(
         f"{text.splitlines()[0][:300]}. {kept}: the daily quota resets 24 h after its first use, signed-in "

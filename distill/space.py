@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import yaml
 
 from .config import ConfigError, JobConfig
 from .data import read_capped
-from .errors import scrub
+from .errors import scrub, user_message
 from .hub import HUB_ID
 from .job import check_resumable, preflight
 from .results import Run
@@ -184,7 +185,7 @@ def slice_seconds() -> float | None:
     saving, otherwise None (the job runs in one piece)."""
     if os.environ.get("DISTILL_SLICE_SECONDS"):
         return float(os.environ["DISTILL_SLICE_SECONDS"])
-    if os.environ.get("SPACES_ZERO_GPU"):
+    if on_zerogpu():
         return settings()["zerogpu"]["duration_s"] - settings()["zerogpu"]["margin_s"]
     return None
 
@@ -196,7 +197,24 @@ def gpu_task(fn: Callable) -> Callable:
         import spaces
     except ImportError:
         return fn
-    return spaces.GPU(duration=slice_duration)(fn)
+
+    return spaces.GPU(duration=slice_duration)(_errors_as_lines(fn) if on_zerogpu() else fn)
+
+
+def _errors_as_lines(fn: Callable) -> Callable:
+    """`fn` raising its errors as gr.Error with their one line for the user: spaces reports any other error
+    from its worker as "ZeroGPU worker error" and the type's name, losing the message."""
+
+    @functools.wraps(fn)
+    def in_worker(*args: Any) -> Iterator[Any]:
+        import gradio as gr
+
+        try:
+            yield from fn(*args)
+        except Exception as err:
+            raise gr.Error(user_message(err)) from None
+
+    return in_worker
 
 
 def slice_duration(cfg: JobConfig, resume: str | None, seconds: float | None, stop: Any) -> int:
@@ -233,7 +251,7 @@ def upload_run(run_path: Path) -> str | None:
             folder_path=str(run_path),
             repo_id=repo,
             path_in_repo=run_path.name,
-            ignore_patterns=["cache/*", "checkpoints/*", ".*"],
+            ignore_patterns=["cache/*", "checkpoints/*", "data/*", "owner.json", "heartbeat.json", ".*"],
         )
     except Exception as err:  # network, permission or quota: report, never crash the app
         raise ConfigError(scrub(f"upload to {repo} failed: {str(err).splitlines()[0][:300]}")) from None

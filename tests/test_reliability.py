@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from tiny import TINY, copy_run, cut
@@ -24,6 +25,15 @@ from distill.inference import chat, chat_models
 from distill.job import preflight, resume_job, run_job
 from distill.report import comparison, display_rows
 from distill.results import DAMAGED, DamagedRun, Run, list_runs, open_run, to_json
+
+
+def flip(path: Path) -> None:
+    """Flip bytes in the middle of a file, as a bad disk or transfer would."""
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 16] = bytes(b ^ 0xFF for b in data[middle : middle + 16])
+    path.write_bytes(bytes(data))
+
 
 DAMAGE = {
     "metrics cut short": (lambda run: cut(run.path / "metrics.jsonl"), "metrics.jsonl line"),
@@ -54,6 +64,11 @@ DAMAGE = {
     "probabilities garbage": (
         lambda run: (run.path / "probabilities" / "top_k-seed0.npz").write_bytes(b"PK\x03\x04 not a zip"),
         "probabilities/top_k-seed0.npz cannot be read",
+    ),
+    "probabilities bit-flipped": (lambda run: flip(run.path / "probabilities" / "even-seed0.npz"), "even-seed0.npz"),
+    "status running without busy time": (
+        lambda run: (run.path / "status.json").write_text('{"state": "running", "time": 1, "busy_seconds": null}'),
+        "status.json has no valid busy_seconds",
     ),
     "weights cut short": (
         lambda run: cut(run.model_dir("even-seed0") / "model.safetensors", 0.9),

@@ -11,6 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from gradio_client import Client
 from test_app import job_args
@@ -95,8 +96,6 @@ def test_chat_opens_on_the_best_published_reference_student(good_run, tmp_path):
 
 
 def test_the_mcp_schema_lists_the_reading_tools_and_no_jobs(app_server):
-    import httpx
-
     schema = httpx.get(app_server[0] + "gradio_api/mcp/schema", timeout=60).json()
     tools = {tool["name"]: tool for tool in schema}
     assert set(tools) == {"chat", "comparison", "models", "list_runs"}, "the job endpoints are not tools"
@@ -135,6 +134,8 @@ def test_a_restart_onto_damaged_runs_serves_everything_else(restarted_app):
     result = client.predict("fine", api_name="/comparison")
     assert [r["strategy"] for r in result["table"]] == ["teacher", "top_k", "even"]
     assert set(result["status"]) == {"state", "message", "busy_seconds"}
+    tools = httpx.get(client.src + "gradio_api/mcp/schema", timeout=60).json()  # as `python app.py` serves it
+    assert {tool["name"] for tool in tools} == {"chat", "comparison", "models", "list_runs"}
 
     header = client.predict("cut-metrics", api_name="/show_comparison")[0]  # the Compare tab: no error overlay
     assert "damaged" in header and "metrics.jsonl line" in header and str(bucket) not in header
@@ -202,9 +203,10 @@ def test_on_the_public_space_visitors_cannot_stop_or_resume_each_others_jobs(app
 
 
 def test_on_the_public_space_resumes_keep_to_the_limits(app_server, visitors, public_space, good_run):
-    first, _ = visitors
+    first, other = visitors
     results = app_server[1]
     big = copy_run(good_run, results, "big-stopped")
+    big.set_owner(f"session:{first.session_hash}")
     config = json.loads((big.path / "config.json").read_text())
     (big.path / "config.json").write_text(
         json.dumps({**config, "teacher": "embedded", "train_size": 10772, "epochs": 50, "seeds": list(range(10))})
@@ -215,11 +217,24 @@ def test_on_the_public_space_resumes_keep_to_the_limits(app_server, visitors, pu
         first.predict("big-stopped", api_name="/resume_job")
 
     spent = copy_run(good_run, results, "spent")
+    spent.set_owner(f"session:{first.session_hash}")
     (spent.path / "config.json").write_text(json.dumps({**config, "teacher": "embedded"}))
     minutes = space.settings()["public_limits"]["max_job_minutes"]
     (spent.path / "status.json").write_text(json.dumps({**status, "state": "stopped", "busy_seconds": minutes * 60}))
     with pytest.raises(Exception, match=f"has used this Space's {minutes} min per job"):
         first.predict("spent", api_name="/resume_job")
+
+    ownerless = copy_run(good_run, results, "ownerless")  # made before owners were kept, or by the owner's CLI
+    (ownerless.path / "config.json").write_text(json.dumps({**config, "teacher": "embedded"}))
+    (ownerless.path / "status.json").write_text(json.dumps({**status, "state": "stopped"}))
+    for visitor in (first, other):
+        with pytest.raises(Exception, match="started by another visitor"):
+            visitor.predict("ownerless", api_name="/resume_job")
+    for name in ("reference", "search", "ownerless"):  # a new run must not shadow a listed one
+        with pytest.raises(Exception, match="already exists"):
+            first.predict(*job_args(run_name=name), api_name="/run_job")
+    with pytest.raises(Exception, match="data must be one of"):
+        first.predict(*job_args(data=str(results / "ownerless" / "config.json")), api_name="/run_job")
 
 
 def test_a_failed_hub_upload_leaves_the_job_completed_and_resumed_runs_are_uploaded_too(

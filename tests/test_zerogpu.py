@@ -73,6 +73,13 @@ def test_a_quota_refusal_is_one_line_that_keeps_the_finished_models(good_run, tm
     assert "run paused-run is paused with its finished models" in message and "\n" not in message
     assert Run(run.path).status()["state"] == "paused" and len(Run(run.path).summary()) == 2
 
+    def worker_error(*args):  # any other error from the worker is the job's own, reported as it is
+        raise gr.Error("data file not found: x.csv", title="ZeroGPU worker error")
+        yield
+
+    with pytest.raises(gr.Error, match="data file not found"):
+        list(JobRunner().stream(run.job_config(), run_slice=worker_error, resume=str(run.path)))
+
 
 PROBE = """
 import spaces  # first, as app.py does
@@ -110,7 +117,12 @@ def test_on_zerogpu_the_slice_is_a_gpu_function_asking_for_its_duration(monkeypa
     monkeypatch.setitem(sys.modules, "spaces", types.SimpleNamespace(GPU=gpu))
     monkeypatch.setenv("SPACES_ZERO_GPU", "true")
     wrapped = space.gpu_task(job_slice)
-    assert asked == {"duration": slice_duration, "fn": job_slice} and wrapped(1)[0] == "on the GPU"
+    assert asked["duration"] is slice_duration and asked["fn"].__wrapped__ is job_slice
+    assert wrapped(1)[0] == "on the GPU"
+    # In the worker, the job's own errors cross as gr.Error with their line (spaces drops any other's message).
+    with pytest.raises(gr.Error) as crossed:
+        list(asked["fn"](JobConfig(seeds=[0]).replace(data="nowhere.csv"), None, None, StopFile()))
+    assert crossed.value.message == "data file not found: nowhere.csv"
     assert space.hardware() == "zerogpu"
     assert space.default_job().teacher == "embedded", "a visitor's few GPU minutes: the small embedded job"
     assert space.slice_seconds() == settings()["zerogpu"]["duration_s"] - settings()["zerogpu"]["margin_s"]
