@@ -88,10 +88,11 @@ def run_job(
     With `resume`, continue that run: its finished models are kept and skipped. With `deadline` (a
     time.monotonic() value), pause cleanly once it passes; a paused run is resumed the same way.
     """
-    source, teacher_config, n_student = preflight(cfg)
+    source, teacher_config, n_student = check_teacher_and_layers(cfg)
     n_teacher = teacher_config.num_hidden_layers
     already_classifier = is_mnli_classifier(teacher_config)
-    examples = load_job_data(cfg)
+    with about("data"):  # what preflight's data check reads, read once here
+        examples = load_job_data(cfg)
     runtime = Runtime.create(cfg.precision, on_event, stop, deadline)
     tokenizer = load_tokenizer(source)
 
@@ -192,12 +193,20 @@ def check_resumable(run: Run) -> None:
         raise ConfigError(f"run {run.name} is {state}; only {', '.join(RESUMABLE)} runs can be resumed")
 
 
-def preflight(cfg: JobConfig) -> tuple[str, PretrainedConfig, int]:
+def preflight(cfg: JobConfig) -> None:
     """Check what can be known before a job runs: its settings, its teacher (its config is read, no weights),
-    its layer choices and its data. Returns the teacher's source and config and the student depth.
+    its layer choices and its data.
 
     The app calls it before a job joins the training queue, so a job that cannot work never waits there.
     """
+    check_teacher_and_layers(cfg)
+    with about("data"):
+        check_data(cfg)
+
+
+def check_teacher_and_layers(cfg: JobConfig) -> tuple[str, PretrainedConfig, int]:
+    """The settings, the teacher's config and the layer choices checked; returns the teacher's source and
+    config and the student depth."""
     cfg.validated()
     with about("teacher"):
         source, teacher_config = load_model_config(cfg.teacher)
@@ -206,8 +215,6 @@ def preflight(cfg: JobConfig) -> tuple[str, PretrainedConfig, int]:
     n_student = cfg.student_layers or max(1, n_teacher // 2)
     with about("strategies"):
         check_strategies(cfg.strategies, n_teacher, n_student)
-    with about("data"):
-        check_data(cfg)
     return source, teacher_config, n_student
 
 
