@@ -21,7 +21,7 @@ import pandas as pd
 
 from distill import space
 from distill.config import PRECISIONS, ConfigError, JobConfig
-from distill.errors import user_message
+from distill.errors import UserError, user_message
 from distill.inference import MAX_LENGTH_RANGE, TEMPERATURE_RANGE, chat, chat_models, describe
 from distill.report import (
     column_widths,
@@ -426,7 +426,7 @@ def chat_ui(
         return history, query
     try:
         result = chat(model, query, context, temperature, int(max_length), every_model, ROOTS)
-    except ConfigError as err:
+    except UserError as err:
         gr.Warning(str(err))
         return history, query
     user = f"**Query:** {query}" + (f"\n\n**Context:** {context}" if context else "")

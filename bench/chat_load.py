@@ -1,7 +1,7 @@
 """Load (a benchmark; tests/test_load.py runs it): concurrent chat clients while a training job runs.
 
-    python bench/chat_load.py                     # 20 clients for 60 s; prints p50/p95, writes bench/chat_load.json
-    python bench/chat_load.py --url http://127.0.0.1:7860/ --clients 50 --seconds 120
+    python -m bench.chat_load                     # 20 clients for 60 s; prints p50/p95, writes bench/chat_load.json
+    python -m bench.chat_load --url http://127.0.0.1:7860/ --clients 50 --seconds 120
 
 It starts the app in its own process (or uses --url), makes sure a student exists (a tiny job), starts a real
 distillation job, checks that a second job submitter is told their place in the queue, then runs N
@@ -22,11 +22,10 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench.app_server import connect, serve
+from distill.results import write_json
 
-from bench.app_server import connect, serve  # noqa: E402
-from distill.results import write_json  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 TINY_JOB = {"train_size": 64, "eval_size": 32, "strategies": ["top_k"], "epochs": 1, "teacher_epochs": 1}
 LONG_JOB = {"train_size": 4000, "eval_size": 200, "strategies": ["top_k", "even"], "epochs": 3, "teacher_epochs": 3}

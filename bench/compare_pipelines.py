@@ -1,7 +1,7 @@
 """Benchmark (not a test): the original's training loop against this project's pipeline, side by side.
 
-    python bench/compare_pipelines.py                 # prints the table and writes bench/results.json
-    python bench/compare_pipelines.py --show          # prints the last run's table again
+    python -m bench.compare_pipelines                 # prints the table and writes bench/results.json
+    python -m bench.compare_pipelines --show          # prints the last run's table again
 
 Both do the full comparison (teacher fine-tune plus the four strategies) on the same data, settings and
 machine, one after the other, each in its own process and results folder:
@@ -24,11 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench.app_server import connect, serve
+from distill.results import write_json
 
-from bench.app_server import connect, serve  # noqa: E402
-from distill.results import write_json  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 BASELINE = {"cache_teacher_outputs": False, "group_by_length": False, "pad_to_max_length": True, "precision": "fp32"}
 PIPELINE = {"cache_teacher_outputs": True, "group_by_length": True, "pad_to_max_length": False, "precision": "auto"}
@@ -59,7 +58,7 @@ def run_one(settings: dict, results_dir: str) -> dict:
 def spawn(name: str, settings: dict, results_dir: str) -> dict:
     print(f"running {name} ...", file=sys.stderr, flush=True)
     out = subprocess.run(
-        [sys.executable, __file__, "--one", json.dumps(settings), "--results-dir", results_dir],
+        [sys.executable, "-m", "bench.compare_pipelines", "--one", json.dumps(settings), "--results-dir", results_dir],
         capture_output=True,
         text=True,
         check=True,

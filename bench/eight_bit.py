@@ -1,7 +1,7 @@
 """Benchmark (not a test): what the 8-bit options cost and save on this machine, measured side by side.
 
-    python bench/eight_bit.py                                        # the embedded MiniLM, new head
-    python bench/eight_bit.py --teacher results/reference/models/teacher   # a fine-tuned teacher
+    python -m bench.eight_bit                                        # the embedded MiniLM, new head
+    python -m bench.eight_bit --teacher results/reference/models/teacher   # a fine-tuned teacher
 
 (a) The teacher-output pass of a job (`teacher_8bit`): the teacher in fp32, in bf16 autocast (the job's
     default on a CPU with native bf16) and loaded in 8 bits (bitsandbytes LLM.int8, classifier head in fp32),
@@ -27,16 +27,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from distill.config import JobConfig
+from distill.data import encode, load_job_data, make_loader
+from distill.errors import UserError
+from distill.evaluation import forward_all
+from distill.hub import resolve_model
+from distill.models import build_student, load_classifier, load_tokenizer
+from distill.results import write_json
+from distill.training import cross_entropy_step, make_optimizer, resolve_precision
 
-from distill.config import ConfigError, JobConfig  # noqa: E402
-from distill.data import encode, load_job_data, make_loader  # noqa: E402
-from distill.evaluation import forward_all  # noqa: E402
-from distill.hub import resolve_model  # noqa: E402
-from distill.models import build_student, load_classifier, load_tokenizer  # noqa: E402
-from distill.results import write_json  # noqa: E402
-from distill.training import cross_entropy_step, make_optimizer, resolve_precision  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def teacher_pass(source: str, data, pad_id: int, precision: str, eight_bit: bool) -> dict:
@@ -152,5 +152,5 @@ def format_report(r: dict) -> str:
 if __name__ == "__main__":
     try:
         main()
-    except ConfigError as err:  # a bad --teacher: one line, not a traceback
+    except UserError as err:  # a bad --teacher: one line, not a traceback
         sys.exit(f"error: {err}")

@@ -7,7 +7,8 @@ import dataclasses
 import json
 import sys
 
-from .config import ConfigError, JobConfig
+from .config import JobConfig
+from .errors import UserError
 
 LAYER_NOTE = "Layer indices are 0-based: layer 0 is the encoder layer next to the embeddings."
 
@@ -206,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     command = commands[args.command]
     try:
         return command(args)
-    except ConfigError as err:
+    except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from .errors import UserError
+
 EMBEDDED_TEACHER = "embedded"
 SAMPLE_DATA = "mnli-sample"
 HUB_DATA = "glue"
@@ -29,7 +31,7 @@ RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
 MAX_SEED = 2**32 - 1  # numpy's seeds: 0 to 2^32 - 1
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A setting that cannot work; the message is meant for the user as it is. `setting` names the setting
     at fault, when there is one, so a form can show the message next to it."""
 
@@ -97,6 +99,24 @@ class JobConfig:
     warmup_ratio: float = _help("share of steps with a linear learning-rate warm-up", default=0.1)
     weight_decay: float = _help("AdamW weight decay", default=0.01)
     max_grad_norm: float = _help("gradient clipping norm", default=1.0)
+    max_tokens_per_pass: int = _help(
+        "a batch of more padded tokens than this trains in several forward/backward passes whose gradients add "
+        "up to the batch's: the same step with less memory (0: never split)",
+        default=1024,
+    )
+    freeze_word_embeddings: bool = _help(
+        "students keep the teacher's word-embedding matrix frozen (about half of a small BERT's weights; "
+        "its dense gradient and AdamW update cost a pass over it every step)",
+        default=True,
+    )
+    dropout: float | None = _help(
+        "dropout of the students, hidden and attention (none: the teacher's own, 0.1 for BERT)", default=0.0
+    )
+    eval_every_epoch: bool = _help(
+        "evaluate every validation split after every epoch (default: after the last epoch only; a student's "
+        "epoch 0, before training, is always measured)",
+        default=False,
+    )
     temperature: float = _help("softmax temperature of the KL term", default=2.0)
     weight_ce: float = _help("weight of the hard-label cross-entropy", default=1 / 3)
     weight_kl: float = _help("weight of the KL divergence on softened logits (times T^2)", default=1 / 3)
@@ -184,6 +204,10 @@ class JobConfig:
             raise ConfigError("batch_size must be at most 4096")
         if self.max_length > 512 or self.max_length < 8:
             raise ConfigError("max_length must be between 8 and 512 tokens")
+        if self.max_tokens_per_pass < 0:
+            raise ConfigError("max_tokens_per_pass must be 0 (never split) or a positive number", "max_tokens_per_pass")
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            raise ConfigError("dropout must be in [0, 1)", "dropout")
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigError("warmup_ratio must be in [0, 1)")
         for name in ("weight_ce", "weight_kl", "weight_cos", "weight_hidden", "weight_decay"):

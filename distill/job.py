@@ -22,7 +22,7 @@ from transformers import PretrainedConfig
 
 from .config import EMBEDDED_TEACHER, ConfigError, JobConfig, about
 from .data import Encoded, check_data, encode, load_job_data, make_loader
-from .errors import user_message
+from .errors import UserError, user_message
 from .evaluation import (
     classification_metrics,
     evaluate,
@@ -36,11 +36,13 @@ from .losses import LossInputs, combined_loss, loss_weights
 from .models import (
     build_student,
     copied_layers_match,
+    freeze_word_embeddings,
     is_mnli_classifier,
     load_classifier,
     load_model_config,
     load_tokenizer,
     parameter_count,
+    set_dropout,
 )
 from .progress import EventHandler, JobPaused, JobStopped, StopSignal, ignore
 from .publish import write_model_card
@@ -169,10 +171,11 @@ def run_job(
             message = user_message(err)
             if isinstance(err, OSError) and err.errno:
                 message = f"cannot write results: {err.strerror}"
+            run.log_failure(err)
             with contextlib.suppress(OSError):  # a full disk: the status then reads "interrupted" once we exit
                 run.set_status("failed", message)
             if isinstance(err, OSError):
-                raise ConfigError(message) from None
+                raise UserError(message) from err
             raise
     return run
 
@@ -298,7 +301,7 @@ def prepare_teacher(job: Prepared, run: Run, runtime: Runtime, already_classifie
         else:
             runtime.emit("stage", "teacher", f"fine-tuning teacher {cfg.teacher} for {cfg.teacher_epochs} epoch(s)")
             teacher = load_classifier(job.source)
-            validation = Validation(job, runtime)
+            validation = Validation(job, runtime, cfg.teacher_epochs)
             loader = make_loader(
                 job.data["train"],
                 job.tokenizer.pad_token_id,
@@ -352,15 +355,18 @@ def _pad_to(cfg: JobConfig) -> int | None:
 class Validation:
     """An after-epoch hook: loss and accuracy on every validation split, prefixed by the split's name.
 
-    It keeps the last epoch's evaluation, so the finished model is not evaluated a second time.
+    It measures before training (epoch 0), after the last epoch and, with `eval_every_epoch`, after every other;
+    it keeps the last epoch's evaluation, so the finished model is not evaluated a second time.
     """
 
-    def __init__(self, job: Prepared, runtime: Runtime):
-        self.job, self.runtime = job, runtime
+    def __init__(self, job: Prepared, runtime: Runtime, epochs: int):
+        self.job, self.runtime, self.epochs = job, runtime, epochs
         self.last: tuple[dict, dict] | None = None
 
     def __call__(self, model: nn.Module, epoch: int) -> dict:
         job, runtime = self.job, self.runtime
+        if 0 < epoch < self.epochs and not job.cfg.eval_every_epoch:
+            return {}
         self.last = evaluate(model, job.eval_loaders, job.data, runtime.precision, runtime.accelerator)
         return {f"{split}_{k}": v for split, m in self.last[0].items() for k, v in m.items()}
 
@@ -471,6 +477,10 @@ def distil_student(
     student = build_student(teacher, layers, random_init=random_init)
     if not random_init and not copied_layers_match(student, teacher, layers):
         raise RuntimeError(f"student {name} does not start from teacher layers {layers}")
+    if cfg.freeze_word_embeddings:
+        freeze_word_embeddings(student)
+    if cfg.dropout is not None:
+        set_dropout(student, cfg.dropout)
     origin = f"{len(layers)} randomly initialised layers" if random_init else f"teacher layers {layers}"
     runtime.emit("stage", name, f"distilling {name}: {len(layers)} layers from {origin}")
     loader = make_loader(
@@ -483,7 +493,7 @@ def distil_student(
         pad_to=_pad_to(cfg),
     )
     started = time.perf_counter()
-    validation = Validation(job, runtime)
+    validation = Validation(job, runtime, cfg.epochs)
     student, history = fit(
         student,
         loader,
@@ -532,6 +542,7 @@ def distil_or_record_failure(
     try:
         distil_student(job, run, runtime, teacher, outputs, variant, layers, seed)
     except ModelDiverged as err:
+        run.log_failure(err)
         runtime.done = start + steps  # the progress bar still ends at its total
         name = student_name(variant, seed)
         row = {"model": name, "role": "student", "strategy": variant.label, "layers": layers, "seed": seed}
@@ -609,14 +620,11 @@ def time_side_by_side(job: Prepared, run: Run, runtime: Runtime, rounds: int = 3
     rows = run.summary()
     split = next(iter(job.eval_loaders))
     best: dict[str, dict[str, float]] = {}
-    models = {
-        r["model"]: load_classifier(str(run.model_dir(r["model"]))).to(runtime.device)
-        for r in rows
-        if not r.get("failed")
-    }
+    names = [r["model"] for r in rows if not r.get("failed")]
     for _ in range(rounds):
-        for name, model in models.items():
+        for name in names:  # one model in memory at a time: twelve students at once would double the job's peak
             runtime.check_stop()
+            model = load_classifier(str(run.model_dir(name))).to(runtime.device)
             timed = latency_ms(
                 model, job.data[split], job.tokenizer.pad_token_id, runtime.precision, job.cfg.latency_examples
             )

@@ -145,5 +145,23 @@ def copied_layers_match(student: nn.Module, teacher: nn.Module, layers: list[int
     return True
 
 
+def freeze_word_embeddings(model: nn.Module) -> nn.Module:
+    """Stop training the word-embedding matrix: about half of a small BERT's weights, of which a batch uses a few
+    hundred rows, yet its dense gradient, clipping and AdamW update cost a full pass over it every step."""
+    model.get_input_embeddings().weight.requires_grad_(False)
+    return model
+
+
+def set_dropout(model: nn.Module, probability: float) -> nn.Module:
+    """Every dropout of the model, hidden and attention, to `probability` (recorded in its config too)."""
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = probability
+    for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout"):
+        if isinstance(getattr(model.config, name, None), float):
+            setattr(model.config, name, probability)
+    return model
+
+
 def parameter_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())

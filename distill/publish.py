@@ -15,9 +15,9 @@ from typing import Any
 
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, get_token
 
-from .config import EMBEDDED_TEACHER, HUB_DATA, SAMPLE_DATA, ConfigError
+from .config import EMBEDDED_TEACHER, HUB_DATA, SAMPLE_DATA
 from .data import LABELS
-from .errors import scrub, strip_paths
+from .errors import UserError, scrub, strip_paths
 from .hub import HUB_ID
 from .results import Run, atomic_write, read_json, write_json
 from .strategies import DESCRIPTIONS, strategy_label
@@ -44,7 +44,7 @@ EXAMPLE = ("A soccer game with multiple males playing.", "Some men are playing a
 def check_repo(repo: str) -> str:
     """A Hub model repo id, owner/name; refused before anything is written or sent."""
     if not isinstance(repo, str) or repo.count("/") != 1 or not HUB_ID.match(repo) or ".." in repo:
-        raise ConfigError(f"--repo must be a Hub repo id owner/name, not {repo!r}")
+        raise UserError(f"--repo must be a Hub repo id owner/name, not {repo!r}")
     return repo
 
 
@@ -376,10 +376,10 @@ def publish_tree(run: Run, target: Path, repo: str | None = None) -> list[Path]:
     run.check()
     state = run.status()["state"]
     if state != "completed":
-        raise ConfigError(f"run {run.name} is {state}; only a completed run can be published")
+        raise UserError(f"run {run.name} is {state}; only a completed run can be published")
     target = Path(target)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise ConfigError(f"{target.name} is not an empty folder; publish writes into an empty or new one")
+        raise UserError(f"{target.name} is not an empty folder; publish writes into an empty or new one")
     if not list(run.path.glob("plots/*.png")):
         write_plots(run)
     target.mkdir(parents=True, exist_ok=True)
@@ -408,7 +408,7 @@ def publish(run: Run, repo: str, *, private: bool = False, token: str | None = N
     """
     check_repo(repo)
     if not (token or get_token()):
-        raise ConfigError("no Hugging Face token: set HF_TOKEN or log in with `hf auth login`")
+        raise UserError("no Hugging Face token: set HF_TOKEN or log in with `hf auth login`")
     with tempfile.TemporaryDirectory(prefix="distill-publish-") as folder:
         tree = Path(folder) / run.name
         publish_tree(run, tree, repo)
@@ -426,5 +426,5 @@ def publish(run: Run, repo: str, *, private: bool = False, token: str | None = N
             text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             if token:
                 text = text.replace(token, "***")
-            raise ConfigError(strip_paths(scrub(f"publishing to {repo} failed: {text[:300]}"))) from None
+            raise UserError(strip_paths(scrub(f"publishing to {repo} failed: {text[:300]}"))) from None
     return str(url)

@@ -31,6 +31,7 @@ import socket
 import tempfile
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from .config import RUN_NAME, ConfigError, JobConfig, default_results_dir
+from .errors import UserError, scrub
 
 STATES = ("running", "completed", "failed", "stopped", "paused", "interrupted")
 RESUMABLE = ("stopped", "paused", "interrupted", "failed")
@@ -46,8 +48,17 @@ HEARTBEAT_SECONDS = 10.0
 STALE_SECONDS = 60.0  # a running run without a heartbeat this long is gone (killed, or its container restarted)
 
 
-class DamagedRun(ConfigError):
+class DamagedRun(UserError):
     """A run file that exists but cannot be read; the message names the run and the file, never a server path."""
+
+
+# Settings added later, with the behaviour runs had before them (their defaults now differ).
+BEFORE_SETTINGS_EXISTED = {
+    "freeze_word_embeddings": False,
+    "dropout": None,
+    "eval_every_epoch": True,
+    "max_tokens_per_pass": 0,
+}
 
 
 def atomic_write(path: Path, content: str | bytes) -> None:
@@ -155,7 +166,7 @@ class Run:
         try:
             path.mkdir(parents=True)
         except OSError as err:
-            raise ConfigError(f"cannot create the run folder {path.name}: {err.strerror}") from None
+            raise UserError(f"cannot create the run folder {path.name}: {err.strerror}") from err
         run = cls(path)
         write_json(path / "config.json", run._keep_data(cfg))
         write_json(path / "environment.json", environment())
@@ -193,6 +204,18 @@ class Run:
             return JobConfig.from_dict(values)
         except ConfigError as err:
             raise DamagedRun(f"run {self.name} is damaged: config.json: {err}") from None
+
+    def log_failure(self, err: BaseException) -> None:
+        """Append `err` with its traceback (tokens scrubbed) to the run's errors.log: the user is shown one line,
+        the log keeps what a developer needs. Best effort: a full disk must not hide the original error."""
+        text = "".join(traceback.format_exception(err))
+        entry = f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {type(err).__name__}\n{scrub(text)}\n"
+        with contextlib.suppress(OSError):
+            atomic_write(self.path / "errors.log", self.read_log() + entry)
+
+    def read_log(self) -> str:
+        path = self.path / "errors.log"
+        return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
 
     def set_status(self, state: str, message: str = "") -> None:
         """Record the state; `busy_seconds` adds up the time spent running (pauses and stops not counted)."""
@@ -285,7 +308,9 @@ class Run:
         write_json(self.path / OWNER_FILE, {"owner": _hash(visitor)})
 
     def config(self) -> dict[str, Any]:
-        return self._read("config.json", {}, _mapping_problem)
+        """The stored settings; a run written before a setting existed ran with its behaviour of the time."""
+        stored = self._read("config.json", {}, _mapping_problem)
+        return {**BEFORE_SETTINGS_EXISTED, **stored} if stored else stored
 
     def teacher(self) -> str:
         """The teacher as visitors may see it: a Hub id, 'embedded', or a local folder's name (never its path)."""
@@ -563,9 +588,9 @@ def open_run(name_or_path: str | Path, results_dir: Roots = None, *, allow_paths
                 return run
     path = Path(name_or_path)
     if not allow_paths or not path.is_dir():
-        raise ConfigError(f"no run named {name!r}")
+        raise UserError(f"no run named {name!r}")
     if not (path / "config.json").is_file():
-        raise ConfigError(f"{name} is not a run folder (no config.json)")
+        raise UserError(f"{name} is not a run folder (no config.json)")
     return Run(path)
 
 

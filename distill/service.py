@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, JobConfig
+from .config import JobConfig
+from .errors import UserError
 from .job import resume_job, run_job
 from .progress import Event
 from .results import Run
@@ -90,7 +91,7 @@ class JobRunner:
             if self._stop is None:
                 return False
             if who is not None and who != self._owner:
-                raise ConfigError("the running job was started by another visitor; only they can stop it")
+                raise UserError("the running job was started by another visitor; only they can stop it")
             self._stop.set()
             return True
 
@@ -180,7 +181,7 @@ class JobRunner:
                 if status["state"] != "paused":
                     return
                 if len(run.summary()) == finished_before:
-                    raise ConfigError(
+                    raise UserError(
                         f"a time slice of {slice_seconds:.0f} s is too short to finish one model; "
                         "run a smaller job, or duplicate the Space onto dedicated hardware"
                     )
@@ -194,7 +195,7 @@ class JobRunner:
                 self._stop, self._owner = None, None
 
 
-def refusal(err: BaseException, run: str | None) -> ConfigError | None:
+def refusal(err: BaseException, run: str | None) -> UserError | None:
     """ZeroGPU's refusal of a slice (quota exceeded, or a duration over the cap) as one clear line that says
     the finished models are kept; None for any other error."""
     title = str(getattr(err, "title", "") or "")
@@ -203,7 +204,7 @@ def refusal(err: BaseException, run: str | None) -> ConfigError | None:
     message = getattr(err, "message", None) or str(err)  # gr.Error keeps its text in .message
     text = f"{title} {message}"
     kept = f"run {run} is paused with its finished models; resume it later" if run else "nothing was started"
-    return ConfigError(
+    return UserError(
         f"{text.splitlines()[0][:300]}. {kept}: the daily quota resets 24 h after its first use, signed-in "
         "visitors get more, and a duplicate of this Space on your own hardware has no quota"
     )

@@ -14,7 +14,7 @@ import yaml
 
 from .config import ConfigError, JobConfig
 from .data import read_capped
-from .errors import scrub, user_message
+from .errors import UserError, scrub, user_message
 from .hub import HUB_ID
 from .job import check_resumable, preflight
 from .results import Run
@@ -76,7 +76,7 @@ def _hub_run(repo: str) -> str:
     from huggingface_hub import snapshot_download
 
     if not HUB_ID.match(repo):
-        raise ConfigError(f"{repo!r} is neither a folder nor a Hub repo id")
+        raise UserError(f"{repo!r} is neither a folder nor a Hub repo id")
     try:
         snapshot = snapshot_download(repo, token=False, local_files_only=True)
     except Exception:  # not in the cache: fetch it
@@ -162,13 +162,13 @@ def check_resume(run: Run, who: str | None) -> JobConfig:
     limits, and the time limit counts the run's busy time over all its resumes.
     """
     if not run.owned_by(who):
-        raise ConfigError(f"run {run.name} was started by another visitor; only they can resume it")
+        raise UserError(f"run {run.name} was started by another visitor; only they can resume it")
     check_resumable(run)
     cfg = run.job_config()
     enforce_limits(cfg)
     limit = job_time_limit()
     if limit is not None and run.busy_seconds() >= limit:
-        raise ConfigError(
+        raise UserError(
             f"run {run.name} has used this Space's {limit / 60:g} min per job; its finished models are kept; "
             "duplicate the Space to continue it"
         )
@@ -231,7 +231,7 @@ def upload_finished(state: dict[str, Any], run: Run) -> dict[str, Any]:
     in the job's state and log, never turns the finished job into an error."""
     try:
         url = upload_run(run.path)
-    except ConfigError as err:
+    except UserError as err:
         return {**state, "upload_error": str(err), "log": [*state["log"], str(err)]}
     return {**state, "upload": url, "log": [*state["log"], f"uploaded to {url}"]} if url else state
 
@@ -251,8 +251,8 @@ def upload_run(run_path: Path) -> str | None:
             folder_path=str(run_path),
             repo_id=repo,
             path_in_repo=run_path.name,
-            ignore_patterns=["cache/*", "checkpoints/*", "data/*", "owner.json", "heartbeat.json", ".*"],
+            ignore_patterns=["cache/*", "checkpoints/*", "data/*", "owner.json", "heartbeat.json", "errors.log", ".*"],
         )
     except Exception as err:  # network, permission or quota: report, never crash the app
-        raise ConfigError(scrub(f"upload to {repo} failed: {str(err).splitlines()[0][:300]}")) from None
+        raise UserError(scrub(f"upload to {repo} failed: {str(err).splitlines()[0][:300]}")) from None
     return f"https://huggingface.co/{repo}/tree/main/{run_path.name}"

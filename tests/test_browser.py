@@ -28,7 +28,7 @@ JOB_TIMEOUT_S = 240
 RUN = "browser-run"
 REPLY = re.compile(r"\b(entailment|neutral|contradiction)\b.*\d+(\.\d+)?%", re.S)
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,8 @@ from distill.job import resume_job, run_job
 from distill.results import Run, list_runs, open_run
 from distill.service import JobRunner
 
+pytestmark = pytest.mark.slow
+
 TINY = {"train_size": 64, "eval_size": 32, "epochs": 1, "teacher_epochs": 1, "latency_examples": 8, "seeds": "0"}
 
 

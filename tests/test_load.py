@@ -5,13 +5,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_twenty_chat_clients_for_a_minute_during_a_job_get_no_errors(tmp_path):
     out = tmp_path / "load.json"
     done = subprocess.run(
-        [sys.executable, "bench/chat_load.py", "--clients", "20", "--seconds", "60", "--out", str(out)],
+        [sys.executable, "-m", "bench.chat_load", "--clients", "20", "--seconds", "60", "--out", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -49,6 +49,8 @@ debug: false
 PROBE = """\
 import atexit, json, os, sys
 
+pytestmark = pytest.mark.slow
+
 
 def _record():
     state = sys.modules.get("accelerate.state")

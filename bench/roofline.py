@@ -1,0 +1,262 @@
+"""How far a training step is from what this CPU can do: a roofline for the default job, in one run.
+
+    python -m bench.roofline            # prints the tables, writes bench/roofline.json
+
+1. Sustained matmul throughput (GFLOP/s) in bf16 and fp32 at the shapes a MiniLM layer multiplies
+   (1,280 tokens x 384 x 1,536 and its neighbours), the best of several timed seconds: the machine's peak.
+2. A student's distillation step (3 layers, teacher logits cached) and the teacher's fine-tuning step
+   (6 layers), on the default job's real batches, with their FLOPs counted per token from the model's
+   shapes and the batch's padded token count: achieved GFLOP/s and its ratio to the peak.
+3. Where a student's epoch goes: collation, forward, backward, optimizer (clipping, AdamW, zeroing) and the
+   end-of-epoch evaluation, each timed around the same library calls the job makes.
+4. The same steps with the word embeddings frozen (`freeze_word_embeddings`), and the student's with 1 thread
+   instead of 2: candidates the profile points at, measured side by side in this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from distill.config import JobConfig
+from distill.data import encode, load_job_data, make_loader
+from distill.evaluation import autocast, evaluate
+from distill.job import EVAL_BATCH, check_teacher_and_layers
+from distill.losses import LossInputs, combined_loss, loss_weights
+from distill.models import build_student, freeze_word_embeddings, load_classifier, load_tokenizer, set_dropout
+from distill.results import write_json
+from distill.training import cross_entropy_step, make_optimizer, training_attention
+
+OUT = Path(__file__).resolve().parent / "roofline.json"
+PHASES = ("collation", "forward", "backward", "optimizer")
+CPU = torch.device("cpu")
+
+
+def matmul_gflops(dtype: torch.dtype, m: int, k: int, n: int, seconds: float) -> float:
+    """Best GFLOP/s of (m x k) @ (k x n) over timed bursts filling `seconds`."""
+    a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    best, deadline = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        start, reps = time.perf_counter(), 20
+        for _ in range(reps):
+            a @ b
+        best = max(best, 2 * m * k * n * reps / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def flops_per_token(config, layers: int, width: float) -> float:
+    """Matmul FLOPs of one token's forward pass through `layers` encoder layers at padded width `width`:
+    Q, K, V and output projections 8h^2, feed-forward 4hi, attention scores and weighted sum 4Lh."""
+    h, i = config.hidden_size, config.intermediate_size
+    return layers * (8 * h * h + 4 * h * i + 4 * width * h)
+
+
+def forward_flops(config, batch: dict[str, torch.Tensor], layers: int) -> float:
+    """Matmul FLOPs of one forward pass of an encoder classifier on `batch` (its padded shape): the layers,
+    then per sequence the pooler 2h^2 and the classifier 2h x labels."""
+    rows, width = batch["input_ids"].shape
+    h = config.hidden_size
+    return rows * width * flops_per_token(config, layers, width) + rows * (2 * h * h + 2 * h * config.num_labels)
+
+
+@dataclass
+class StepProfile:
+    """Seconds per phase summed over the timed steps, and the FLOPs those steps counted."""
+
+    steps: int = 0
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
+    flops: float = 0.0
+    tokens: int = 0
+
+    @property
+    def step_seconds(self) -> float:
+        return sum(self.seconds.values()) / self.steps
+
+    @property
+    def gflops(self) -> float:
+        compute = self.seconds["forward"] + self.seconds["backward"] + self.seconds["optimizer"]
+        return self.flops / compute / 1e9
+
+
+def profile_steps(model: nn.Module, batches: list[dict], step_loss, cfg: JobConfig, layers: int, warmup: int = 3):
+    """Train `model` on `batches` as `training.fit` does, timing each phase of every step after the warm-up.
+
+    Collation is timed once, when the batches are built (`collate`), and added per step.
+    """
+    optimizer = make_optimizer(model, cfg.learning_rate, cfg.weight_decay, eight_bit=False)
+    model.train()
+    profile = StepProfile()
+    for n, batch in enumerate(batches[:warmup] + batches):
+        t1 = time.perf_counter()
+        with autocast(CPU, "bf16"), training_attention(CPU):
+            loss, _ = step_loss(model, batch)
+        t2 = time.perf_counter()
+        loss.backward()
+        t3 = time.perf_counter()
+        nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        t4 = time.perf_counter()
+        if n >= warmup:
+            profile.steps += 1
+            for phase, seconds in zip(PHASES[1:], (t2 - t1, t3 - t2, t4 - t3), strict=True):
+                profile.seconds[phase] += seconds
+            profile.flops += 3 * forward_flops(model.config, batch, layers)  # backward costs twice the forward
+            profile.tokens += batch["input_ids"].numel()
+    return profile
+
+
+def collate(loader, steps: int) -> tuple[list[dict], float]:
+    """The loader's first `steps` batches, and the seconds it took to collate one."""
+    start = time.perf_counter()
+    batches = [batch for _, batch in zip(range(steps), loader, strict=False)]
+    return batches, (time.perf_counter() - start) / len(batches)
+
+
+def counted_flops(model: nn.Module, batch: dict[str, torch.Tensor], step_loss) -> float:
+    """FLOPs of one forward and backward as torch's FlopCounterMode counts them: a check on `forward_flops`."""
+    with FlopCounterMode(display=False) as counter:
+        loss, _ = step_loss(model, batch)
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+def cached_logits_step(teacher_logits: torch.Tensor, cfg: JobConfig):
+    """The job's distillation loss with the teacher's logits looked up by row, as with `cache_teacher_outputs`."""
+    weights = loss_weights(cfg)
+
+    def step(model, batch):
+        out = model(**{k: v for k, v in batch.items() if k not in ("labels", "rows")})
+        inputs = LossInputs(out.logits, batch["labels"], teacher_logits[batch["rows"]], cfg.temperature)
+        return combined_loss(inputs, weights)
+
+    return step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=40, help="timed training steps per measurement")
+    parser.add_argument("--matmul-seconds", type=float, default=3.0)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    cfg = JobConfig()
+    source, config, n_student = check_teacher_and_layers(cfg)
+    tokenizer = load_tokenizer(source)
+    examples = load_job_data(cfg)
+    data = {name: encode(ex, tokenizer, cfg.max_length) for name, ex in examples.items()}
+    pad = tokenizer.pad_token_id
+    h, i = config.hidden_size, config.intermediate_size
+    tokens = 1280
+
+    peak = {}
+    for name, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
+        shapes = [(tokens, h, i), (tokens, i, h), (tokens, h, h)]
+        peak[name] = {"x".join(map(str, dims)): matmul_gflops(dtype, *dims, args.matmul_seconds) for dims in shapes}
+        print(f"matmul {name}: " + ", ".join(f"{s} {g:.0f} GFLOP/s" for s, g in peak[name].items()))
+    sustained = max(peak["bf16"].values())
+
+    teacher = load_classifier(source)
+    batches, collation = collate(make_loader(data["train"], pad, cfg.batch_size, 0, train=True), args.steps)
+    teacher_logits = torch.randn(len(data["train"]), teacher.config.num_labels)
+    step = cached_logits_step(teacher_logits, cfg)
+    layers = [0, 2, 4] if n_student == 3 else list(range(n_student))
+    check = counted_flops(build_student(teacher, layers), batches[0], step)
+    formula = 3 * forward_flops(teacher.config, batches[0], n_student)
+    print(f"FLOPs of one student step: formula {formula / 1e9:.1f} G, torch FlopCounterMode {check / 1e9:.1f} G")
+
+    def student(frozen: bool, dropout: float | None) -> nn.Module:
+        model = build_student(teacher, layers)
+        if frozen:
+            freeze_word_embeddings(model)
+        return model if dropout is None else set_dropout(model, dropout)
+
+    profiles: dict[str, StepProfile] = {}
+    for name, frozen, dropout in (
+        ("student, as before (every weight trained, dropout 0.1)", False, None),
+        ("student, word embeddings frozen", True, None),
+        ("student, word embeddings frozen, no dropout (the default)", True, 0.0),
+    ):
+        profiles[name] = profile_steps(student(frozen, dropout), batches, step, cfg, n_student)
+    torch.set_num_threads(1)
+    profiles["student, the default on 1 thread instead of 2"] = profile_steps(
+        student(True, 0.0), batches, step, cfg, n_student
+    )
+    torch.set_num_threads(os.cpu_count() or 1)
+    profiles["teacher fine-tuning"] = profile_steps(
+        load_classifier(source), batches[: args.steps // 2], cross_entropy_step, cfg, config.num_hidden_layers
+    )
+    for p in profiles.values():
+        p.seconds["collation"] = collation * p.steps
+
+    # Evaluation after a student's last epoch: every validation split once, at two batch sizes.
+    model = student(True, 0.0)
+    eval_data = {split: enc for split, enc in data.items() if split.startswith("validation")}
+    eval_seconds = {}
+    for batch_size in (EVAL_BATCH, 256):
+        loaders = {split: make_loader(enc, pad, batch_size, train=False) for split, enc in eval_data.items()}
+        start = time.perf_counter()
+        evaluate(model, loaders, eval_data, "bf16")
+        eval_seconds[batch_size] = time.perf_counter() - start
+
+    steps_per_epoch = -(-len(data["train"].subset(list(range(cfg.student_train_size)))) // cfg.batch_size)
+    base = profiles["student, word embeddings frozen, no dropout (the default)"]
+    epoch = {phase: base.seconds[phase] / base.steps * steps_per_epoch for phase in PHASES}
+    epoch["evaluation"] = eval_seconds[EVAL_BATCH]
+    total = sum(epoch.values())
+
+    fp32 = max(peak["fp32"].values())
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
+    print(f"\nRoofline on {machine}; sustained peak: bf16 {sustained:.0f} GFLOP/s, fp32 {fp32:.0f} GFLOP/s\n")
+    print("| step | ms/step | tokens/step | achieved GFLOP/s | achieved / bf16 peak |")
+    print("|---|---|---|---|---|")
+    for name, p in profiles.items():
+        print(
+            f"| {name} | {1000 * p.step_seconds:.0f} | {p.tokens / p.steps:.0f} | {p.gflops:.0f} |"
+            f" {p.gflops / sustained:.0%} |"
+        )
+    print(f"\nOne student epoch of the default job ({steps_per_epoch} steps) and its evaluation:\n")
+    print("| phase | seconds | share |")
+    print("|---|---|---|")
+    for phase, seconds in epoch.items():
+        print(f"| {phase} | {seconds:.1f} | {seconds / total:.0%} |")
+    rows = sum(len(d) for d in eval_data.values())
+    print(f"\nevaluation of {rows} rows: " + ", ".join(f"batch {b} {t:.1f} s" for b, t in eval_seconds.items()))
+    write_json(
+        OUT,
+        {
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
+            "matmul_gflops": peak,
+            "sustained_bf16_gflops": sustained,
+            "flops_check": {"formula": formula, "flop_counter": check},
+            "steps": {
+                name: {
+                    "ms_per_step": 1000 * p.step_seconds,
+                    "tokens_per_step": p.tokens / p.steps,
+                    "gflops": p.gflops,
+                    "share_of_peak": p.gflops / sustained,
+                    "phase_seconds": p.seconds,
+                    "steps": p.steps,
+                }
+                for name, p in profiles.items()
+            },
+            "student_epoch_seconds": epoch,
+            "evaluation_seconds": eval_seconds,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""The speed settings do what they say: frozen word embeddings stay the teacher's, dropout is set and saved,
+and validation runs after the last epoch only unless every epoch is asked for."""
+
+import json
+
+import pytest
+from safetensors.torch import load_file
+from tiny import TINY
+
+from distill.config import ConfigError, JobConfig
+from distill.job import run_job
+
+WORD_EMBEDDINGS = "bert.embeddings.word_embeddings.weight"
+FIRST_LAYER = "bert.encoder.layer.0.attention.self.query.weight"
+
+
+def job(tmp_path, **settings):
+    cfg = JobConfig(**{**TINY, "epochs": 2, "teacher_epochs": 2, "strategies": ["top_k"], **settings})
+    return run_job(cfg.replace(results_dir=str(tmp_path)))
+
+
+def weights(run, model):
+    return load_file(run.model_dir(model) / "model.safetensors")
+
+
+def metric_rows(run):
+    return [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def fast_run(tmp_path_factory):
+    return job(tmp_path_factory.mktemp("fast"), freeze_word_embeddings=True, dropout=0.0, eval_every_epoch=False)
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    return job(tmp_path_factory.mktemp("full"), freeze_word_embeddings=False, dropout=None, eval_every_epoch=True)
+
+
+def test_frozen_word_embeddings_stay_the_teachers_while_the_layers_train(fast_run):
+    teacher, student = weights(fast_run, "teacher"), weights(fast_run, "top_k-seed0")
+    assert (student[WORD_EMBEDDINGS] == teacher[WORD_EMBEDDINGS]).all()
+    assert not (student[FIRST_LAYER] == teacher[FIRST_LAYER]).all()  # top_k's layer 0 is the teacher's layer 0
+
+
+def test_trained_word_embeddings_move(full_run):
+    teacher, student = weights(full_run, "teacher"), weights(full_run, "top_k-seed0")
+    assert not (student[WORD_EMBEDDINGS] == teacher[WORD_EMBEDDINGS]).all()
+
+
+def test_dropout_setting_is_applied_to_students_and_saved(fast_run, full_run):
+    fast = json.loads((fast_run.model_dir("top_k-seed0") / "config.json").read_text())
+    assert fast["hidden_dropout_prob"] == 0.0 and fast["attention_probs_dropout_prob"] == 0.0
+    kept = json.loads((full_run.model_dir("top_k-seed0") / "config.json").read_text())
+    assert kept["hidden_dropout_prob"] == 0.1 and kept["attention_probs_dropout_prob"] == 0.1
+    teacher = json.loads((fast_run.model_dir("teacher") / "config.json").read_text())
+    assert teacher["hidden_dropout_prob"] == 0.1  # the teacher fine-tunes with its own dropout
+
+
+def test_validation_after_the_last_epoch_only_unless_asked(fast_run, full_run):
+    def evaluated(run):
+        return {(r["model"], r["epoch"]): "validation_matched_accuracy" in r for r in metric_rows(run)}
+
+    assert evaluated(fast_run) == {
+        ("teacher", 1): False,
+        ("teacher", 2): True,
+        ("top_k-seed0", 0): True,  # before training: the layer choice alone
+        ("top_k-seed0", 1): False,
+        ("top_k-seed0", 2): True,
+    }
+    assert all(evaluated(full_run).values()) and len(evaluated(full_run)) == 5
+    for run in (fast_run, full_run):  # the summary holds the last epoch's measurement either way
+        row = next(r for r in run.summary() if r["model"] == "top_k-seed0")
+        last = next(r for r in metric_rows(run) if r["model"] == "top_k-seed0" and r["epoch"] == 2)
+        assert row["accuracy"] == last["validation_matched_accuracy"]
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.0, 1.5, float("nan")])
+def test_dropout_outside_zero_to_one_is_refused(value):
+    with pytest.raises(ConfigError, match="dropout") as err:
+        JobConfig(dropout=value)
+    assert err.value.setting == "dropout"
+
+
+def test_a_batch_split_into_passes_gets_the_whole_batchs_gradient():
+    """max_tokens_per_pass changes memory, not the step: the passes' gradients add up to the whole batch's."""
+    import torch
+
+    from distill.data import encode, load_job_data, make_loader
+    from distill.job import check_teacher_and_layers
+    from distill.models import build_student, load_classifier, load_tokenizer, set_dropout
+    from distill.training import Runtime, accumulate, cross_entropy_step
+
+    cfg = JobConfig(**TINY)
+    source, _, _ = check_teacher_and_layers(cfg)
+    tokenizer = load_tokenizer(source)
+    train = encode(load_job_data(cfg)["train"], tokenizer, cfg.max_length)
+    batch = next(iter(make_loader(train, tokenizer.pad_token_id, 16, 0, train=True)))
+    rows, width = batch["input_ids"].shape
+    runtime = Runtime.create("fp32")
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    torch.manual_seed(0)
+    model = set_dropout(build_student(load_classifier(source), [0, 2, 4]), 0.0)
+
+    def gradients(max_tokens: int) -> tuple[float, dict[str, float], list[torch.Tensor]]:
+        model.zero_grad(set_to_none=True)
+        loss, parts = accumulate(model, batch, cross_entropy_step, max_tokens, runtime, scaler)
+        return loss.item(), parts, [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    whole = gradients(0)
+    split = gradients(width * 3)  # passes of 3 rows: 6 passes, the last one shorter
+    assert rows == 16 and width * 3 < rows * width
+    assert split[0] == pytest.approx(whole[0], rel=1e-5)
+    assert split[1]["ce"] == pytest.approx(whole[1]["ce"], rel=1e-5)
+    assert len(split[2]) == len(whole[2])
+    for a, b in zip(split[2], whole[2], strict=True):
+        assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)
