@@ -301,13 +301,19 @@ def chat_api(
 # ---------------------------------------------------------------- UI helpers (rendering only)
 
 
-def render_job(state: dict | None):
+JOB_VIEW = ("header", "log", "loss_plot")
+
+
+def render_job(state: dict | None) -> dict:
+    """The Distill tab's view of a streamed job state, by component name (JOB_VIEW)."""
     if not state:
-        return "", "", None
-    log = "\n".join(state.get("log", []))
+        return {"header": "", "log": "", "loss_plot": None}
     done, total = state.get("done", 0), state.get("total", 0)
-    header = f"**{state.get('state')}** · run `{state.get('run')}` · {state.get('stage')} · step {done}/{total}"
-    return header, log, step_loss_figure(state.get("curve") or [])
+    return {
+        "header": f"**{state.get('state')}** · run `{state.get('run')}` · {state.get('stage')} · step {done}/{total}",
+        "log": "\n".join(state.get("log", [])),
+        "loss_plot": step_loss_figure(state.get("curve") or []),
+    }
 
 
 def run_choices() -> list[tuple[str, str]]:
@@ -320,16 +326,34 @@ def default_run() -> str | None:
     return "reference" if "reference" in names else (names[0] if names else None)
 
 
+COMPARISON_VIEW = (
+    "header",
+    "table",
+    "accuracy_plot",
+    "latency_plot",
+    "downloads",
+    "loss_plot",
+    "loss_strategy",
+    "ensemble",
+)
+
+
 @user_errors
-def show_comparison(run: str | None, ensemble: list[str] | None = None):
+def show_comparison(run: str | None, ensemble: list[str] | None = None) -> dict:
+    """The Compare tab's view of a run, by component name (COMPARISON_VIEW)."""
+    empty = dict.fromkeys(("table", "accuracy_plot", "latency_plot", "downloads", "loss_plot"))
     if not run:
-        return "No runs yet: start one in the Distill tab.", None, None, None, None, None, gr.update(), gr.update()
+        return {"header": "No runs yet: start one in the Distill tab.", **empty}
     found = find_run(run)
     try:
         table = comparison(found, ensemble if ensemble and len(ensemble) > 1 else None)
     except DamagedRun as err:  # shown in place of the table: the rest of the tab and the app carry on
-        header = f"### Run `{found.name}` · damaged\n{err}. Every other run is listed and served as usual."
-        return header, None, None, None, None, None, gr.update(choices=[], value=None), gr.update(choices=[], value=[])
+        return {
+            "header": f"### Run `{found.name}` · damaged\n{err}. Every other run is listed and served as usual.",
+            **empty,
+            "loss_strategy": gr.update(choices=[], value=None),
+            "ensemble": gr.update(choices=[], value=[]),
+        }
     status = found.public_status()
     label = " (the committed reference run)" if found.path.parent == REFERENCE_DIR else ""
     said = verdict(table)
@@ -361,20 +385,19 @@ def show_comparison(run: str | None, ensemble: list[str] | None = None):
     )
     rows = display_rows(table)
     strategies = [r["strategy"] for r in table if r["role"] == "student"]
-    files = download_copies(found)
-    return (
-        header,
-        gr.update(value=pd.DataFrame(rows), column_widths=column_widths(rows) or None),
-        gr.update(
+    return {
+        "header": header,
+        "table": gr.update(value=pd.DataFrame(rows), column_widths=column_widths(rows) or None),
+        "accuracy_plot": gr.update(
             value=_mean_curve(points, "val_accuracy", shown),
             label=f"Validation accuracy per epoch (mean over seeds{note})",
         ),
-        gr.update(value=scatter, label=f"Accuracy vs latency (ms/example at batch 32{note})"),
-        files,
-        _loss_curves(points, strategies[0] if strategies else None),
-        gr.update(choices=strategies, value=strategies[0] if strategies else None),
-        gr.update(choices=strategies, value=ensemble or []),
-    )
+        "latency_plot": gr.update(value=scatter, label=f"Accuracy vs latency (ms/example at batch 32{note})"),
+        "downloads": download_copies(found),
+        "loss_plot": _loss_curves(points, strategies[0] if strategies else None),
+        "loss_strategy": gr.update(choices=strategies, value=strategies[0] if strategies else None),
+        "ensemble": gr.update(choices=strategies, value=ensemble or []),
+    }
 
 
 def redraw_plot(plot: dict | None) -> dict:
@@ -439,14 +462,21 @@ def chat_ui(
     return [*history, {"role": "user", "content": user}, {"role": "assistant", "content": reply}], ""
 
 
-def refresh_models():
+CHAT_REFRESH = ("model", "no_students", "quick")
+
+
+def refresh_models() -> dict:
     """The chat models, opening on the best reference student when there is one; the quick-student button
-    only while there is no model at all."""
+    only while there is no model at all. By component name (CHAT_REFRESH)."""
     names = models()
     best = [f"{r['run']}/{r['best_student']}" for r in list_runs(REFERENCE_MODELS) if r["best_student"]]
     students = [n for n in names if not n.endswith(("/teacher", "/ensemble"))]
     value = next((n for n in best if n in names), students[0] if students else (names[0] if names else None))
-    return gr.update(choices=names, value=value), gr.update(visible=not names), gr.update(visible=not names)
+    return {
+        "model": gr.update(choices=names, value=value),
+        "no_students": gr.update(visible=not names),
+        "quick": gr.update(visible=not names),
+    }
 
 
 @user_errors
@@ -461,6 +491,202 @@ def quick_student(progress=gr.Progress(), request: gr.Request = None):  # noqa: 
 
 # ---------------------------------------------------------------- layout
 
+View = dict[str, gr.components.Component]  # a tab's components by name
+
+
+def named(fn, view: View):
+    """`fn`, which returns its updates by name ({"table": ...}), as an event function returning them by component."""
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        return {view[name]: value for name, value in fn(*args, **kwargs).items()}
+
+    return call
+
+
+def job_inputs(fn, form: View) -> list[gr.components.Component]:
+    """The form's components in the order of `fn`'s parameters, found by name: a setting cannot reach another's
+    parameter, and a parameter without a component (or a component without one) fails at start-up."""
+    names = [p for p in inspect.signature(fn).parameters if p not in ("progress", "request")]
+    if set(names) != set(form):
+        raise RuntimeError(f"the job form and {fn.__name__} disagree: {sorted(set(names) ^ set(form))}")
+    return [form[name] for name in names]
+
+
+def distill_tab() -> tuple[View, View]:
+    """The job form (components named as /run_job's parameters) and the job's controls and live view."""
+    form: View = {}
+    with gr.Row():
+        form["teacher"] = gr.Dropdown(
+            space.teacher_choices(),
+            value=DEFAULT.teacher,
+            allow_custom_value=not space.is_public_space(),
+            label="Teacher",
+            info="'embedded' = packaged all-MiniLM-L6-v2 (offline); or a Hub id / folder",
+        )
+        form["data"] = gr.Radio(
+            list(DATA_CHOICES),
+            value=DEFAULT.data,
+            label="Data",
+            info="shipped real MNLI sample, GLUE MNLI from the Hub, or your own file",
+        )
+        form["data_file"] = gr.File(
+            label="Upload CSV / TSV / JSONL (premise, hypothesis, label)",
+            file_types=[".csv", ".tsv", ".jsonl"],
+            type="filepath",
+        )
+    with gr.Row():
+        form["train_size"] = gr.Number(DEFAULT.train_size or 0, precision=0, label="Train examples (0 = all)")
+        form["eval_size"] = gr.Number(DEFAULT.eval_size or 0, precision=0, label="Validation examples per split")
+        form["student_layers"] = gr.Number(DEFAULT.student_layers or 0, precision=0, label="Student layers (0 = half)")
+        form["seeds"] = gr.Textbox(" ".join(map(str, DEFAULT.seeds)), label="Seeds", info="e.g. 0 1 2")
+    with gr.Row():
+        form["strategies"] = gr.CheckboxGroup(
+            list(DESCRIPTIONS),
+            value=DEFAULT.strategies,
+            label="Strategies",
+            info="; ".join(f"{k}: {v}" for k, v in DESCRIPTIONS.items()),
+        )
+        form["layer_list"] = gr.Textbox("", label="Explicit layer list (optional)", placeholder="e.g. 0,2,4")
+    with gr.Accordion("Training settings", open=False):
+        training_settings(form)
+    with gr.Accordion("Hyperparameter search (a job mode)", open=False):
+        gr.Markdown(
+            "Distil the **first** strategy once per combination of the values below (and per seed); "
+            "Compare then shows one row per setting, with its paired test against the best."
+        )
+        with gr.Row():
+            form["search"] = gr.Checkbox(False, label="Search instead of comparing strategies")
+            form["search_temperatures"] = gr.Textbox("1 2 4", label="Temperatures")
+            form["search_learning_rates"] = gr.Textbox("5e-5 1e-4 2e-4", label="Learning rates")
+            form["search_loss_weights"] = gr.Textbox("1:1:1", label="Loss weights ce:kl:cos", info="e.g. 1:1:1 2:1:0")
+    job: View = {}
+    with gr.Row():
+        job["run"] = gr.Button("Run", variant="primary")
+        job["stop"] = gr.Button("Stop", variant="stop")
+    with gr.Accordion("Resume a stopped or interrupted run", open=False), gr.Row():
+        job["resume_name"] = gr.Textbox("", label="Run to resume", placeholder="its name (Compare lists the runs)")
+        job["resume"] = gr.Button("Resume")
+    job["header"] = gr.Markdown()
+    job["loss_plot"] = gr.Plot(label="Training loss per step")
+    with gr.Accordion("Job status, as the API streams it", open=False):
+        job["state"] = gr.JSON(label="Job status")
+    job["log"] = gr.Textbox(label="Log", lines=10, max_lines=20, autoscroll=True)
+    return form, job
+
+
+def training_settings(form: View) -> None:
+    """The accordion of training settings, added to the job form."""
+    with gr.Row():
+        form["epochs"] = gr.Number(DEFAULT.epochs, precision=0, label="Student epochs")
+        form["teacher_epochs"] = gr.Number(DEFAULT.teacher_epochs, precision=0, label="Teacher epochs")
+        form["batch_size"] = gr.Number(DEFAULT.batch_size, precision=0, label="Batch size")
+        form["learning_rate"] = gr.Number(DEFAULT.learning_rate, label="Learning rate")
+        form["temperature"] = gr.Number(DEFAULT.temperature, label="Temperature T")
+    with gr.Row():
+        form["weight_ce"] = gr.Number(round(DEFAULT.weight_ce, 4), label="Weight: hard-label CE")
+        form["weight_kl"] = gr.Number(round(DEFAULT.weight_kl, 4), label="Weight: KL (× T²)")
+        form["weight_cos"] = gr.Number(round(DEFAULT.weight_cos, 4), label="Weight: cosine on logits")
+        form["weight_hidden"] = gr.Number(DEFAULT.weight_hidden, label="Weight: hidden states")
+    with gr.Row():
+        form["precision"] = gr.Dropdown(list(PRECISIONS), value=DEFAULT.precision, label="Precision")
+        form["teacher_8bit"] = gr.Checkbox(False, label="8-bit teacher (bitsandbytes)")
+        form["optimizer_8bit"] = gr.Checkbox(False, label="8-bit AdamW (bitsandbytes)")
+        form["run_name"] = gr.Textbox("", label="Run name (optional)", placeholder="letters, digits, . _ -")
+
+
+def compare_tab() -> View:
+    view: View = {}
+    with gr.Row():
+        view["run"] = gr.Dropdown(run_choices(), value=default_run(), label="Run", allow_custom_value=False)
+        view["refresh"] = gr.Button("Refresh runs")
+    view["header"] = gr.Markdown()
+    view["ensemble"] = gr.CheckboxGroup(
+        [],
+        label="Ensemble of strategies",
+        info="pick two or more: one more row averages their class probabilities, seed by seed",
+        elem_id="ensemble-picker",
+    )
+    view["table"] = gr.Dataframe(label="Strategy comparison", wrap=True, interactive=False, max_height=900)
+    # No fixed height: Gradio sizes the chart to it and cuts off the legend below. Full width: the legend
+    # is one row, so it needs the room for the strategies' names.
+    view["accuracy_plot"] = gr.LinePlot(
+        x="epoch",
+        y="value",
+        color="strategy",
+        x_title="epoch",
+        y_title="validation accuracy",
+        y_axis_format=".0%",
+        label="Validation accuracy per epoch (mean over seeds)",
+        elem_id="accuracy-plot",
+    )
+    view["latency_plot"] = gr.ScatterPlot(
+        x="latency_b32_ms",
+        y="accuracy",
+        color="strategy",
+        x_title="latency per example at batch 32 (ms)",
+        y_title="validation accuracy",
+        y_axis_format=".0%",
+        label="Accuracy vs latency (ms/example at batch 32)",
+        elem_id="latency-plot",
+    )
+    with gr.Row():
+        view["loss_strategy"] = gr.Dropdown([], label="Loss curves of strategy")
+        view["downloads"] = gr.File(label="Download results (CSV, JSON)", file_count="multiple")
+    view["loss_plot"] = gr.LinePlot(
+        x="epoch",
+        y="value",
+        color="curve",
+        x_title="epoch",
+        y_title="loss (mean over seeds)",
+        label="Loss curves",
+        elem_id="loss-plot",
+    )
+    for plot in (view["accuracy_plot"], view["latency_plot"], view["loss_plot"]):
+        plot.change(redraw_plot, plot, plot, show_progress="hidden", api_visibility="undocumented")
+    shown = [view[name] for name in COMPARISON_VIEW]
+    hidden = {"api_visibility": "undocumented"}
+    view["run"].change(named(show_comparison, view), view["run"], shown, **hidden)
+    view["ensemble"].input(named(show_comparison, view), [view["run"], view["ensemble"]], shown, **hidden)
+    view["refresh"].click(lambda: gr.update(choices=run_choices()), None, view["run"], **hidden)
+    view["loss_strategy"].input(show_loss_curves, [view["run"], view["loss_strategy"]], view["loss_plot"], **hidden)
+    return view
+
+
+def chat_tab() -> View:
+    view: View = {}
+    view["no_students"] = gr.Markdown(NO_STUDENTS, visible=not models())
+    with gr.Row():
+        view["quick"] = gr.Button("Train a quick student (about 2 minutes)", visible=not models(), variant="primary")
+        view["quick_progress"] = gr.Markdown()
+    with gr.Row():
+        view["model"] = gr.Dropdown(models(), label="Model (run/model)", allow_custom_value=False)
+        view["refresh"] = gr.Button("Refresh models")
+    view["chatbot"] = gr.Chatbot(label="Relation of the query to the context", height=360)
+    view["query"] = gr.Textbox(label="Query (hypothesis)", placeholder="A statement to check")
+    view["context"] = gr.Textbox(label="Context (premise, optional)", lines=2)
+    with gr.Row():
+        view["temperature"] = gr.Slider(
+            *TEMPERATURE_RANGE,
+            value=1.0,
+            step=0.05,
+            label="Temperature",
+            info="softmax(logits / T): higher T flattens the probabilities",
+        )
+        view["max_length"] = gr.Slider(*MAX_LENGTH_RANGE, value=128, step=1, label="Max length (tokens)")
+        view["every_model"] = gr.Checkbox(False, label="Ask every model of the run")
+    view["send"] = gr.Button("Send", variant="primary")
+    gr.Examples(
+        [[e["query"], e["context"]] for e in EXAMPLES],
+        [view["query"], view["context"]],
+        label="Real MNLI validation pairs",
+    )
+    names = ("chatbot", "query", "context", "model", "temperature", "max_length", "every_model")
+    ask = {"concurrency_limit": 4, "concurrency_id": "chat", "api_visibility": "undocumented"}
+    for trigger in (view["send"].click, view["query"].submit):
+        trigger(chat_ui, [view[n] for n in names], [view["chatbot"], view["query"]], **ask)
+    return view
+
 
 def build() -> gr.Blocks:
     with gr.Blocks(title="Layer-choice distillation") as demo:
@@ -471,261 +697,54 @@ def build() -> gr.Blocks:
             "Layer indices are 0-based (layer 0 is next to the embeddings)."
         )
         with gr.Tab("Distill"):
-            with gr.Row():
-                teacher = gr.Dropdown(
-                    space.teacher_choices(),
-                    value=DEFAULT.teacher,
-                    allow_custom_value=not space.is_public_space(),
-                    label="Teacher",
-                    info="'embedded' = packaged all-MiniLM-L6-v2 (offline); or a Hub id / folder",
-                )
-                data = gr.Radio(
-                    list(DATA_CHOICES),
-                    value=DEFAULT.data,
-                    label="Data",
-                    info="shipped real MNLI sample, GLUE MNLI from the Hub, or your own file",
-                )
-                data_file = gr.File(
-                    label="Upload CSV / TSV / JSONL (premise, hypothesis, label)",
-                    file_types=[".csv", ".tsv", ".jsonl"],
-                    type="filepath",
-                )
-            with gr.Row():
-                train_size = gr.Number(DEFAULT.train_size or 0, precision=0, label="Train examples (0 = all)")
-                eval_size = gr.Number(DEFAULT.eval_size or 0, precision=0, label="Validation examples per split")
-                student_layers = gr.Number(DEFAULT.student_layers or 0, precision=0, label="Student layers (0 = half)")
-                seeds = gr.Textbox(" ".join(map(str, DEFAULT.seeds)), label="Seeds", info="e.g. 0 1 2")
-            with gr.Row():
-                strategies = gr.CheckboxGroup(
-                    list(DESCRIPTIONS),
-                    value=DEFAULT.strategies,
-                    label="Strategies",
-                    info="; ".join(f"{k}: {v}" for k, v in DESCRIPTIONS.items()),
-                )
-                layer_list = gr.Textbox("", label="Explicit layer list (optional)", placeholder="e.g. 0,2,4")
-            with gr.Accordion("Training settings", open=False):
-                with gr.Row():
-                    epochs = gr.Number(DEFAULT.epochs, precision=0, label="Student epochs")
-                    teacher_epochs = gr.Number(DEFAULT.teacher_epochs, precision=0, label="Teacher epochs")
-                    batch_size = gr.Number(DEFAULT.batch_size, precision=0, label="Batch size")
-                    learning_rate = gr.Number(DEFAULT.learning_rate, label="Learning rate")
-                    temperature = gr.Number(DEFAULT.temperature, label="Temperature T")
-                with gr.Row():
-                    weight_ce = gr.Number(round(DEFAULT.weight_ce, 4), label="Weight: hard-label CE")
-                    weight_kl = gr.Number(round(DEFAULT.weight_kl, 4), label="Weight: KL (× T²)")
-                    weight_cos = gr.Number(round(DEFAULT.weight_cos, 4), label="Weight: cosine on logits")
-                    weight_hidden = gr.Number(DEFAULT.weight_hidden, label="Weight: hidden states")
-                with gr.Row():
-                    precision = gr.Dropdown(list(PRECISIONS), value=DEFAULT.precision, label="Precision")
-                    teacher_8bit = gr.Checkbox(False, label="8-bit teacher (bitsandbytes)")
-                    optimizer_8bit = gr.Checkbox(False, label="8-bit AdamW (bitsandbytes)")
-                    run_name = gr.Textbox("", label="Run name (optional)", placeholder="letters, digits, . _ -")
-            with gr.Accordion("Hyperparameter search (a job mode)", open=False):
-                gr.Markdown(
-                    "Distil the **first** strategy once per combination of the values below (and per seed); "
-                    "Compare then shows one row per setting, with its paired test against the best."
-                )
-                with gr.Row():
-                    search = gr.Checkbox(False, label="Search instead of comparing strategies")
-                    search_temperatures = gr.Textbox("1 2 4", label="Temperatures")
-                    search_learning_rates = gr.Textbox("5e-5 1e-4 2e-4", label="Learning rates")
-                    search_loss_weights = gr.Textbox("1:1:1", label="Loss weights ce:kl:cos", info="e.g. 1:1:1 2:1:0")
-            with gr.Row():
-                run_button = gr.Button("Run", variant="primary")
-                stop_button = gr.Button("Stop", variant="stop")
-            with gr.Accordion("Resume a stopped or interrupted run", open=False), gr.Row():
-                resume_name = gr.Textbox("", label="Run to resume", placeholder="its name (Compare lists the runs)")
-                resume_button = gr.Button("Resume")
-            job_header = gr.Markdown()
-            loss_plot = gr.Plot(label="Training loss per step")
-            with gr.Accordion("Job status, as the API streams it", open=False):
-                job_state = gr.JSON(label="Job status")
-            log = gr.Textbox(label="Log", lines=10, max_lines=20, autoscroll=True)
-
+            form, job = distill_tab()
         with gr.Tab("Compare"):
-            with gr.Row():
-                run_picker = gr.Dropdown(run_choices(), value=default_run(), label="Run", allow_custom_value=False)
-                refresh_runs = gr.Button("Refresh runs")
-            compare_header = gr.Markdown()
-            ensemble = gr.CheckboxGroup(
-                [],
-                label="Ensemble of strategies",
-                info="pick two or more: one more row averages their class probabilities, seed by seed",
-                elem_id="ensemble-picker",
-            )
-            table = gr.Dataframe(label="Strategy comparison", wrap=True, interactive=False, max_height=900)
-            # No fixed height: Gradio sizes the chart to it and cuts off the legend below. Full width: the legend
-            # is one row, so it needs the room for the strategies' names.
-            accuracy_plot = gr.LinePlot(
-                x="epoch",
-                y="value",
-                color="strategy",
-                x_title="epoch",
-                y_title="validation accuracy",
-                y_axis_format=".0%",
-                label="Validation accuracy per epoch (mean over seeds)",
-                elem_id="accuracy-plot",
-            )
-            latency_plot = gr.ScatterPlot(
-                x="latency_b32_ms",
-                y="accuracy",
-                color="strategy",
-                x_title="latency per example at batch 32 (ms)",
-                y_title="validation accuracy",
-                y_axis_format=".0%",
-                label="Accuracy vs latency (ms/example at batch 32)",
-                elem_id="latency-plot",
-            )
-            with gr.Row():
-                loss_strategy = gr.Dropdown([], label="Loss curves of strategy")
-                downloads = gr.File(label="Download results (CSV, JSON)", file_count="multiple")
-            loss_curves_plot = gr.LinePlot(
-                x="epoch",
-                y="value",
-                color="curve",
-                x_title="epoch",
-                y_title="loss (mean over seeds)",
-                label="Loss curves",
-                elem_id="loss-plot",
-            )
-            for plot in (accuracy_plot, latency_plot, loss_curves_plot):
-                plot.change(redraw_plot, plot, plot, show_progress="hidden", api_visibility="undocumented")
-
+            compare = compare_tab()
         with gr.Tab("Chat"):
-            no_students = gr.Markdown(NO_STUDENTS, visible=not models())
-            with gr.Row():
-                quick = gr.Button("Train a quick student (about 2 minutes)", visible=not models(), variant="primary")
-                quick_progress = gr.Markdown()
-            with gr.Row():
-                model = gr.Dropdown(models(), label="Model (run/model)", allow_custom_value=False)
-                refresh_chat = gr.Button("Refresh models")
-            chatbot = gr.Chatbot(label="Relation of the query to the context", height=360)
-            query = gr.Textbox(label="Query (hypothesis)", placeholder="A statement to check")
-            context = gr.Textbox(label="Context (premise, optional)", lines=2)
-            with gr.Row():
-                chat_temperature = gr.Slider(
-                    *TEMPERATURE_RANGE,
-                    value=1.0,
-                    step=0.05,
-                    label="Temperature",
-                    info="softmax(logits / T): higher T flattens the probabilities",
-                )
-                max_length = gr.Slider(*MAX_LENGTH_RANGE, value=128, step=1, label="Max length (tokens)")
-                every_model = gr.Checkbox(False, label="Ask every model of the run")
-            send = gr.Button("Send", variant="primary")
-            gr.Examples(
-                [[e["query"], e["context"]] for e in EXAMPLES], [query, context], label="Real MNLI validation pairs"
-            )
-
-        # Public API: stable names, plain data. The UI's own events below are undocumented.
-        run_event = run_button.click(
-            run_job,
-            [
-                teacher,
-                data,
-                data_file,
-                train_size,
-                eval_size,
-                strategies,
-                layer_list,
-                student_layers,
-                epochs,
-                teacher_epochs,
-                batch_size,
-                learning_rate,
-                temperature,
-                weight_ce,
-                weight_kl,
-                weight_cos,
-                weight_hidden,
-                seeds,
-                precision,
-                teacher_8bit,
-                optimizer_8bit,
-                run_name,
-                search,
-                search_temperatures,
-                search_learning_rates,
-                search_loss_weights,
-            ],
-            job_state,
-            api_name="run_job",
-            concurrency_limit=1,
-            concurrency_id="training",
-            validator=run_job.validator,
-            # Unprocessed inputs: the validator runs on processed ones, and a value Gradio cannot process
-            # (text sent to a number) would be refused there without its message; JobConfig says which.
-            preprocess=False,
-        )
-        resume_event = resume_button.click(
-            resume_job,
-            resume_name,
-            job_state,
-            api_name="resume_job",
-            concurrency_limit=1,
-            concurrency_id="training",
-            validator=resume_job.validator,
-        )
-        resume_event.then(refresh_models, None, [model, no_students, quick], api_visibility="undocumented")
-        gr.api(stop_job, api_name="stop_job", queue=False)
-        gr.api(runs, api_name="list_runs")
-        gr.api(comparison_api, api_name="comparison")
-        gr.api(models, api_name="models")
-        gr.api(chat_api, api_name="chat", queue=False)  # answered directly: no queue round trips
-
-        stop_button.click(stop_job, None, None, queue=False, api_visibility="undocumented")
-        job_state.change(
-            render_job, job_state, [job_header, log, loss_plot], queue=False, api_visibility="undocumented"
-        )
-        run_event.then(lambda: gr.update(choices=run_choices()), None, run_picker, api_visibility="undocumented")
-        run_event.then(refresh_models, None, [model, no_students, quick], api_visibility="undocumented")
-        compare_outputs = [
-            compare_header,
-            table,
-            accuracy_plot,
-            latency_plot,
-            downloads,
-            loss_curves_plot,
-            loss_strategy,
-            ensemble,
-        ]
-        run_picker.change(show_comparison, run_picker, compare_outputs, api_visibility="undocumented")
-        ensemble.input(show_comparison, [run_picker, ensemble], compare_outputs, api_visibility="undocumented")
-        refresh_runs.click(lambda: gr.update(choices=run_choices()), None, run_picker, api_visibility="undocumented")
-        loss_strategy.input(
-            show_loss_curves, [run_picker, loss_strategy], loss_curves_plot, api_visibility="undocumented"
-        )
-        chat_inputs = [chatbot, query, context, model, chat_temperature, max_length, every_model]
-        send.click(
-            chat_ui,
-            chat_inputs,
-            [chatbot, query],
-            concurrency_limit=4,
-            concurrency_id="chat",
-            api_visibility="undocumented",
-        )
-        query.submit(
-            chat_ui,
-            chat_inputs,
-            [chatbot, query],
-            concurrency_limit=4,
-            concurrency_id="chat",
-            api_visibility="undocumented",
-        )
-        refresh_chat.click(refresh_models, None, [model, no_students, quick], api_visibility="undocumented")
-        quick_event = quick.click(
-            quick_student,
-            None,
-            quick_progress,
-            concurrency_limit=1,
-            concurrency_id="training",
-            api_visibility="undocumented",
-        )
-        quick_event.then(refresh_models, None, [model, no_students, quick], api_visibility="undocumented")
-        demo.load(show_comparison, run_picker, compare_outputs, api_visibility="undocumented")
-        demo.load(refresh_models, None, [model, no_students, quick], api_visibility="undocumented")
+            chat_view = chat_tab()
+        wire_api(form, job, compare, chat_view)
+        hidden = {"api_visibility": "undocumented"}
+        demo.load(named(show_comparison, compare), compare["run"], [compare[n] for n in COMPARISON_VIEW], **hidden)
+        demo.load(named(refresh_models, chat_view), None, [chat_view[n] for n in CHAT_REFRESH], **hidden)
     demo.queue(default_concurrency_limit=4, max_size=64)
     return demo
+
+
+def wire_api(form: View, job: View, compare: View, chat_view: View) -> None:
+    """The public API (stable names, plain data) and the events that cross tabs; the UI's own are undocumented."""
+    hidden = {"api_visibility": "undocumented"}
+    training = {"concurrency_limit": 1, "concurrency_id": "training"}
+    chat_refresh = [chat_view[n] for n in CHAT_REFRESH]
+    run_event = job["run"].click(
+        run_job,
+        job_inputs(run_job, form),
+        job["state"],
+        api_name="run_job",
+        validator=run_job.validator,
+        # Unprocessed inputs: the validator runs on processed ones, and a value Gradio cannot process
+        # (text sent to a number) would be refused there without its message; JobConfig says which.
+        preprocess=False,
+        **training,
+    )
+    resume_event = job["resume"].click(
+        resume_job, job["resume_name"], job["state"], api_name="resume_job", validator=resume_job.validator, **training
+    )
+    gr.api(stop_job, api_name="stop_job", queue=False)
+    gr.api(runs, api_name="list_runs")
+    gr.api(comparison_api, api_name="comparison")
+    gr.api(models, api_name="models")
+    gr.api(chat_api, api_name="chat", queue=False)  # answered directly: no queue round trips
+
+    job["stop"].click(stop_job, None, None, queue=False, **hidden)
+    job_view = [job[n] for n in JOB_VIEW]
+    job["state"].change(named(render_job, job), job["state"], job_view, queue=False, **hidden)
+    run_event.then(lambda: gr.update(choices=run_choices()), None, compare["run"], **hidden)
+    refresh = named(refresh_models, chat_view)
+    for event in (run_event, resume_event):
+        event.then(refresh, None, chat_refresh, **hidden)
+    chat_view["refresh"].click(refresh, None, chat_refresh, **hidden)
+    quick_event = chat_view["quick"].click(quick_student, None, chat_view["quick_progress"], **training, **hidden)
+    quick_event.then(refresh, None, chat_refresh, **hidden)
 
 
 demo = build()

@@ -87,7 +87,7 @@ def epoch(model, data: Encoded, step_loss, cfg: JobConfig, layers: int, max_seco
     return result
 
 
-def eight_bit(teacher, data: Encoded, cfg: JobConfig, device: torch.device) -> dict:
+def eight_bit(teacher, data: Encoded, cfg: JobConfig, device: torch.device, max_seconds: float) -> dict:
     """The 8-bit teacher's output pass and 8-bit AdamW steps, each beside its full-precision counterpart."""
     rows = data.subset(list(range(min(2048, len(data)))))
     loader = make_loader(rows, 0, 64, train=False)
@@ -106,7 +106,7 @@ def eight_bit(teacher, data: Encoded, cfg: JobConfig, device: torch.device) -> d
         student = build_student(teacher, list(range(0, teacher.config.num_hidden_layers, 2)))
         step = cached_logits_step(logits.to(device), cfg)
         result[name] = epoch(
-            student, rows, step, cfg.replace(optimizer_8bit=eight), student.config.num_hidden_layers, 60, name
+            student, rows, step, cfg.replace(optimizer_8bit=eight), student.config.num_hidden_layers, max_seconds, name
         )
     return result
 
@@ -134,7 +134,7 @@ def main() -> None:
     result["student epoch"] = epoch(
         student, data, cached_logits_step(logits, cfg), cfg, 6, args.max_seconds, "student epoch"
     )
-    result["8-bit"] = eight_bit(teacher.cpu(), data, cfg, device)
+    result["8-bit"] = eight_bit(teacher.cpu(), data, cfg, device, min(60.0, args.max_seconds))
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "gpu_check.json").write_text(json.dumps(result, indent=1))
     print(f"\n{name}; peak {peak} TFLOP/s (data sheet, dense bf16/fp16)\n")

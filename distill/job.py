@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,93 +92,112 @@ def run_job(
     time.monotonic() value), pause cleanly once it passes; a paused run is resumed the same way.
     """
     source, teacher_config, n_student = check_teacher_and_layers(cfg)
-    n_teacher = teacher_config.num_hidden_layers
-    already_classifier = is_mnli_classifier(teacher_config)
     with about("data"):  # what preflight's data check reads, read once here
         examples = load_job_data(cfg)
     runtime = Runtime.create(cfg.precision, on_event, stop, deadline)
-    tokenizer = load_tokenizer(source)
-
-    if resume is not None:
-        run = resume
-        if runtime.is_main:
-            run.set_status("running", "resumed")
-    else:
-        run = Run.create(cfg) if runtime.is_main else None
-        run_path = broadcast_object_list([str(run.path) if run else None])[0]
-        run = run or Run(Path(run_path))
+    run = open_run_folder(cfg, runtime, resume)
     finished = {r["model"] for r in run.summary()}
-    with run.heartbeat() if runtime.is_main else contextlib.nullcontext():
-        try:
-            runtime.emit(
-                "stage",
-                "data",
-                f"run {run.name}: tokenising {', '.join(f'{k} {len(v)}' for k, v in examples.items())}",
-                run=run.name,
-            )
-            data = {name: encode(ex, tokenizer, cfg.max_length) for name, ex in examples.items()}
-            if runtime.is_main:
-                write_json(run.path / "labels.json", {k: v.labels for k, v in data.items() if k != "train"})
-            eval_loaders = {
-                name: runtime.accelerator.prepare(make_loader(enc, tokenizer.pad_token_id, EVAL_BATCH, train=False))
-                for name, enc in data.items()
-                if name != "train"
-            }
-            data["students"] = data["train"].subset(student_rows(len(data["train"]), cfg))
-            job = Prepared(cfg, source, tokenizer, data, eval_loaders, n_teacher, n_student)
-            students = sum(student_name(v, seed) not in finished for v in variants(cfg) for seed in cfg.seeds)
-            cached = (
-                already_classifier
-                or "teacher" in finished
-                or (teacher_cache_dir(cfg, source, runtime) / "done").exists()
-            )
-            runtime.total = students * cfg.epochs * runtime.steps_per_epoch(len(data["students"]), cfg.batch_size)
-            if not cached:
-                runtime.total += cfg.teacher_epochs * runtime.steps_per_epoch(len(data["train"]), cfg.batch_size)
-
-            if "teacher" in finished:
-                runtime.emit("stage", "teacher", f"resuming run {run.name}: {len(finished)} finished model(s) kept")
-                teacher = load_classifier(str(run.model_dir("teacher"))).to(runtime.device).eval()
-            else:
-                teacher = prepare_teacher(job, run, runtime, already_classifier)
-            outputs = teacher_outputs(job, teacher, runtime, run) if cfg.cache_teacher_outputs else None
-            importance = layer_importance_once(job, teacher, runtime, run)
-            for variant in variants(cfg):
-                layers = resolve_layers(variant.strategy, StrategyContext(n_teacher, n_student, importance))
-                for seed in cfg.seeds:
-                    if student_name(variant, seed) not in finished:
-                        distil_or_record_failure(job, run, runtime, teacher, outputs, variant, layers, seed)
-            if runtime.is_main:
-                runtime.deadline = None  # every model is saved: the closing timing is not cut into slices
-                time_side_by_side(job, run, runtime)
-            failed = [r["model"] for r in run.summary() if r.get("failed")]
-            note = f"{len(failed)} model(s) failed and are left out: {', '.join(failed)}" if failed else ""
-            if runtime.is_main:  # the other processes may finish first: the run is complete once the main one is
-                run.set_status("completed", note)
-            runtime.emit("stage", "done", f"run {run.name} completed" + (f"; {note}" if note else ""))
-        except JobPaused:
-            if runtime.is_main:
-                run.set_status(
-                    "paused", f"paused after its time slice; resume with: python -m distill resume {run.name}"
-                )
-            runtime.emit("stage", "paused", f"run {run.name} paused; finished models are kept")
-        except (JobStopped, KeyboardInterrupt) as err:
-            if runtime.is_main:
-                run.set_status("stopped", "stopped by the user; finished models are kept")
-            runtime.emit("stage", "stopped", f"run {run.name} stopped; finished models are kept")
-            if isinstance(err, KeyboardInterrupt):
-                raise
-        except BaseException as err:
-            message = user_message(err)
-            if isinstance(err, OSError) and err.errno:
-                message = f"cannot write results: {err.strerror}"
-            run.log_failure(err)
-            with contextlib.suppress(OSError):  # a full disk: the status then reads "interrupted" once we exit
-                run.set_status("failed", message)
-            if isinstance(err, OSError):
-                raise UserError(message) from err
-            raise
+    with run.heartbeat() if runtime.is_main else contextlib.nullcontext(), outcome_recorded(run, runtime):
+        job = prepare(cfg, source, teacher_config.num_hidden_layers, n_student, examples, run, runtime)
+        already_classifier = is_mnli_classifier(teacher_config)
+        runtime.total = planned_steps(job, runtime, finished, already_classifier)
+        if "teacher" in finished:
+            runtime.emit("stage", "teacher", f"resuming run {run.name}: {len(finished)} finished model(s) kept")
+            teacher = load_classifier(str(run.model_dir("teacher"))).to(runtime.device).eval()
+        else:
+            teacher = prepare_teacher(job, run, runtime, already_classifier)
+        outputs = teacher_outputs(job, teacher, runtime, run) if cfg.cache_teacher_outputs else None
+        importance = layer_importance_once(job, teacher, runtime, run)
+        for variant in variants(cfg):
+            layers = resolve_layers(variant.strategy, StrategyContext(job.n_teacher, n_student, importance))
+            for seed in cfg.seeds:
+                if student_name(variant, seed) not in finished:
+                    distil_or_record_failure(job, run, runtime, teacher, outputs, variant, layers, seed)
+        if runtime.is_main:
+            runtime.deadline = None  # every model is saved: the closing timing is not cut into slices
+            time_side_by_side(job, run, runtime)
+        failed = [r["model"] for r in run.summary() if r.get("failed")]
+        note = f"{len(failed)} model(s) failed and are left out: {', '.join(failed)}" if failed else ""
+        if runtime.is_main:  # the other processes may finish first: the run is complete once the main one is
+            run.set_status("completed", note)
+        runtime.emit("stage", "done", f"run {run.name} completed" + (f"; {note}" if note else ""))
     return run
+
+
+def open_run_folder(cfg: JobConfig, runtime: Runtime, resume: Run | None) -> Run:
+    """The run being resumed, marked running again, or a new run folder (made by the main process, found by
+    the others)."""
+    if resume is not None:
+        if runtime.is_main:
+            resume.set_status("running", "resumed")
+        return resume
+    run = Run.create(cfg) if runtime.is_main else None
+    run_path = broadcast_object_list([str(run.path) if run else None])[0]
+    return run or Run(Path(run_path))
+
+
+@contextlib.contextmanager
+def outcome_recorded(run: Run, runtime: Runtime) -> Iterator[None]:
+    """Record how the job in the block ends, when it does not complete: paused after a time slice, stopped by
+    the user, or failed with one line for the user (the traceback goes to the run's errors.log)."""
+    try:
+        yield
+    except JobPaused:
+        if runtime.is_main:
+            run.set_status("paused", f"paused after its time slice; resume with: python -m distill resume {run.name}")
+        runtime.emit("stage", "paused", f"run {run.name} paused; finished models are kept")
+    except (JobStopped, KeyboardInterrupt) as err:
+        if runtime.is_main:
+            run.set_status("stopped", "stopped by the user; finished models are kept")
+        runtime.emit("stage", "stopped", f"run {run.name} stopped; finished models are kept")
+        if isinstance(err, KeyboardInterrupt):
+            raise
+    except BaseException as err:
+        message = user_message(err)
+        if isinstance(err, OSError) and err.errno:
+            message = f"cannot write results: {err.strerror}"
+        run.log_failure(err)
+        with contextlib.suppress(OSError):  # a full disk: the status then reads "interrupted" once we exit
+            run.set_status("failed", message)
+        if isinstance(err, OSError):
+            raise UserError(message) from err
+        raise
+
+
+def prepare(
+    cfg: JobConfig, source: str, n_teacher: int, n_student: int, examples: dict, run: Run, runtime: Runtime
+) -> Prepared:
+    """What every model of the job shares: the data tokenised once, the students' rows, the validation loaders."""
+    runtime.emit(
+        "stage",
+        "data",
+        f"run {run.name}: tokenising {', '.join(f'{k} {len(v)}' for k, v in examples.items())}",
+        run=run.name,
+    )
+    tokenizer = load_tokenizer(source)
+    data = {name: encode(ex, tokenizer, cfg.max_length) for name, ex in examples.items()}
+    if runtime.is_main:
+        write_json(run.path / "labels.json", {k: v.labels for k, v in data.items() if k != "train"})
+    eval_loaders = {
+        name: runtime.accelerator.prepare(make_loader(enc, tokenizer.pad_token_id, EVAL_BATCH, train=False))
+        for name, enc in data.items()
+        if name != "train"
+    }
+    data["students"] = data["train"].subset(student_rows(len(data["train"]), cfg))
+    return Prepared(cfg, source, tokenizer, data, eval_loaders, n_teacher, n_student)
+
+
+def planned_steps(job: Prepared, runtime: Runtime, finished: set[str], already_classifier: bool) -> int:
+    """Training steps left in the job: the students not yet finished, and the teacher's unless it is cached."""
+    cfg = job.cfg
+    students = sum(student_name(v, seed) not in finished for v in variants(cfg) for seed in cfg.seeds)
+    total = students * cfg.epochs * runtime.steps_per_epoch(len(job.data["students"]), cfg.batch_size)
+    cached = (
+        already_classifier or "teacher" in finished or (teacher_cache_dir(cfg, job.source, runtime) / "done").exists()
+    )
+    if not cached:
+        total += cfg.teacher_epochs * runtime.steps_per_epoch(len(job.data["train"]), cfg.batch_size)
+    return total
 
 
 def resume_job(
@@ -264,6 +284,7 @@ def teacher_cache_dir(cfg: JobConfig, source: str, runtime: Runtime) -> Path:
         "group": cfg.group_by_length,
         "pad": cfg.pad_to_max_length,
         "optimizer_8bit": cfg.optimizer_8bit,
+        **({"passes": cfg.max_tokens_per_pass} if cfg.max_tokens_per_pass else {}),  # dropout draws differ
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     return Path(cfg.results_dir) / ".teachers" / digest

@@ -130,43 +130,20 @@ class JobRunner:
             "curve": [],
             "models": [],
         }
-        worker: threading.Thread | None = None
-        owned = False
+        worker: SliceWorker | None = None
         try:
             while True:
-                outcome: dict[str, Any] = {}
-
                 seconds = slice_seconds
                 if ends is not None:
                     seconds = max(0.0, min(seconds or float("inf"), ends - time.monotonic()))
-
-                def work(resume_path: str | None = resume, result: dict = outcome, seconds=seconds) -> None:
-                    try:
-                        for item in run_slice(cfg, resume_path, seconds, stop):
-                            if isinstance(item, Event):
-                                events.put(item)
-                            else:
-                                result["run"] = item
-                    except BaseException as err:  # handed to the streaming side, which re-raises it
-                        result["error"] = err
-
                 finished_before = len(Run(Path(resume)).summary()) if resume else 0
-                # The caller's context goes with the work: on ZeroGPU, spaces finds the visitor's request there,
-                # and charges the slice to that visitor's quota rather than the Space's.
-                worker = threading.Thread(target=contextvars.copy_context().run, args=(work,), name="distill-job")
-                worker.daemon = True
+                worker = SliceWorker(run_slice, cfg, resume, seconds, stop, events)
                 worker.start()
-                while worker.is_alive() or not events.empty():
-                    worker.join(timeout=poll_seconds)
-                    if _drain(events, state):
-                        if owner and not resume and state["run"] and not owned:
-                            Run(Path(cfg.results_dir) / state["run"]).set_owner(owner)
-                            owned = True
-                        yield _snapshot(state)
-                if "error" in outcome:
+                yield from self._follow(worker, events, state, cfg, owner if not resume else None, poll_seconds)
+                if worker.error is not None:
                     run_name = state["run"] or (Path(resume).name if resume else None)
-                    raise refusal(outcome["error"], run_name) or outcome["error"]
-                run = Run(Path(outcome["run"]))
+                    raise refusal(worker.error, run_name) or worker.error
+                run = Run(Path(worker.run_path))
                 status = run.status()
                 if status["state"] == "paused" and ends is not None and time.monotonic() >= ends:
                     message = (
@@ -193,6 +170,52 @@ class JobRunner:
             stop.clear()
             with self._lock:
                 self._stop, self._owner = None, None
+
+    @staticmethod
+    def _follow(
+        worker: SliceWorker,
+        events: queue.Queue[Event],
+        state: dict[str, Any],
+        cfg: JobConfig,
+        owner: str | None,
+        poll_seconds: float,
+    ) -> Iterator[dict[str, Any]]:
+        """The job's state after each batch of a running slice's events, until the slice ends; a new run is
+        marked as its owner's as soon as its name is known."""
+        owned = owner is None
+        while worker.is_alive() or not events.empty():
+            worker.join(timeout=poll_seconds)
+            if _drain(events, state):
+                if not owned and state["run"]:
+                    Run(Path(cfg.results_dir) / state["run"]).set_owner(owner)
+                    owned = True
+                yield _snapshot(state)
+
+
+class SliceWorker(threading.Thread):
+    """One slice in a thread of its own, started with the caller's context: on ZeroGPU, spaces finds the
+    visitor's request there and charges the slice to that visitor's quota rather than the Space's. Its events
+    go to `events`; its run folder ends in `run_path`, or its error in `error`."""
+
+    def __init__(self, run_slice: Callable[..., Iterator], cfg: JobConfig, resume: str | None, seconds, stop, events):
+        super().__init__(name="distill-job", daemon=True)
+        self.run_slice, self.arguments, self.events = run_slice, (cfg, resume, seconds, stop), events
+        self.context = contextvars.copy_context()
+        self.run_path: str | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        self.context.run(self._work)
+
+    def _work(self) -> None:
+        try:
+            for item in self.run_slice(*self.arguments):
+                if isinstance(item, Event):
+                    self.events.put(item)
+                else:
+                    self.run_path = item
+        except BaseException as err:  # handed to the streaming side, which raises it there
+            self.error = err
 
 
 def refusal(err: BaseException, run: str | None) -> UserError | None:

@@ -233,9 +233,9 @@ def accumulate(
 
 
 def training_attention(device: torch.device) -> contextlib.AbstractContextManager:
-    """On a CPU, attention trains through PyTorch's plain (math) kernel: the fused flash kernel's backward took
-    23 ms per layer against about 2 ms on a MiniLM batch here (`python -m bench.roofline`). It was chosen only
-    without attention dropout; with dropout the math kernel runs anyway."""
+    """On a CPU, attention trains through PyTorch's plain (math) kernel. Without attention dropout PyTorch
+    picks its fused flash kernel, whose backward is slow on CPUs: it took most of what dropping dropout saved
+    (`python -m bench.roofline`, the row "PyTorch's own attention kernel"). With dropout the plain one runs anyway."""
     if device.type != "cpu":
         return contextlib.nullcontext()
     return sdpa_kernel([SDPBackend.MATH])

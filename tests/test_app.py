@@ -12,7 +12,7 @@ LABELS = {"entailment", "neutral", "contradiction"}
 
 
 def job_args(**changes):
-    """Positional arguments of /run_job: a tiny job on the embedded teacher and the shipped MNLI sample."""
+    """/run_job's arguments by name: a tiny job on the embedded teacher and the shipped MNLI sample."""
     values = {
         "teacher": "embedded",
         "data": "mnli-sample",
@@ -42,8 +42,7 @@ def job_args(**changes):
         "search_loss_weights": "1:1:1",
     }
     assert set(changes) <= set(values)
-    values.update(changes)
-    return list(values.values())
+    return {**values, **changes}
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +52,7 @@ def client(app_server):
 
 @pytest.fixture(scope="module")
 def finished_job(client):
-    job = client.submit(*job_args(run_name="api-run", layer_list="0,2"), api_name="/run_job")
+    job = client.submit(**job_args(run_name="api-run", layer_list="0,2"), api_name="/run_job")
     updates = list(job)
     return updates
 
@@ -201,7 +200,7 @@ def test_bad_chat_input_gets_a_clear_error(client, finished_job, args, message):
 )
 def test_bad_job_settings_get_a_clear_error(client, changes, message):
     with pytest.raises(Exception, match=message):
-        client.predict(*job_args(**changes), api_name="/run_job")
+        client.predict(**job_args(**changes), api_name="/run_job")
 
 
 @pytest.mark.parametrize("sent", [{"path": "/etc/passwd"}, "/etc/hostname"])
@@ -209,7 +208,7 @@ def test_a_server_path_sent_as_the_upload_is_refused(client, app_server, sent):
     before = sorted(p.name for p in app_server[1].iterdir())
     # Gradio refuses a file payload outside its upload folder (HTTP 400); app.uploaded_file would refuse it too
     with pytest.raises(Exception, match=r"400 Bad Request|data_file must be a file uploaded"):
-        client.predict(*job_args(data="upload", data_file=sent, run_name="stolen"), api_name="/run_job")
+        client.predict(**job_args(data="upload", data_file=sent, run_name="stolen"), api_name="/run_job")
     assert sorted(p.name for p in app_server[1].iterdir()) == before, "no run was started"
 
 
@@ -232,11 +231,11 @@ def test_bad_uploads_get_a_clear_error(client, tmp_path, content, name, message)
     path = tmp_path / name
     path.write_bytes(content)
     with pytest.raises(Exception, match=message):
-        client.predict(*job_args(data="upload", data_file=handle_file(str(path))), api_name="/run_job")
+        client.predict(**job_args(data="upload", data_file=handle_file(str(path))), api_name="/run_job")
 
 
 def test_stop_mid_job_keeps_finished_models_and_chat_keeps_answering(client, finished_job):
-    job = client.submit(*job_args(run_name="stopped-run", train_size=320, epochs=3), api_name="/run_job")
+    job = client.submit(**job_args(run_name="stopped-run", train_size=320, epochs=3), api_name="/run_job")
     deadline = time.time() + 240
     while time.time() < deadline:
         updates = job.outputs()
@@ -278,13 +277,13 @@ def test_resume_a_stopped_run_through_the_api(client):
 def test_second_submitter_sees_their_place_in_the_queue(client, app_server, finished_job):
     from gradio_client.utils import Status
 
-    first = client.submit(*job_args(run_name="queue-first", strategies=["top_k"]), api_name="/run_job")
+    first = client.submit(**job_args(run_name="queue-first", strategies=["top_k"]), api_name="/run_job")
     deadline = time.time() + 120
     while first.status().code not in (Status.ITERATING, Status.PROGRESS, Status.PROCESSING):
         assert time.time() < deadline and not first.done()
         time.sleep(0.1)
     second = Client(app_server[0], verbose=False).submit(
-        *job_args(run_name="queue-second", strategies=["top_k"]), api_name="/run_job"
+        **job_args(run_name="queue-second", strategies=["top_k"]), api_name="/run_job"
     )
     waiting = None
     while not second.done() and time.time() < deadline + 240:
@@ -297,3 +296,50 @@ def test_second_submitter_sees_their_place_in_the_queue(client, app_server, fini
     assert waiting.rank == 0 and waiting.queue_size >= 1
     assert first.result()["state"] == "completed"
     assert second.result()["state"] == "completed"
+
+
+def test_every_form_setting_arrives_under_its_own_name(client, app_server):
+    """Each setting of the job form, sent by name with a value no other setting has, lands on its own JobConfig
+    field in the run's config.json: two settings cannot trade places (say weight_kl and weight_cos)."""
+    sent = {
+        "teacher": "embedded",
+        "data": "mnli-sample",
+        "data_file": None,
+        "train_size": 48,
+        "eval_size": 24,
+        "strategies": ["odd"],
+        "layer_list": "0,5",
+        "student_layers": 2,
+        "epochs": 1,
+        "teacher_epochs": 2,
+        "batch_size": 16,
+        "learning_rate": 0.00031,
+        "temperature": 1.7,
+        "weight_ce": 0.21,
+        "weight_kl": 0.32,
+        "weight_cos": 0.43,
+        "weight_hidden": 0.05,
+        "seeds": "7",
+        "precision": "fp32",
+        "teacher_8bit": True,
+        "optimizer_8bit": False,
+        "run_name": "named-settings",
+        "search": False,
+        "search_temperatures": "1.5 2.5",
+        "search_learning_rates": "7e-5 9e-5",
+        "search_loss_weights": "1:2:3 3:2:1",
+    }
+    final = list(client.submit(**sent, api_name="/run_job"))[-1]
+    assert final["state"] == "completed"
+    stored = json.loads((app_server[1] / "named-settings" / "config.json").read_text())
+    expected = {
+        **{k: v for k, v in sent.items() if k not in ("data_file", "layer_list")},
+        "strategies": ["odd", "0,5"],  # the explicit list joins the named strategies
+        "seeds": [7],
+        "search_temperatures": [1.5, 2.5],
+        "search_learning_rates": [7e-5, 9e-5],
+        "search_loss_weights": ["1:2:3", "3:2:1"],
+    }
+    assert {name: stored[name] for name in expected} == expected
+    numbers = [v for k, v in sent.items() if isinstance(v, float) or k in ("train_size", "eval_size", "batch_size")]
+    assert len(numbers) == len(set(numbers)), "every number sent is distinct, so a swap would show"

@@ -171,7 +171,7 @@ def wait_for(job, predicate, seconds=240):
 def test_on_the_public_space_visitors_cannot_stop_or_resume_each_others_jobs(app_server, visitors, public_space):
     first, second = visitors
     job = first.submit(
-        *job_args(run_name="owned", train_size=320, epochs=3, strategies=["top_k", "even"]), api_name="/run_job"
+        **job_args(run_name="owned", train_size=320, epochs=3, strategies=["top_k", "even"]), api_name="/run_job"
     )
     wait_for(job, lambda s: any(m["model"] == "teacher" for m in s["models"]))
 
@@ -184,7 +184,7 @@ def test_on_the_public_space_visitors_cannot_stop_or_resume_each_others_jobs(app
     ]:
         asked = time.time()
         with pytest.raises(Exception, match=message) as refused:
-            second.predict(*job_args(**changes), api_name="/run_job")
+            second.predict(**job_args(**changes), api_name="/run_job")
         assert time.time() - asked < 20 and not job.done(), "refused before joining the queue"
         assert str(REPO) not in str(refused.value) and "Error:" not in str(refused.value)
 
@@ -232,9 +232,9 @@ def test_on_the_public_space_resumes_keep_to_the_limits(app_server, visitors, pu
             visitor.predict("ownerless", api_name="/resume_job")
     for name in ("reference", "search", "ownerless"):  # a new run must not shadow a listed one
         with pytest.raises(Exception, match="already exists"):
-            first.predict(*job_args(run_name=name), api_name="/run_job")
+            first.predict(**job_args(run_name=name), api_name="/run_job")
     with pytest.raises(Exception, match="data must be one of"):
-        first.predict(*job_args(data=str(results / "ownerless" / "config.json")), api_name="/run_job")
+        first.predict(**job_args(data=str(results / "ownerless" / "config.json")), api_name="/run_job")
 
 
 def test_a_failed_hub_upload_leaves_the_job_completed_and_resumed_runs_are_uploaded_too(
@@ -244,7 +244,7 @@ def test_a_failed_hub_upload_leaves_the_job_completed_and_resumed_runs_are_uploa
     monkeypatch.setenv("DISTILL_UPLOAD_REPO", "someone/students")
     monkeypatch.setenv("HF_TOKEN", token)
     first, _ = visitors
-    final = list(first.submit(*job_args(run_name="upload-fails", strategies=["top_k"]), api_name="/run_job"))[-1]
+    final = list(first.submit(**job_args(run_name="upload-fails", strategies=["top_k"]), api_name="/run_job"))[-1]
     assert final["state"] == "completed"
     assert "upload to someone/students failed" in final["upload_error"] and token not in json.dumps(final)
     assert final["log"][-1] == final["upload_error"]
