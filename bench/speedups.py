@@ -32,18 +32,10 @@ from distill.config import JobConfig
 from distill.job import run_job
 from distill.results import write_json
 
+from .peer import SETTINGS as PEER_SETTINGS
+
 OUT = Path(__file__).resolve().parent / "speedups.json"
-SETTINGS = dict(
-    train_size=5000,
-    student_train_size=0,
-    eval_size=1000,
-    epochs=2,
-    learning_rate=1e-4,
-    temperature=1.0,
-    strategies=["odd"],
-    seeds=[0, 1, 2],
-    latency_examples=8,
-)
+SETTINGS = {**PEER_SETTINGS, "strategies": ["odd"], "latency_examples": 8}  # the peer bench's, one strategy
 VARIANTS = {
     "as before": dict(freeze_word_embeddings=False, dropout=None, eval_every_epoch=True),
     "+ word embeddings frozen": dict(freeze_word_embeddings=True, dropout=None, eval_every_epoch=True),

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from distill.config import ConfigError, JobConfig
+from distill.errors import UserError
 from distill.job import resume_job, run_job
 from distill.results import Run, list_runs, open_run
 from distill.service import JobRunner
@@ -153,7 +154,7 @@ def test_job_in_time_slices_completes(tiny_cfg):
 
 
 def test_a_slice_too_short_for_one_model_is_refused(tiny_cfg):
-    with pytest.raises(ConfigError, match="too short to finish one model"):
+    with pytest.raises(UserError, match="too short to finish one model"):
         list(JobRunner().stream(tiny_cfg.replace(run_name="too-short"), slice_seconds=0.001))
 
 

@@ -14,6 +14,7 @@ from transformers import (
 
 from distill.config import ConfigError
 from distill.data import LABELS
+from distill.errors import UserError
 from distill.models import (
     build_student,
     copied_layers_match,
@@ -133,7 +134,7 @@ def test_remote_code_is_refused(tmp_path):
 
 
 def test_hub_ids_while_offline_name_the_offline_default():
-    with pytest.raises(ConfigError, match=r"offline.*--teacher embedded"):
+    with pytest.raises(UserError, match=r"offline.*--teacher embedded"):
         load_model_config("bert-base-uncased")
     with pytest.raises(ConfigError, match="neither a model folder nor a valid Hub"):
         load_model_config("../../etc/passwd")

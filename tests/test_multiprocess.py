@@ -18,11 +18,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from distill.config import JobConfig
 from distill.data import load_job_data
+
+pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 PROCESSES = 2
@@ -48,8 +51,6 @@ debug: false
 # the world size its accelerate state ended with.
 PROBE = """\
 import atexit, json, os, sys
-
-pytestmark = pytest.mark.slow
 
 
 def _record():

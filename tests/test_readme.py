@@ -41,3 +41,11 @@ def test_use_from_python_snippet_runs_against_the_app(app_server):
     assert namespace["job"].outputs()[-1]["state"] == "completed"
     assert [r["strategy"] for r in namespace["table"]] == ["teacher", "top_k", "even", "ensemble(top_k+even)"]
     assert namespace["reply"]["label"] in {"entailment", "neutral", "contradiction"}
+
+
+def test_every_bench_command_in_the_readme_is_a_module_here():
+    names = set(re.findall(r"python -m bench\.(\w+)", README))
+    assert names >= {"roofline", "speedups", "peer", "memory", "gpu_estimate", "chat_p50", "reference_check"}
+    assert all((ROOT / "bench" / f"{name}.py").is_file() for name in names), names
+    assert "python bench/" not in README  # benches run as modules, from the repository root
+    assert (ROOT / "bench" / "gpu_check.sh").is_file() and "bash bench/gpu_check.sh" in README

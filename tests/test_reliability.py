@@ -20,7 +20,7 @@ from distill import results
 from distill.cli import main
 from distill.config import ConfigError, JobConfig
 from distill.data import SAMPLE_DIR
-from distill.errors import strip_paths, user_message
+from distill.errors import UserError, strip_paths, user_message
 from distill.inference import chat, chat_models
 from distill.job import preflight, resume_job, run_job
 from distill.report import comparison, display_rows
@@ -102,7 +102,7 @@ def test_a_damaged_run_is_listed_with_its_reason_and_the_others_keep_working(goo
     assert answer["label"] in ("entailment", "neutral", "contradiction")
     with pytest.raises(DamagedRun, match=reason.split()[0]):
         broken.check()
-    with pytest.raises(ConfigError, match="damaged"):
+    with pytest.raises(UserError, match="damaged"):
         chat("broken/top_k-seed0", "A man sleeps.", "", 1.0, 64, False, root)
 
 
@@ -295,7 +295,7 @@ def test_a_diverging_teacher_fails_the_run_with_a_clear_message(tiny_bert, tmp_p
             "results_dir": str(tmp_path),
         }
     )
-    with pytest.raises(ConfigError, match="teacher diverged"):
+    with pytest.raises(UserError, match="teacher diverged"):
         run_job(cfg.replace(run_name="bad-teacher"))
     status = open_run("bad-teacher", tmp_path).status()
     assert status["state"] == "failed" and "teacher diverged" in status["message"]
@@ -334,7 +334,7 @@ def test_out_of_range_seeds_are_refused_before_any_work(changes, message, tmp_pa
     ],
 )
 def test_preflight_refuses_what_would_fail_later(changes, message, tmp_path):
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(UserError, match=message):
         preflight(JobConfig.from_dict({**TINY, **changes, "results_dir": str(tmp_path)}))
 
 

@@ -3,7 +3,7 @@
 import pytest
 
 from distill.config import ConfigError, JobConfig
-from distill.errors import scrub
+from distill.errors import UserError, scrub
 from distill.hub import hub_error, resolve_model
 from distill.results import open_run
 
@@ -20,7 +20,7 @@ def test_token_is_scrubbed_from_error_messages(monkeypatch):
 
 @pytest.mark.parametrize("name", ["../../etc", "a/b", "/abs/path", "x" * 200, "bad id!", "org/..", ".hidden/x"])
 def test_model_ids_are_validated_before_any_download(name):
-    with pytest.raises(ConfigError):
+    with pytest.raises(UserError):
         resolve_model(name)
 
 
@@ -28,7 +28,7 @@ def test_model_ids_are_validated_before_any_download(name):
 def test_run_names_stay_inside_the_results_folder(name, results_dir):
     with pytest.raises(ConfigError):
         JobConfig(run_name=name)
-    with pytest.raises(ConfigError):
+    with pytest.raises(UserError):
         open_run(name + "-missing", results_dir)
 
 
@@ -39,7 +39,7 @@ def test_hub_upload_is_off_without_settings_and_never_shows_the_token(tmp_path, 
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     assert upload_run(tmp_path) is None
     monkeypatch.setenv("DISTILL_UPLOAD_REPO", "someone/students")
-    with pytest.raises(ConfigError, match="upload to someone/students failed") as failure:
+    with pytest.raises(UserError, match="upload to someone/students failed") as failure:
         upload_run(tmp_path)  # the Hub cannot be reached here
     assert TOKEN not in str(failure.value)
 

@@ -14,7 +14,8 @@ import gradio as gr
 import pytest
 from tiny import TINY, copy_run
 
-from distill.config import ConfigError, JobConfig
+from distill.config import JobConfig
+from distill.errors import UserError
 from distill.progress import Event
 from distill.results import Run
 from distill.service import JobRunner, StopFile, job_slice
@@ -66,7 +67,7 @@ def test_a_quota_refusal_is_one_line_that_keeps_the_finished_models(good_run, tm
         raise gr.Error("You have exceeded your GPU quota (60s requested vs. 12s left).", title="ZeroGPU quota exceeded")
         yield
 
-    with pytest.raises(ConfigError) as error:
+    with pytest.raises(UserError) as error:
         list(JobRunner().stream(run.job_config(), run_slice=refused, slice_seconds=100, resume=str(run.path)))
     message = str(error.value)
     assert message.startswith("ZeroGPU quota exceeded You have exceeded your GPU quota")
