@@ -31,20 +31,21 @@ from transformers import BertConfig, BertForSequenceClassification
 from distill.config import JobConfig
 from distill.data import Encoded, encode, load_job_data, make_loader
 from distill.evaluation import forward_all
-from distill.job import check_teacher_and_layers
+from distill.job import check_teacher_and_layers, distillation_step
 from distill.models import build_student, load_classifier, load_tokenizer
 from distill.progress import JobPaused
+from distill.teacher import TeacherOutputs
 from distill.training import Runtime, cross_entropy_step, fit
 
 from .gpu_estimate import CARDS, GLUE_MNLI_ROWS
-from .roofline import cached_logits_step, forward_flops
+from .roofline import forward_flops
 
 PEAKS = {"T4": CARDS["T4"][0], "A10G": CARDS["A10G"][0], "H200": CARDS["H200"][0], "H100": 989, "A100": 312, "L4": 121}
 
 
 def synthetic_mnli(rows: int, vocab: int, seed: int = 0) -> Encoded:
     """`rows` pairs of random token ids, [CLS] ... [SEP] ... [SEP], with lengths drawn from the MNLI sample."""
-    source, _, _ = check_teacher_and_layers(JobConfig())
+    source = check_teacher_and_layers(JobConfig()).source
     sample = encode(load_job_data(JobConfig(train_size=0))["train"], load_tokenizer(source), 128)
     lengths, rng = sample.lengths, random.Random(seed)
     ids, types = [], []
@@ -103,8 +104,9 @@ def eight_bit(teacher, data: Encoded, cfg: JobConfig, device: torch.device, max_
             del model
     logits = torch.randn(len(data), 3)
     for name, eight in (("student AdamW", False), ("student AdamW8bit", True)):
-        student = build_student(teacher, list(range(0, teacher.config.num_hidden_layers, 2)))
-        step = cached_logits_step(logits.to(device), cfg)
+        layers = list(range(0, teacher.config.num_hidden_layers, 2))
+        student = build_student(teacher, layers)
+        step = distillation_step(cfg, None, TeacherOutputs(logits.to(device), None), layers)
         result[name] = epoch(
             student, rows, step, cfg.replace(optimizer_8bit=eight), student.config.num_hidden_layers, max_seconds, name
         )
@@ -130,9 +132,10 @@ def main() -> None:
     result["teacher epoch"] = epoch(teacher, data, cross_entropy_step, cfg, 12, args.max_seconds, "teacher epoch")
     teacher = teacher.to(device).eval()
     logits = torch.randn(len(data), 3, device=device)
-    student = build_student(teacher, list(range(0, 12, 2)))
+    layers = list(range(0, 12, 2))
+    step = distillation_step(cfg, None, TeacherOutputs(logits, None), layers)
     result["student epoch"] = epoch(
-        student, data, cached_logits_step(logits, cfg), cfg, 6, args.max_seconds, "student epoch"
+        build_student(teacher, layers), data, step, cfg, 6, args.max_seconds, "student epoch"
     )
     result["8-bit"] = eight_bit(teacher.cpu(), data, cfg, device, min(60.0, args.max_seconds))
     Path(args.out).mkdir(parents=True, exist_ok=True)

@@ -39,7 +39,7 @@ CONTEXT_GIB = 0.5
 def mean_padded_tokens(batch_size: int, max_length: int) -> float:
     """Mean padded tokens per pair in length-grouped batches of the shipped MNLI sample."""
     cfg = JobConfig(train_size=0, max_length=max_length)
-    source, _, _ = check_teacher_and_layers(JobConfig())
+    source = check_teacher_and_layers(JobConfig()).source
     tokenizer = load_tokenizer(source)
     train = encode(load_job_data(cfg)["train"], tokenizer, max_length)
     loader = make_loader(train, tokenizer.pad_token_id, batch_size, 0, train=True)
@@ -50,7 +50,7 @@ def mean_padded_tokens(batch_size: int, max_length: int) -> float:
 def model_shape(cfg: JobConfig):
     if cfg.teacher == "bert-base-uncased":  # no Hub here: bert-base's shapes are BertConfig's defaults
         return BertConfig(num_labels=3)
-    _, config, _ = check_teacher_and_layers(cfg)
+    config = check_teacher_and_layers(cfg).teacher_config
     return config
 
 

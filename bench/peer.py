@@ -26,6 +26,9 @@ import numpy as np
 import yaml
 from scipy import stats
 
+from distill.results import Run
+from distill.summary import metric
+
 OUT = Path(__file__).resolve().parent / "peer.json"
 SETTINGS = dict(
     train_size=5000,
@@ -56,9 +59,9 @@ def run_pipeline(folder: Path) -> dict:
     job = folder / "job.yaml"
     job.write_text(yaml.safe_dump({**SETTINGS, "run_name": "peer", "results_dir": str(folder / "runs")}))
     result = timed([sys.executable, "-m", "distill", "run", "--config", str(job)])
-    summary = json.loads((folder / "runs" / "peer" / "summary.json").read_text())
+    summary = Run(folder / "runs" / "peer").summary()
     models = [
-        {"model": r["model"], "seconds": r["train_seconds"], **{s: r[f"{s}_accuracy"] for s in SPLITS}} for r in summary
+        {"model": r["model"], "seconds": r["train_seconds"], **{s: metric(r, s) for s in SPLITS}} for r in summary
     ]
     return {**result, "models": models}
 

@@ -14,6 +14,7 @@ import statistics
 from pathlib import Path
 
 from distill.results import Run
+from distill.summary import metric
 
 SPLITS = ("validation_matched", "validation_mismatched")
 
@@ -23,7 +24,7 @@ def by_strategy(run: Run) -> dict[str, dict[str, list[float]]]:
     for row in run.summary():
         if row["role"] == "student" and not row.get("failed"):
             for split in SPLITS:
-                rows.setdefault(row["strategy"], {}).setdefault(split, []).append(row[f"{split}_accuracy"])
+                rows.setdefault(row["strategy"], {}).setdefault(split, []).append(metric(row, split))
     return rows
 
 

@@ -32,10 +32,11 @@ from torch.utils.flop_counter import FlopCounterMode
 from distill.config import JobConfig
 from distill.data import encode, load_job_data, make_loader
 from distill.evaluation import autocast, evaluate
-from distill.job import EVAL_BATCH, check_teacher_and_layers
-from distill.losses import LossInputs, combined_loss, loss_weights
+from distill.job import check_teacher_and_layers, distillation_step
 from distill.models import build_student, freeze_word_embeddings, load_classifier, load_tokenizer, set_dropout
+from distill.prepared import EVAL_BATCH
 from distill.results import write_json
+from distill.teacher import TeacherOutputs
 from distill.training import Runtime, accumulate, cross_entropy_step, make_optimizer, training_attention
 
 OUT = Path(__file__).resolve().parent / "roofline.json"
@@ -151,18 +152,6 @@ def counted_flops(model: nn.Module, batch: dict[str, torch.Tensor], step_loss) -
     return counter.get_total_flops()
 
 
-def cached_logits_step(teacher_logits: torch.Tensor, cfg: JobConfig):
-    """The job's distillation loss with the teacher's logits looked up by row, as with `cache_teacher_outputs`."""
-    weights = loss_weights(cfg)
-
-    def step(model, batch):
-        out = model(**{k: v for k, v in batch.items() if k not in ("labels", "rows")})
-        inputs = LossInputs(out.logits, batch["labels"], teacher_logits[batch["rows"]], cfg.temperature)
-        return combined_loss(inputs, weights)
-
-    return step
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=40, help="timed training steps per measurement")
@@ -170,8 +159,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     cfg = JobConfig()
-    source, config, n_student = check_teacher_and_layers(cfg)
-    tokenizer = load_tokenizer(source)
+    plan = check_teacher_and_layers(cfg)
+    config, n_student = plan.teacher_config, plan.n_student
+    tokenizer = load_tokenizer(plan.source)
     examples = load_job_data(cfg)
     data = {name: encode(ex, tokenizer, cfg.max_length) for name, ex in examples.items()}
     pad = tokenizer.pad_token_id
@@ -185,11 +175,11 @@ def main() -> None:
         print(f"matmul {name}: " + ", ".join(f"{s} {g:.0f} GFLOP/s" for s, g in peak[name].items()))
     sustained = max(peak["bf16"].values())
 
-    teacher = load_classifier(source)
+    teacher = load_classifier(plan.source)
     batches, collation = collate(make_loader(data["train"], pad, cfg.batch_size, 0, train=True), args.steps)
     teacher_logits = torch.randn(len(data["train"]), teacher.config.num_labels)
-    step = cached_logits_step(teacher_logits, cfg)
     layers = [0, 2, 4] if n_student == 3 else list(range(n_student))
+    step = distillation_step(cfg, None, TeacherOutputs(teacher_logits, None), layers)
     check = counted_flops(build_student(teacher, layers), batches[0], step)
     formula = 3 * forward_flops(teacher.config, batches[0], n_student)
     print(f"FLOPs of one student step: formula {formula / 1e9:.1f} G, torch FlopCounterMode {check / 1e9:.1f} G")
@@ -220,7 +210,7 @@ def main() -> None:
     torch.set_num_threads(os.cpu_count() or 1)
     for name, max_tokens in (("teacher fine-tuning", 0), ("teacher fine-tuning in passes of 1,024 tokens", 1024)):
         profiles[name] = profile_steps(
-            load_classifier(source),
+            load_classifier(plan.source),
             batches[: args.steps // 2],
             cross_entropy_step,
             cfg,

@@ -31,6 +31,7 @@ import torch
 from distill.config import JobConfig
 from distill.job import run_job
 from distill.results import write_json
+from distill.summary import metric
 
 from .peer import SETTINGS as PEER_SETTINGS
 
@@ -61,7 +62,7 @@ def main() -> None:
                 "settings": changes,
                 "run_seconds": wall,
                 "student_seconds": mean_sd([r["train_seconds"] for r in students]),
-                **{split: mean_sd([r[f"{split}_accuracy"] for r in students]) for split in SPLITS},
+                **{split: mean_sd([metric(r, split) for r in students]) for split in SPLITS},
             }
             print(name, results[name], flush=True)
     base = results["as before"]["student_seconds"][0]

@@ -28,8 +28,9 @@ from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
 from distill.config import JobConfig
 from distill.data import encode, load_job_data
-from distill.job import check_teacher_and_layers, student_rows
+from distill.job import check_teacher_and_layers
 from distill.models import build_student, load_classifier, load_tokenizer
+from distill.prepared import student_rows
 from distill.strategies import StrategyContext, resolve_layers
 
 
@@ -91,7 +92,8 @@ def accuracy(trainer: Trainer, dataset: Dataset) -> float:
 
 def run(cfg: JobConfig) -> dict:
     """Fine-tune the teacher, then distil every strategy and seed; per-model accuracy and training seconds."""
-    source, config, n_student = check_teacher_and_layers(cfg)
+    plan = check_teacher_and_layers(cfg)
+    source, config, n_student = plan.source, plan.teacher_config, plan.n_student
     tokenizer = load_tokenizer(source)
     examples = load_job_data(cfg)
     data = {name: encode(ex, tokenizer, cfg.max_length) for name, ex in examples.items()}

@@ -21,6 +21,7 @@ from .errors import UserError, scrub, strip_paths
 from .hub import HUB_ID
 from .results import Run, atomic_write, read_json, write_json
 from .strategies import DESCRIPTIONS, strategy_label
+from .summary import metric
 
 EMBEDDED_TEACHER_ID = "sentence-transformers/all-MiniLM-L6-v2"
 MNLI_DATASET = "nyu-mll/glue"
@@ -70,10 +71,6 @@ def _is_mnli(config: dict) -> bool:
     return config.get("data") in (SAMPLE_DATA, HUB_DATA)
 
 
-def _splits(run: Run, row: dict) -> list[str]:
-    return list(run.labels()) or [row["eval_split"]]
-
-
 def _eval_dataset(config: dict, split: str) -> str:
     """A user's data by the name of the file its validation split came from (never its path)."""
     for name in config.get("eval_data") or []:
@@ -93,12 +90,11 @@ def _eval_results(config: dict, row: dict) -> list[EvalResult]:
             dataset_split=split,
             metric_type="accuracy",
             metric_name="Accuracy",
-            metric_value=row[f"{split}_accuracy"],
+            metric_value=metric(row, split),
         )
 
     if _is_mnli(config):
-        splits = [s for s in ("validation_matched", "validation_mismatched") if row.get(f"{s}_accuracy") is not None]
-        return [result(s, MNLI_DATASET, "GLUE MNLI", "mnli") for s in splits]
+        return [result(s, MNLI_DATASET, "GLUE MNLI", "mnli") for s in row["splits"]]
     dataset = _eval_dataset(config, row["eval_split"])
     return [result(row["eval_split"], dataset, dataset, None)]
 
@@ -231,15 +227,13 @@ def _student_rows(config: dict) -> int | str:
 def _accuracy(run: Run, row: dict) -> str:
     labels = run.labels()
     table = []
-    for split in _splits(run, row):
-        if row.get(f"{split}_accuracy") is None:
-            continue
-        rows = len(labels[split]) if split in labels else row.get("eval_rows")
-        f1 = row.get(f"{split}_macro_f1")
+    for split, metrics in row["splits"].items():
+        rows = len(labels[split]) if split in labels else row["eval_rows"]
+        f1 = metrics.get("macro_f1")
         table.append(
             {
                 "split": split,
-                "accuracy": f"{row[f'{split}_accuracy']:.2%}",
+                "accuracy": f"{metrics['accuracy']:.2%}",
                 "macro-F1": "-" if f1 is None else f"{f1:.3f}",
                 "validation rows": str(rows),
             }

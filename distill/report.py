@@ -15,6 +15,7 @@ from .evaluation import classification_metrics
 from .results import Run
 from .stats import Difference, holm, seed_example_test
 from .strategies import RANDOM_INIT
+from .summary import metric, other_split, summary_row
 
 TABLE_COLUMNS = [
     ("strategy", "strategy", "{}"),
@@ -150,15 +151,7 @@ def strategy_rows(rows: list[dict], search: bool = False) -> list[dict[str, Any]
     groups: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
         groups[row["strategy"]].append(row)
-    split = rows[0].get("eval_split", "validation")
-    other = next(
-        (
-            k.removesuffix("_accuracy")
-            for k in rows[0]
-            if k.endswith("_accuracy") and k != "accuracy" and not k.startswith(split) and "_accuracy_" not in k
-        ),
-        None,
-    )
+    split, other = rows[0]["eval_split"], other_split(rows[0])
     table = []
     for strategy, members in groups.items():
         accs = [m["accuracy"] for m in members]
@@ -174,8 +167,8 @@ def strategy_rows(rows: list[dict], search: bool = False) -> list[dict[str, Any]
                 "accuracy": float(np.mean(accs)),
                 "accuracy_std": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0,
                 "other_split": other,
-                "other_accuracy": _mean(m.get(f"{other}_accuracy") for m in members) if other else None,
-                "macro_f1": _mean(m.get(f"{split}_macro_f1") for m in members),
+                "other_accuracy": _mean(metric(m, other) for m in members) if other else None,
+                "macro_f1": _mean(metric(m, split, "macro_f1") for m in members),
                 "params": members[0]["params"],
                 "params_m": members[0]["params"] / 1e6,
                 "size_mb": members[0]["size_mb"],
@@ -224,31 +217,29 @@ def ensemble_rows(run: Run, rows: list[dict], table: list[dict], strategies: lis
         seeds = "+".join(str(r["seed"]) for r in parts)
         groups.append((baseline, "baseline", f"{best}-seeds{seeds}", parts))
     labels = run.labels()
-    first_split = rows[0].get("eval_split", "validation")
     out, predictions = [], {}
     for strategy, role, model, parts in groups:
         probabilities = [run.probabilities(r["model"]) for r in parts]
         if not all(probabilities):
             continue  # a run made before probabilities were kept
-        row = {
-            "model": model,
-            "role": role,
-            "strategy": strategy,
-            "layers": [],
-            "seed": parts[0]["seed"],
-            "members": [r["model"] for r in parts],
-            **{key: sum(r[key] for r in parts) for key in ("params", "size_mb", "latency_b1_ms", "latency_b32_ms")},
-            "eval_split": first_split,
-            "eval_rows": parts[0].get("eval_rows"),
-        }
-        predictions[model] = {}
+        splits, predictions[model] = {}, {}
         for split, split_labels in labels.items():
             mean = np.mean([p[split] for p in probabilities], axis=0)
-            metrics = classification_metrics(np.log(np.clip(mean, 1e-12, 1.0)), np.asarray(split_labels))
-            row.update({f"{split}_{k}": v for k, v in metrics.items()})
+            splits[split] = classification_metrics(np.log(np.clip(mean, 1e-12, 1.0)), np.asarray(split_labels))
             predictions[model][split] = mean.argmax(axis=1).tolist()
-        row["loss"], row["accuracy"] = row[f"{first_split}_loss"], row[f"{first_split}_accuracy"]
-        out.append(row)
+        out.append(
+            summary_row(
+                model=model,
+                role=role,
+                strategy=strategy,
+                layers=[],
+                seed=parts[0]["seed"],
+                splits=splits,
+                eval_rows=parts[0]["eval_rows"],
+                members=[r["model"] for r in parts],
+                **{key: sum(r[key] for r in parts) for key in ("params", "size_mb", "latency_b1_ms", "latency_b32_ms")},
+            )
+        )
     if not any(r["role"] == "ensemble" for r in out):
         raise ConfigError(f"run {run.name} kept no class probabilities for {', '.join(strategies)}")
     return out, predictions
@@ -568,7 +559,7 @@ def format_table(table: list[dict]) -> str:
 
 def curves(run: Run) -> list[dict[str, Any]]:
     """Per-epoch curves in long form (model, strategy, seed, epoch, curve, value): one line per model."""
-    split = next((r.get("eval_split") for r in run.summary()), None)
+    split = next(iter(run.labels()), None)  # the main validation split
     out = []
     for row in run.metrics:
         for key, value in row.items():

@@ -7,7 +7,8 @@ runs/<run>/
   owner.json         on the public Space, a hash of the visitor who started the run (for stop and resume)
   data/              a copy of the user's data file(s), so the run resumes after the upload is gone
   metrics.jsonl      one row per model and epoch; epoch 0 is a student before its first step
-  summary.json, summary.csv  one row per model (a model that failed has `failed`, its reason, and no metrics)
+  summary.json, summary.csv  one row per model (`summary.SummaryRow`; a model that failed has `failed`, its reason,
+                     and no metrics); the CSV has each split's metrics as `<split>_<metric>` columns
   predictions.json   predicted labels per model and validation split (for paired tests)
   probabilities/<model>.npz  class probabilities per validation split, float32 (for ensembles)
   models/<name>/     save_pretrained folders (safetensors + tokenizer)
@@ -40,6 +41,7 @@ import numpy as np
 
 from .config import RUN_NAME, ConfigError, JobConfig, default_results_dir
 from .errors import UserError, scrub
+from .summary import SummaryRow, flat, from_file
 
 STATES = ("running", "completed", "failed", "stopped", "paused", "interrupted")
 RESUMABLE = ("stopped", "paused", "interrupted", "failed")
@@ -334,14 +336,16 @@ class Run:
         self.metrics.extend(rows)
         atomic_write(self.path / "metrics.jsonl", "".join(to_json(r) + "\n" for r in self.metrics))
 
-    def summary(self) -> list[dict]:
-        """One row per model; a model whose accuracy is not a finite number reads as failed."""
+    def summary(self) -> list[SummaryRow]:
+        """One row per model (`summary.SummaryRow`); a model whose accuracy is not a finite number reads as
+        failed."""
         rows = self._read("summary.json", [], _summary_problem)
-        return [_mark_failed(r) for r in rows]
+        splits = list(self.labels()) if any("splits" not in r for r in rows) else []
+        return [_mark_failed(from_file(r, splits)) for r in rows]
 
-    def write_summary(self, rows: list[dict]) -> None:
+    def write_summary(self, rows: list[SummaryRow]) -> None:
         write_json(self.path / "summary.json", rows)
-        atomic_write(self.path / "summary.csv", to_csv(rows))
+        atomic_write(self.path / "summary.csv", to_csv([flat(r) for r in rows]))
 
     def predictions(self) -> dict[str, dict[str, list[int]]]:
         return self._read("predictions.json", {}, _splits_problem(dict))
@@ -479,6 +483,9 @@ def _summary_problem(value: Any) -> str | None:
             return f"row {number} has no role (teacher or student)"
         if not row.get("failed") and not isinstance(row.get("accuracy"), int | float | None):
             return f"row {number} ({row['model']}) has no accuracy"
+        splits = row.get("splits", {})
+        if not isinstance(splits, dict) or not all(isinstance(m, dict) for m in splits.values()):
+            return f"row {number} ({row['model']}) has no metrics per split"
     return None
 
 

@@ -187,7 +187,7 @@ def check_run(path: Path) -> None:
             predicted = np.asarray(predictions[name][split])
             assert predicted.shape == truth.shape, (name, split, predicted.shape)  # every row exactly once
             accuracy = float((predicted == truth).mean())
-            assert row[f"{split}_accuracy"] == accuracy, (name, split, row[f"{split}_accuracy"], accuracy)
+            assert row["splits"][split]["accuracy"] == accuracy, (name, split, row["splits"][split], accuracy)
             if split == row["eval_split"]:
                 assert row["accuracy"] == accuracy and row["eval_rows"] == len(truth), (name, split)
 

@@ -66,14 +66,14 @@ def test_model_cards_parse_and_hold_the_summary(source, tmp_path, capsys):
         for split in ("validation_matched", "validation_mismatched"):
             result = results[("nyu-mll/glue", "mnli", split, "accuracy")]
             assert result.task_type == "text-classification"
-            assert result.metric_value == row[f"{split}_accuracy"]
+            assert result.metric_value == row["splits"][split]["accuracy"]
         # the metadata round-trips (validate() needs the network)
         assert ModelCard(str(card)).data.to_dict() == data.to_dict()
         assert ModelCardData(**data.to_dict()).to_dict() == data.to_dict()
         text = card.text
         assert f"seed | {row['seed']} |" in text
         assert f'from_pretrained("{REPO}", subfolder="models/{name}")' in text
-        assert f"| validation_matched | {row['validation_matched_accuracy']:.2%} |" in text
+        assert f"| validation_matched | {row['splits']['validation_matched']['accuracy']:.2%} |" in text
         assert f"| {row['eval_rows']} |" in text
         assert ("one draw" in text) == (row["role"] == "student")  # the tiny teacher was used as is
     assert "teacher layers 0, 1, in that order" in found["top_k-seed0"].text
@@ -131,7 +131,7 @@ def test_published_models_predict_like_the_runs_own(source, tmp_path, capsys):
 def test_a_new_run_writes_a_card_per_model(good_run):
     for row in good_run.summary():
         card = ModelCard.load(good_run.model_dir(row["model"]) / "README.md")
-        assert card.data.eval_results[0].metric_value == row["validation_matched_accuracy"]
+        assert card.data.eval_results[0].metric_value == row["splits"]["validation_matched"]["accuracy"]
         assert f'from_pretrained("{good_run.name}/models/{row["model"]}")' in card.text
     good_run.check()  # a card in a model folder leaves the run intact
 
@@ -152,7 +152,7 @@ def test_embedded_teacher_and_users_data(source, tmp_path):
     assert card.data.datasets is None
     [result] = card.data.eval_results
     assert (result.dataset_type, result.dataset_split) == ("pairs.csv", "validation_matched")
-    assert result.metric_value == rows["top_k-seed0"]["validation_matched_accuracy"]
+    assert result.metric_value == rows["top_k-seed0"]["splits"]["validation_matched"]["accuracy"]
     tree = tmp_path / "tree"
     files = publish_tree(source, tree, REPO)
     assert json.loads((tree / "config.json").read_text())["data"] == "pairs.csv"

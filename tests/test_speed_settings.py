@@ -92,7 +92,7 @@ def test_a_batch_split_into_passes_gets_the_whole_batchs_gradient():
     from distill.training import Runtime, accumulate, cross_entropy_step
 
     cfg = JobConfig(**TINY)
-    source, _, _ = check_teacher_and_layers(cfg)
+    source = check_teacher_and_layers(cfg).source
     tokenizer = load_tokenizer(source)
     train = encode(load_job_data(cfg)["train"], tokenizer, cfg.max_length)
     batch = next(iter(make_loader(train, tokenizer.pad_token_id, 16, 0, train=True)))

@@ -1,0 +1,167 @@
+"""What every model of a job shares: the checked teacher and depths, the data tokenised once, validation after
+an epoch, and recording a finished model. The teacher (`teacher.py`) and the students (`job.py`) both use it."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+from transformers import PretrainedConfig
+
+from .config import JobConfig
+from .data import Encoded, encode, make_loader
+from .evaluation import evaluate, folder_size_mb, latency_ms, probabilities
+from .models import load_tokenizer, parameter_count
+from .publish import write_model_card
+from .results import Run, write_json
+from .search import setting
+from .summary import summary_row
+from .training import ModelDiverged, Runtime
+
+EVAL_BATCH = 64
+
+
+@dataclass(frozen=True)
+class TeacherPlan:
+    """The teacher's source and config and the student depth, checked before any work starts."""
+
+    source: str
+    teacher_config: PretrainedConfig
+    n_student: int
+
+    @property
+    def n_teacher(self) -> int:
+        return self.teacher_config.num_hidden_layers
+
+
+@dataclass
+class Prepared:
+    """What every model of a job shares."""
+
+    cfg: JobConfig
+    source: str
+    tokenizer: object
+    data: dict[str, Encoded]  # "train" (the teacher's), "students" (a subset of it) and the validation splits
+    eval_loaders: dict  # one per validation split, the main split first
+    n_teacher: int
+    n_student: int
+
+    def train_loader(self, rows: Encoded, seed: int):
+        """Shuffled training batches of `rows`, grouped by length and padded as the job's settings say."""
+        cfg = self.cfg
+        pad_to = cfg.max_length if cfg.pad_to_max_length else None
+        return make_loader(
+            rows,
+            self.tokenizer.pad_token_id,
+            cfg.batch_size,
+            seed,
+            train=True,
+            group=cfg.group_by_length,
+            pad_to=pad_to,
+        )
+
+
+def prepare(cfg: JobConfig, plan: TeacherPlan, examples: dict, run: Run, runtime: Runtime) -> Prepared:
+    """The data tokenised once, the students' rows, the validation loaders; the run records its validation
+    splits, in order, with their labels (labels.json)."""
+    runtime.emit(
+        "stage",
+        "data",
+        f"run {run.name}: tokenising {', '.join(f'{k} {len(v)}' for k, v in examples.items())}",
+        run=run.name,
+    )
+    tokenizer = load_tokenizer(plan.source)
+    data = {name: encode(ex, tokenizer, cfg.max_length) for name, ex in examples.items()}
+    if runtime.is_main:
+        write_json(run.path / "labels.json", {k: v.labels for k, v in data.items() if k != "train"})
+    eval_loaders = {
+        name: runtime.accelerator.prepare(make_loader(enc, tokenizer.pad_token_id, EVAL_BATCH, train=False))
+        for name, enc in data.items()
+        if name != "train"
+    }
+    data["students"] = data["train"].subset(student_rows(len(data["train"]), cfg))
+    return Prepared(cfg, plan.source, tokenizer, data, eval_loaders, plan.n_teacher, plan.n_student)
+
+
+def student_rows(n_train: int, cfg: JobConfig) -> list[int]:
+    """The training rows the students distil on: all, or a fixed random subset (drawn with the data seed)."""
+    size = cfg.student_train_size
+    if not size or size >= n_train:
+        return list(range(n_train))
+    return sorted(np.random.default_rng(cfg.data_seed).choice(n_train, size, replace=False).tolist())
+
+
+class Validation:
+    """An after-epoch hook: loss and accuracy on every validation split, prefixed by the split's name.
+
+    It measures before training (epoch 0), after the last epoch and, with `eval_every_epoch`, after every other;
+    it keeps the last epoch's evaluation, so the finished model is not evaluated a second time.
+    """
+
+    def __init__(self, job: Prepared, runtime: Runtime, epochs: int):
+        self.job, self.runtime, self.epochs = job, runtime, epochs
+        self.last: tuple[dict, dict] | None = None
+
+    def __call__(self, model: nn.Module, epoch: int) -> dict:
+        job, runtime = self.job, self.runtime
+        if 0 < epoch < self.epochs and not job.cfg.eval_every_epoch:
+            return {}
+        self.last = evaluate(model, job.eval_loaders, job.data, runtime.precision, runtime.accelerator)
+        return {f"{split}_{k}": v for split, m in self.last[0].items() for k, v in m.items()}
+
+
+def record_model(
+    job: Prepared,
+    run: Run,
+    runtime: Runtime,
+    model: nn.Module,
+    *,
+    name: str,
+    role: str,
+    strategy: str,
+    layers: list[int],
+    seed: int,
+    history: list[dict],
+    saved_from: Path | None = None,
+    train_seconds: float | None = None,
+    evaluated: tuple[dict, dict] | None = None,
+) -> None:
+    """Evaluate a finished model (unless its last epoch did), time it, save it, and record its summary row."""
+    metrics, logits = evaluated or evaluate(model, job.eval_loaders, job.data, runtime.precision, runtime.accelerator)
+    broken = [f"{split} {key}" for split, m in metrics.items() for key, value in m.items() if not math.isfinite(value)]
+    if broken:
+        raise ModelDiverged(f"{name} diverged: its {broken[0]} is not a finite number; try a lower learning rate")
+    if not runtime.is_main:
+        return
+    folder = run.link_model(name, saved_from) if saved_from else run.save_model(name, model, job.tokenizer)
+    main_split = next(iter(job.eval_loaders))
+    latency = latency_ms(
+        model, job.data[main_split], job.tokenizer.pad_token_id, runtime.precision, job.cfg.latency_examples
+    )
+    identity = {"model": name, "role": role, "strategy": strategy, "layers": layers, "seed": seed}
+    run.add_metrics([{**identity, **row} for row in history])
+    run.add_predictions(name, {split: values.argmax(axis=1).tolist() for split, values in logits.items()})
+    run.add_probabilities(name, {split: probabilities(values) for split, values in logits.items()})
+    row = summary_row(
+        **identity,
+        splits=metrics,
+        eval_rows=len(job.data[main_split]),
+        **(setting(job.cfg) if role == "student" else {}),
+        train_loss=history[-1]["train_loss"] if history else None,
+        params=parameter_count(model),
+        size_mb=folder_size_mb(folder),
+        **latency,
+        train_seconds=train_seconds,
+    )
+    run.write_summary([r for r in run.summary() if r["model"] != name] + [row])
+    write_model_card(run, row)
+    run.checkpoint(name).unlink(missing_ok=True)  # the model is saved: its training checkpoint is not needed
+    runtime.emit(
+        "model",
+        name,
+        f"{name}: {main_split} accuracy {row['accuracy']:.4f}, {latency['latency_b32_ms']:.2f} ms/example at batch 32",
+        **row,
+    )
