@@ -98,7 +98,7 @@ def flat(row: dict) -> dict:
 def from_file(row: dict, splits: Sequence[str]) -> dict:
     """A row as read from summary.json. Rows written before this schema kept each split's metrics as top-level
     `<split>_<metric>` keys; `splits` (the run's, from labels.json) says which, so no key name is guessed."""
-    if "splits" in row or not isinstance(row, dict):
+    if "splits" in row:
         return row
     out = dict(row)
     nested = {}
@@ -108,4 +108,5 @@ def from_file(row: dict, splits: Sequence[str]) -> dict:
             nested[split] = {name: out.pop(key) for name, key in keys.items()}
     out["splits"] = nested
     out.setdefault("eval_split", next(iter(nested), None))
+    out.setdefault("eval_rows", None)
     return out
