@@ -321,6 +321,11 @@ def run_choices() -> list[tuple[str, str]]:
     return [(f"{r['run']} (damaged)" if r["state"] == DAMAGED else r["run"], r["run"]) for r in list_runs(ROOTS)]
 
 
+def refresh_run_choices() -> dict:
+    """The Compare tab's run picker, listing the runs as they are now."""
+    return gr.update(choices=run_choices())
+
+
 def default_run() -> str | None:
     names = [r["run"] for r in list_runs(ROOTS) if r["state"] != DAMAGED]
     return "reference" if "reference" in names else (names[0] if names else None)
@@ -492,6 +497,7 @@ def quick_student(progress=gr.Progress(), request: gr.Request = None):  # noqa: 
 # ---------------------------------------------------------------- layout
 
 View = dict[str, gr.components.Component]  # a tab's components by name
+UI_ONLY = {"api_visibility": "undocumented"}  # the UI's own events: the public API is wire_api's
 
 
 def named(fn, view: View):
@@ -643,13 +649,12 @@ def compare_tab() -> View:
         elem_id="loss-plot",
     )
     for plot in (view["accuracy_plot"], view["latency_plot"], view["loss_plot"]):
-        plot.change(redraw_plot, plot, plot, show_progress="hidden", api_visibility="undocumented")
+        plot.change(redraw_plot, plot, plot, show_progress="hidden", **UI_ONLY)
     shown = [view[name] for name in COMPARISON_VIEW]
-    hidden = {"api_visibility": "undocumented"}
-    view["run"].change(named(show_comparison, view), view["run"], shown, **hidden)
-    view["ensemble"].input(named(show_comparison, view), [view["run"], view["ensemble"]], shown, **hidden)
-    view["refresh"].click(lambda: gr.update(choices=run_choices()), None, view["run"], **hidden)
-    view["loss_strategy"].input(show_loss_curves, [view["run"], view["loss_strategy"]], view["loss_plot"], **hidden)
+    view["run"].change(named(show_comparison, view), view["run"], shown, **UI_ONLY)
+    view["ensemble"].input(named(show_comparison, view), [view["run"], view["ensemble"]], shown, **UI_ONLY)
+    view["refresh"].click(refresh_run_choices, None, view["run"], **UI_ONLY)
+    view["loss_strategy"].input(show_loss_curves, [view["run"], view["loss_strategy"]], view["loss_plot"], **UI_ONLY)
     return view
 
 
@@ -682,7 +687,7 @@ def chat_tab() -> View:
         label="Real MNLI validation pairs",
     )
     names = ("chatbot", "query", "context", "model", "temperature", "max_length", "every_model")
-    ask = {"concurrency_limit": 4, "concurrency_id": "chat", "api_visibility": "undocumented"}
+    ask = {"concurrency_limit": 4, "concurrency_id": "chat", **UI_ONLY}
     for trigger in (view["send"].click, view["query"].submit):
         trigger(chat_ui, [view[n] for n in names], [view["chatbot"], view["query"]], **ask)
     return view
@@ -703,16 +708,14 @@ def build() -> gr.Blocks:
         with gr.Tab("Chat"):
             chat_view = chat_tab()
         wire_api(form, job, compare, chat_view)
-        hidden = {"api_visibility": "undocumented"}
-        demo.load(named(show_comparison, compare), compare["run"], [compare[n] for n in COMPARISON_VIEW], **hidden)
-        demo.load(named(refresh_models, chat_view), None, [chat_view[n] for n in CHAT_REFRESH], **hidden)
+        demo.load(named(show_comparison, compare), compare["run"], [compare[n] for n in COMPARISON_VIEW], **UI_ONLY)
+        demo.load(named(refresh_models, chat_view), None, [chat_view[n] for n in CHAT_REFRESH], **UI_ONLY)
     demo.queue(default_concurrency_limit=4, max_size=64)
     return demo
 
 
 def wire_api(form: View, job: View, compare: View, chat_view: View) -> None:
     """The public API (stable names, plain data) and the events that cross tabs; the UI's own are undocumented."""
-    hidden = {"api_visibility": "undocumented"}
     training = {"concurrency_limit": 1, "concurrency_id": "training"}
     chat_refresh = [chat_view[n] for n in CHAT_REFRESH]
     run_event = job["run"].click(
@@ -735,16 +738,16 @@ def wire_api(form: View, job: View, compare: View, chat_view: View) -> None:
     gr.api(models, api_name="models")
     gr.api(chat_api, api_name="chat", queue=False)  # answered directly: no queue round trips
 
-    job["stop"].click(stop_job, None, None, queue=False, **hidden)
+    job["stop"].click(stop_job, None, None, queue=False, **UI_ONLY)
     job_view = [job[n] for n in JOB_VIEW]
-    job["state"].change(named(render_job, job), job["state"], job_view, queue=False, **hidden)
-    run_event.then(lambda: gr.update(choices=run_choices()), None, compare["run"], **hidden)
+    job["state"].change(named(render_job, job), job["state"], job_view, queue=False, **UI_ONLY)
+    run_event.then(refresh_run_choices, None, compare["run"], **UI_ONLY)
     refresh = named(refresh_models, chat_view)
     for event in (run_event, resume_event):
-        event.then(refresh, None, chat_refresh, **hidden)
-    chat_view["refresh"].click(refresh, None, chat_refresh, **hidden)
-    quick_event = chat_view["quick"].click(quick_student, None, chat_view["quick_progress"], **training, **hidden)
-    quick_event.then(refresh, None, chat_refresh, **hidden)
+        event.then(refresh, None, chat_refresh, **UI_ONLY)
+    chat_view["refresh"].click(refresh, None, chat_refresh, **UI_ONLY)
+    quick_event = chat_view["quick"].click(quick_student, None, chat_view["quick_progress"], **training, **UI_ONLY)
+    quick_event.then(refresh, None, chat_refresh, **UI_ONLY)
 
 
 demo = build()
