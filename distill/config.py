@@ -100,9 +100,10 @@ class JobConfig:
     weight_decay: float = _help("AdamW weight decay", default=0.01)
     max_grad_norm: float = _help("gradient clipping norm", default=1.0)
     max_tokens_per_pass: int = _help(
-        "a batch of more padded tokens than this trains in several forward/backward passes whose gradients add "
-        "up to the batch's: the same step with less memory (0: never split)",
-        default=1024,
+        "a teacher batch of more padded tokens than this trains in several forward/backward passes whose "
+        "gradients add up to the batch's: the same step with less memory (0: never split); a student with half "
+        "the teacher's layers holds half the activations per token, so its passes take twice as many tokens",
+        default=2048,
     )
     freeze_word_embeddings: bool = _help(
         "students keep the teacher's word-embedding matrix frozen (about half of a small BERT's weights; "
@@ -111,6 +112,12 @@ class JobConfig:
     )
     dropout: float | None = _help(
         "dropout of the students, hidden and attention (none: the teacher's own, 0.1 for BERT)", default=0.0
+    )
+    teacher_freeze_word_embeddings: bool = _help(
+        "the teacher's fine-tuning keeps its word-embedding matrix frozen too", default=True
+    )
+    teacher_dropout: float | None = _help(
+        "dropout of the teacher's fine-tuning (none: its own, 0.1 for BERT)", default=0.0
     )
     eval_every_epoch: bool = _help(
         "evaluate every validation split after every epoch (default: after the last epoch only; a student's "
@@ -206,8 +213,10 @@ class JobConfig:
             raise ConfigError("max_length must be between 8 and 512 tokens")
         if self.max_tokens_per_pass < 0:
             raise ConfigError("max_tokens_per_pass must be 0 (never split) or a positive number", "max_tokens_per_pass")
-        if self.dropout is not None and not 0 <= self.dropout < 1:
-            raise ConfigError("dropout must be in [0, 1)", "dropout")
+        for name in ("dropout", "teacher_dropout"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value < 1:
+                raise ConfigError(f"{name} must be in [0, 1)", name)
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigError("warmup_ratio must be in [0, 1)")
         for name in ("weight_ce", "weight_kl", "weight_cos", "weight_hidden", "weight_decay"):

@@ -21,13 +21,13 @@ from .errors import UserError, user_message
 from .evaluation import latency_ms, model_inputs
 from .losses import LossInputs, combined_loss, loss_weights
 from .models import (
+    architecture,
     build_student,
     copied_layers_match,
-    freeze_word_embeddings,
+    for_training,
     is_mnli_classifier,
     load_classifier,
     load_model_config,
-    set_dropout,
 )
 from .prepared import Prepared, TeacherPlan, Validation, prepare, record_model
 from .progress import EventHandler, JobPaused, JobStopped, StopSignal, ignore
@@ -242,10 +242,7 @@ def distil_student(
     student = build_student(teacher, layers, random_init=random_init)
     if not random_init and not copied_layers_match(student, teacher, layers):
         raise RuntimeError(f"student {name} does not start from teacher layers {layers}")
-    if cfg.freeze_word_embeddings:
-        freeze_word_embeddings(student)
-    if cfg.dropout is not None:
-        set_dropout(student, cfg.dropout)
+    for_training(student, freeze_words=cfg.freeze_word_embeddings, dropout=cfg.dropout)
     origin = f"{len(layers)} randomly initialised layers" if random_init else f"teacher layers {layers}"
     runtime.emit("stage", name, f"distilling {name}: {len(layers)} layers from {origin}")
     loader = job.train_loader(job.data["students"], seed)
@@ -261,6 +258,7 @@ def distil_student(
         runtime=runtime,
         stage=name,
         seed=seed,
+        max_tokens=job.pass_tokens(len(layers)),
         after_epoch=validation,
         checkpoint=run.checkpoint(name) if cfg.checkpoints else None,
         # Epoch 0: what the layer choice alone gives, before any training. A copy of teacher layers is the same
@@ -321,22 +319,29 @@ def distil_or_record_failure(
 
 
 def time_side_by_side(job: Prepared, run: Run, runtime: Runtime, rounds: int = 3) -> None:
-    """Re-time every saved model in interleaved rounds and keep each one's fastest round.
+    """Re-time one saved model of each architecture in interleaved rounds and keep each one's fastest round.
 
     Timing models one after another, minutes apart, lets a busy moment of the machine land on one model only;
-    interleaving and taking the minimum makes the speed-up column a fair side-by-side ratio.
+    interleaving and taking the minimum makes the speed-up column a fair side-by-side ratio. Models of one
+    architecture run the same operations, so they share its figure (the students of a job share one).
     """
-    runtime.emit("stage", "latency", "timing all models side by side")
+    runtime.emit("stage", "latency", "timing every model architecture side by side")
     rows = run.summary()
     split = next(iter(job.eval_loaders))
-    best: dict[str, dict[str, float]] = {}
     names = [r["model"] for r in rows if not r.get("failed")]
+    shape_of: dict[str, str] = {}
+    members: dict[str, str] = {}  # architecture: the model timed for it
+    for name in names:
+        model = load_classifier(str(run.model_dir(name)))
+        shape_of[name] = architecture(model)
+        members.setdefault(shape_of[name], name)
+    best: dict[str, dict[str, float]] = {}
     for _ in range(rounds):
-        for name in names:  # one model in memory at a time: twelve students at once would double the job's peak
+        for shape, name in members.items():  # one model in memory at a time
             runtime.check_stop()
             model = load_classifier(str(run.model_dir(name))).to(runtime.device)
             timed = latency_ms(
                 model, job.data[split], job.tokenizer.pad_token_id, runtime.precision, job.cfg.latency_examples
             )
-            best[name] = {k: min(v, best.get(name, timed)[k]) for k, v in timed.items()}
-    run.write_summary([{**r, **best.get(r["model"], {})} for r in rows])
+            best[shape] = {k: min(v, best.get(shape, timed)[k]) for k, v in timed.items()}
+    run.write_summary([{**r, **best[shape_of[r["model"]]]} if r["model"] in shape_of else r for r in rows])

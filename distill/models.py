@@ -163,5 +163,18 @@ def set_dropout(model: nn.Module, probability: float) -> nn.Module:
     return model
 
 
+def for_training(model: nn.Module, *, freeze_words: bool, dropout: float | None) -> nn.Module:
+    """The model as a job trains it: word embeddings frozen or not, dropout as set (None: the model's own)."""
+    if freeze_words:
+        freeze_word_embeddings(model)
+    return model if dropout is None else set_dropout(model, dropout)
+
+
+def architecture(model: nn.Module) -> str:
+    """What a model's speed depends on: models with the same parameter shapes and types run the same operations,
+    whatever their weights (every student of a job has one architecture)."""
+    return repr([(name, tuple(p.shape), p.dtype) for name, p in model.named_parameters()])
+
+
 def parameter_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())

@@ -4,7 +4,7 @@ an epoch, and recording a finished model. The teacher (`teacher.py`) and the stu
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +14,7 @@ from transformers import PretrainedConfig
 from .config import JobConfig
 from .data import Encoded, encode, make_loader
 from .evaluation import evaluate, folder_size_mb, latency_ms, probabilities
-from .models import load_tokenizer, parameter_count
+from .models import architecture, load_tokenizer, parameter_count
 from .publish import write_model_card
 from .results import Run, write_json
 from .search import setting
@@ -48,6 +48,21 @@ class Prepared:
     eval_loaders: dict  # one per validation split, the main split first
     n_teacher: int
     n_student: int
+    timed: dict[str, dict[str, float]] = field(default_factory=dict)  # latency by architecture
+
+    def latency(self, model: nn.Module, precision: str) -> dict[str, float]:
+        """Latency per example at batch 1 and 32 on the main split, timed once per architecture: the speed of
+        a model is its shape's, so the students of a job share one figure instead of differing by timing noise."""
+        key = architecture(model)
+        if key not in self.timed:
+            data = self.data[next(iter(self.eval_loaders))]
+            self.timed[key] = latency_ms(model, data, self.tokenizer.pad_token_id, precision, self.cfg.latency_examples)
+        return self.timed[key]
+
+    def pass_tokens(self, layers: int) -> int:
+        """Padded tokens per forward/backward pass for a model of `layers` layers: `max_tokens_per_pass` is the
+        teacher's, and activation memory grows with layers times tokens (0: never split)."""
+        return self.cfg.max_tokens_per_pass * self.n_teacher // layers
 
     def train_loader(self, rows: Encoded, seed: int):
         """Shuffled training batches of `rows`, grouped by length and padded as the job's settings say."""
@@ -138,9 +153,7 @@ def record_model(
         return
     folder = run.link_model(name, saved_from) if saved_from else run.save_model(name, model, job.tokenizer)
     main_split = next(iter(job.eval_loaders))
-    latency = latency_ms(
-        model, job.data[main_split], job.tokenizer.pad_token_id, runtime.precision, job.cfg.latency_examples
-    )
+    latency = job.latency(model, runtime.precision)
     identity = {"model": name, "role": role, "strategy": strategy, "layers": layers, "seed": seed}
     run.add_metrics([{**identity, **row} for row in history])
     run.add_predictions(name, {split: values.argmax(axis=1).tolist() for split, values in logits.items()})

@@ -60,6 +60,8 @@ BEFORE_SETTINGS_EXISTED = {
     "dropout": None,
     "eval_every_epoch": True,
     "max_tokens_per_pass": 0,
+    "teacher_freeze_word_embeddings": False,
+    "teacher_dropout": None,
 }
 
 

@@ -16,7 +16,7 @@ from torch import nn
 from .config import EMBEDDED_TEACHER, JobConfig
 from .data import make_loader
 from .evaluation import classification_metrics, forward_all
-from .models import build_student, load_classifier
+from .models import build_student, for_training, load_classifier
 from .prepared import EVAL_BATCH, Prepared, Validation, record_model
 from .results import Run, read_json, save_pretrained_atomic, write_json
 from .training import Runtime, cross_entropy_step, fit
@@ -55,6 +55,8 @@ def teacher_cache_dir(cfg: JobConfig, source: str, runtime: Runtime) -> Path:
         "pad": cfg.pad_to_max_length,
         "optimizer_8bit": cfg.optimizer_8bit,
         **({"passes": cfg.max_tokens_per_pass} if cfg.max_tokens_per_pass else {}),  # dropout draws differ
+        **({"frozen_words": True} if cfg.teacher_freeze_word_embeddings else {}),
+        **({"dropout": cfg.teacher_dropout} if cfg.teacher_dropout is not None else {}),
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     return Path(cfg.results_dir) / ".teachers" / digest
@@ -116,7 +118,9 @@ def fine_tune(job: Prepared, run: Run, runtime: Runtime, folder: Path) -> tuple[
     runtime.emit("stage", "teacher", f"fine-tuning teacher {cfg.teacher} for {cfg.teacher_epochs} epoch(s)")
     validation = Validation(job, runtime, cfg.teacher_epochs)
     teacher, history = fit(
-        load_classifier(job.source),
+        for_training(
+            load_classifier(job.source), freeze_words=cfg.teacher_freeze_word_embeddings, dropout=cfg.teacher_dropout
+        ),
         job.train_loader(job.data["train"], cfg.seeds[0]),
         cross_entropy_step,
         epochs=cfg.teacher_epochs,

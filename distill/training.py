@@ -132,6 +132,7 @@ def fit(
     runtime: Runtime,
     stage: str,
     seed: int,
+    max_tokens: int | None = None,
     after_epoch: Callable[[nn.Module, int], dict] | None = None,
     checkpoint: Path | None = None,
     measure_start: bool = False,
@@ -141,8 +142,10 @@ def fit(
     Each row has the epoch's mean training losses and whatever `after_epoch` measured (validation).
     With `checkpoint`, the training state is saved there after every epoch but the last, and a run that was
     killed or stopped continues from the last saved epoch instead of starting the model again. With
-    `measure_start`, `after_epoch` also measures the model before its first step, as epoch 0.
+    `measure_start`, `after_epoch` also measures the model before its first step, as epoch 0. A batch of more
+    than `max_tokens` padded tokens (default: `cfg.max_tokens_per_pass`) trains in passes.
     """
+    max_tokens = cfg.max_tokens_per_pass if max_tokens is None else max_tokens
     set_seed(seed)
     accelerator = runtime.accelerator
     optimizer = make_optimizer(model, learning_rate, cfg.weight_decay, cfg.optimizer_8bit)
@@ -169,7 +172,7 @@ def fit(
         batches = 0
         for batch in loader:
             runtime.check_stop()
-            loss, parts = accumulate(model, batch, step_loss, cfg.max_tokens_per_pass, runtime, scaler)
+            loss, parts = accumulate(model, batch, step_loss, max_tokens, runtime, scaler)
             value = _finite_loss(loss, accelerator, stage, epoch, batches + 1)
             scaler.unscale_(optimizer)
             nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)

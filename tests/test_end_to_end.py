@@ -57,6 +57,8 @@ def test_run_completes_with_teacher_and_four_strategies(finished_run):
         assert 0.0 <= row["accuracy"] <= 1.0 and row["loss"] > 0 and row["params"] > 0
         assert row["latency_b32_ms"] > 0
     assert {r["strategy"]: r["layers"] for r in table[1:]} == STRATEGY_LAYERS
+    # Students of one shape run the same operations: one timing for all of them, not four noisy ones.
+    assert len({(r["latency_b1_ms"], r["latency_b32_ms"]) for r in run.summary() if r["role"] == "student"}) == 1
     text = format_table(table)
     assert "bottom_k" in text and "speed-up" in text
     assert {p.name for p in write_plots(run)} == {"loss_curves.png", "val_accuracy.png", "accuracy_latency.png"}

@@ -29,12 +29,34 @@ def metric_rows(run):
 
 @pytest.fixture(scope="module")
 def fast_run(tmp_path_factory):
-    return job(tmp_path_factory.mktemp("fast"), freeze_word_embeddings=True, dropout=0.0, eval_every_epoch=False)
+    return job(
+        tmp_path_factory.mktemp("fast"),
+        freeze_word_embeddings=True,
+        dropout=0.0,
+        eval_every_epoch=False,
+        teacher_freeze_word_embeddings=True,
+        teacher_dropout=0.0,
+    )
 
 
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory):
-    return job(tmp_path_factory.mktemp("full"), freeze_word_embeddings=False, dropout=None, eval_every_epoch=True)
+    return job(
+        tmp_path_factory.mktemp("full"),
+        freeze_word_embeddings=False,
+        dropout=None,
+        eval_every_epoch=True,
+        teacher_freeze_word_embeddings=False,
+        teacher_dropout=None,
+    )
+
+
+def source_weights():
+    """The teacher's weights before any fine-tuning."""
+    from distill.job import check_teacher_and_layers
+    from distill.models import load_classifier
+
+    return load_classifier(check_teacher_and_layers(JobConfig(**TINY)).source).state_dict()
 
 
 def test_frozen_word_embeddings_stay_the_teachers_while_the_layers_train(fast_run):
@@ -46,6 +68,13 @@ def test_frozen_word_embeddings_stay_the_teachers_while_the_layers_train(fast_ru
 def test_trained_word_embeddings_move(full_run):
     teacher, student = weights(full_run, "teacher"), weights(full_run, "top_k-seed0")
     assert not (student[WORD_EMBEDDINGS] == teacher[WORD_EMBEDDINGS]).all()
+    assert not (teacher[WORD_EMBEDDINGS] == source_weights()[WORD_EMBEDDINGS]).all()
+
+
+def test_the_teachers_fine_tuning_keeps_its_word_embeddings_when_asked(fast_run):
+    teacher, source = weights(fast_run, "teacher"), source_weights()
+    assert (teacher[WORD_EMBEDDINGS] == source[WORD_EMBEDDINGS]).all()
+    assert not (teacher[FIRST_LAYER] == source[FIRST_LAYER]).all()
 
 
 def test_dropout_setting_is_applied_to_students_and_saved(fast_run, full_run):
@@ -53,8 +82,9 @@ def test_dropout_setting_is_applied_to_students_and_saved(fast_run, full_run):
     assert fast["hidden_dropout_prob"] == 0.0 and fast["attention_probs_dropout_prob"] == 0.0
     kept = json.loads((full_run.model_dir("top_k-seed0") / "config.json").read_text())
     assert kept["hidden_dropout_prob"] == 0.1 and kept["attention_probs_dropout_prob"] == 0.1
-    teacher = json.loads((fast_run.model_dir("teacher") / "config.json").read_text())
-    assert teacher["hidden_dropout_prob"] == 0.1  # the teacher fine-tunes with its own dropout
+    for run, teacher_dropout in ((fast_run, 0.0), (full_run, 0.1)):  # the teacher's own setting, 0.1 its own
+        teacher = json.loads((run.model_dir("teacher") / "config.json").read_text())
+        assert teacher["hidden_dropout_prob"] == teacher["attention_probs_dropout_prob"] == teacher_dropout
 
 
 def test_validation_after_the_last_epoch_only_unless_asked(fast_run, full_run):
@@ -75,11 +105,41 @@ def test_validation_after_the_last_epoch_only_unless_asked(fast_run, full_run):
         assert row["accuracy"] == last["validation_matched_accuracy"]
 
 
+@pytest.mark.parametrize("name", ["dropout", "teacher_dropout"])
 @pytest.mark.parametrize("value", [-0.1, 1.0, 1.5, float("nan")])
-def test_dropout_outside_zero_to_one_is_refused(value):
-    with pytest.raises(ConfigError, match="dropout") as err:
-        JobConfig(dropout=value)
-    assert err.value.setting == "dropout"
+def test_dropout_outside_zero_to_one_is_refused(name, value):
+    with pytest.raises(ConfigError, match=name) as err:
+        JobConfig(**{name: value})
+    assert err.value.setting == name
+
+
+@pytest.mark.parametrize(
+    ("budget", "layers", "expected"), [(1024, 6, 1024), (1024, 3, 2048), (1024, 2, 3072), (0, 3, 0)]
+)
+def test_a_shallower_model_trains_in_passes_of_proportionally_more_tokens(budget, layers, expected):
+    from distill.prepared import Prepared
+
+    job = Prepared(JobConfig(max_tokens_per_pass=budget), "", None, {}, {}, n_teacher=6, n_student=3)
+    assert job.pass_tokens(layers) == expected
+
+
+def test_the_teachers_training_settings_key_its_cache(tmp_path):
+    from distill.teacher import teacher_cache_dir
+    from distill.training import Runtime
+
+    runtime = Runtime.create("fp32")
+    base = JobConfig(**TINY, results_dir=str(tmp_path))
+    folders = {
+        teacher_cache_dir(base.replace(**change), "source", runtime)
+        for change in (
+            {},
+            {"teacher_dropout": None if base.teacher_dropout is not None else 0.0},
+            {"teacher_dropout": 0.05},
+            {"teacher_freeze_word_embeddings": not base.teacher_freeze_word_embeddings},
+        )
+    }
+    assert len(folders) == 4
+    assert teacher_cache_dir(base.replace(dropout=0.3), "source", runtime) in folders  # the students' do not
 
 
 def test_a_batch_split_into_passes_gets_the_whole_batchs_gradient():
