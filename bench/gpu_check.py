@@ -6,7 +6,8 @@
 No network: the teacher is bert-base-uncased's architecture (`BertConfig()`, random weights: throughput does
 not depend on them) and the data a GLUE-sized stream (392,702 pairs) of random token ids whose lengths follow
 the shipped MNLI sample. One teacher epoch (`training.fit`, cross-entropy), one 6-layer student epoch
-(distillation loss on cached teacher logits), each cut at --max-seconds and extrapolated to the epoch when it
+(distillation loss on cached teacher logits), each with a job's default settings (dropout, frozen word
+embeddings, passes), each cut at --max-seconds and extrapolated to the epoch when it
 runs longer; achieved TFLOP/s from the same FLOP count as the roofline, against the card's peak; peak memory;
 then the 8-bit options side by side with their full-precision counterparts.
 """
@@ -32,7 +33,7 @@ from distill.config import JobConfig
 from distill.data import Encoded, encode, load_job_data, make_loader
 from distill.evaluation import forward_all
 from distill.job import check_teacher_and_layers, distillation_step
-from distill.models import build_student, load_classifier, load_tokenizer
+from distill.models import build_student, for_training, load_classifier, load_tokenizer, trained_with
 from distill.progress import JobPaused
 from distill.teacher import TeacherOutputs
 from distill.training import Runtime, cross_entropy_step, fit
@@ -40,6 +41,7 @@ from distill.training import Runtime, cross_entropy_step, fit
 from .gpu_estimate import CARDS, GLUE_MNLI_ROWS
 from .roofline import forward_flops
 
+TEACHER_LAYERS = 12  # bert-base
 PEAKS = {"T4": CARDS["T4"][0], "A10G": CARDS["A10G"][0], "H200": CARDS["H200"][0], "H100": 989, "A100": 312, "L4": 121}
 
 
@@ -69,7 +71,18 @@ def epoch(model, data: Encoded, step_loss, cfg: JobConfig, layers: int, max_seco
     runtime.deadline = time.monotonic() + max_seconds
     started = time.perf_counter()
     try:
-        fit(model, loader, step_loss, epochs=1, learning_rate=1e-4, cfg=cfg, runtime=runtime, stage=label, seed=0)
+        fit(
+            model,
+            loader,
+            step_loss,
+            epochs=1,
+            learning_rate=1e-4,
+            cfg=cfg,
+            runtime=runtime,
+            stage=label,
+            seed=0,
+            max_tokens=cfg.max_tokens_per_pass * TEACHER_LAYERS // layers,  # as a job splits its batches
+        )
         complete = True
     except JobPaused:
         complete = False
@@ -129,14 +142,16 @@ def main() -> None:
     teacher = BertForSequenceClassification(BertConfig(num_labels=3))
     data = synthetic_mnli(args.rows, teacher.config.vocab_size)
     result = {"device": name, "peak_tflops": peak, "rows": args.rows}
-    result["teacher epoch"] = epoch(teacher, data, cross_entropy_step, cfg, 12, args.max_seconds, "teacher epoch")
+    with trained_with(teacher, freeze_words=cfg.teacher_freeze_word_embeddings, dropout=cfg.teacher_dropout):
+        result["teacher epoch"] = epoch(
+            teacher, data, cross_entropy_step, cfg, TEACHER_LAYERS, args.max_seconds, "teacher epoch"
+        )
     teacher = teacher.to(device).eval()
     logits = torch.randn(len(data), 3, device=device)
-    layers = list(range(0, 12, 2))
+    layers = list(range(0, TEACHER_LAYERS, 2))
     step = distillation_step(cfg, None, TeacherOutputs(logits, None), layers)
-    result["student epoch"] = epoch(
-        build_student(teacher, layers), data, step, cfg, 6, args.max_seconds, "student epoch"
-    )
+    student = for_training(build_student(teacher, layers), freeze_words=cfg.freeze_word_embeddings, dropout=cfg.dropout)
+    result["student epoch"] = epoch(student, data, step, cfg, len(layers), args.max_seconds, "student epoch")
     result["8-bit"] = eight_bit(teacher.cpu(), data, cfg, device, min(60.0, args.max_seconds))
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "gpu_check.json").write_text(json.dumps(result, indent=1))

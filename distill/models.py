@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -152,12 +154,15 @@ def freeze_word_embeddings(model: nn.Module) -> nn.Module:
     return model
 
 
+DROPOUT_FIELDS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout")
+
+
 def set_dropout(model: nn.Module, probability: float) -> nn.Module:
     """Every dropout of the model, hidden and attention, to `probability` (recorded in its config too)."""
     for module in model.modules():
         if isinstance(module, nn.Dropout):
             module.p = probability
-    for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout"):
+    for name in DROPOUT_FIELDS:
         if isinstance(getattr(model.config, name, None), float):
             setattr(model.config, name, probability)
     return model
@@ -168,6 +173,24 @@ def for_training(model: nn.Module, *, freeze_words: bool, dropout: float | None)
     if freeze_words:
         freeze_word_embeddings(model)
     return model if dropout is None else set_dropout(model, dropout)
+
+
+@contextlib.contextmanager
+def trained_with(model: nn.Module, *, freeze_words: bool, dropout: float | None) -> Iterator[nn.Module]:
+    """The model with these training settings inside the block, and as it was after it: the teacher fine-tunes
+    with them, but its saved config and the students copied from it keep its own dropout and trainable weights."""
+    trainable = {p: p.requires_grad for p in model.parameters()}
+    rates = {m: m.p for m in model.modules() if isinstance(m, nn.Dropout)}
+    config = {k: getattr(model.config, k) for k in DROPOUT_FIELDS if isinstance(getattr(model.config, k, None), float)}
+    try:
+        yield for_training(model, freeze_words=freeze_words, dropout=dropout)
+    finally:
+        for parameter, flag in trainable.items():
+            parameter.requires_grad_(flag)
+        for module, rate in rates.items():
+            module.p = rate
+        for key, value in config.items():
+            setattr(model.config, key, value)
 
 
 def architecture(model: nn.Module) -> str:

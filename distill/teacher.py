@@ -16,7 +16,7 @@ from torch import nn
 from .config import EMBEDDED_TEACHER, JobConfig
 from .data import make_loader
 from .evaluation import classification_metrics, forward_all
-from .models import build_student, for_training, load_classifier
+from .models import build_student, load_classifier, trained_with
 from .prepared import EVAL_BATCH, Prepared, Validation, record_model
 from .results import Run, read_json, save_pretrained_atomic, write_json
 from .training import Runtime, cross_entropy_step, fit
@@ -117,21 +117,21 @@ def fine_tune(job: Prepared, run: Run, runtime: Runtime, folder: Path) -> tuple[
     cfg = job.cfg
     runtime.emit("stage", "teacher", f"fine-tuning teacher {cfg.teacher} for {cfg.teacher_epochs} epoch(s)")
     validation = Validation(job, runtime, cfg.teacher_epochs)
-    teacher, history = fit(
-        for_training(
-            load_classifier(job.source), freeze_words=cfg.teacher_freeze_word_embeddings, dropout=cfg.teacher_dropout
-        ),
-        job.train_loader(job.data["train"], cfg.seeds[0]),
-        cross_entropy_step,
-        epochs=cfg.teacher_epochs,
-        learning_rate=cfg.teacher_learning_rate,
-        cfg=cfg,
-        runtime=runtime,
-        stage="teacher",
-        seed=cfg.seeds[0],
-        after_epoch=validation,
-        checkpoint=run.checkpoint("teacher") if cfg.checkpoints else None,
-    )
+    model = load_classifier(job.source)
+    with trained_with(model, freeze_words=cfg.teacher_freeze_word_embeddings, dropout=cfg.teacher_dropout):
+        teacher, history = fit(
+            model,
+            job.train_loader(job.data["train"], cfg.seeds[0]),
+            cross_entropy_step,
+            epochs=cfg.teacher_epochs,
+            learning_rate=cfg.teacher_learning_rate,
+            cfg=cfg,
+            runtime=runtime,
+            stage="teacher",
+            seed=cfg.seeds[0],
+            after_epoch=validation,
+            checkpoint=run.checkpoint("teacher") if cfg.checkpoints else None,
+        )
     if runtime.is_main:
         save_pretrained_atomic(folder, teacher, job.tokenizer)
         write_json(folder / "history.json", history)

@@ -6,9 +6,11 @@ import json
 import pytest
 from safetensors.torch import load_file
 from tiny import TINY
+from torch import nn
 
 from distill.config import ConfigError, JobConfig
-from distill.job import run_job
+from distill.job import check_teacher_and_layers, run_job
+from distill.models import load_classifier, trained_with
 
 WORD_EMBEDDINGS = "bert.embeddings.word_embeddings.weight"
 FIRST_LAYER = "bert.encoder.layer.0.attention.self.query.weight"
@@ -27,36 +29,36 @@ def metric_rows(run):
     return [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
 
 
+# The student and teacher settings are crossed, so that each test also shows one does not leak into the other.
 @pytest.fixture(scope="module")
 def fast_run(tmp_path_factory):
+    """Fast students from a teacher fine-tuned as before (every weight trained, its own dropout)."""
     return job(
         tmp_path_factory.mktemp("fast"),
         freeze_word_embeddings=True,
         dropout=0.0,
         eval_every_epoch=False,
-        teacher_freeze_word_embeddings=True,
-        teacher_dropout=0.0,
-    )
-
-
-@pytest.fixture(scope="module")
-def full_run(tmp_path_factory):
-    return job(
-        tmp_path_factory.mktemp("full"),
-        freeze_word_embeddings=False,
-        dropout=None,
-        eval_every_epoch=True,
         teacher_freeze_word_embeddings=False,
         teacher_dropout=None,
     )
 
 
-def source_weights():
-    """The teacher's weights before any fine-tuning."""
-    from distill.job import check_teacher_and_layers
-    from distill.models import load_classifier
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    """Students trained as before from a teacher fine-tuned the fast way (the defaults)."""
+    return job(
+        tmp_path_factory.mktemp("full"),
+        freeze_word_embeddings=False,
+        dropout=None,
+        eval_every_epoch=True,
+        teacher_freeze_word_embeddings=True,
+        teacher_dropout=0.0,
+    )
 
-    return load_classifier(check_teacher_and_layers(JobConfig(**TINY)).source).state_dict()
+
+def source_model():
+    """The teacher before any fine-tuning."""
+    return load_classifier(check_teacher_and_layers(JobConfig(**TINY)).source)
 
 
 def test_frozen_word_embeddings_stay_the_teachers_while_the_layers_train(fast_run):
@@ -65,14 +67,14 @@ def test_frozen_word_embeddings_stay_the_teachers_while_the_layers_train(fast_ru
     assert not (student[FIRST_LAYER] == teacher[FIRST_LAYER]).all()  # top_k's layer 0 is the teacher's layer 0
 
 
-def test_trained_word_embeddings_move(full_run):
+def test_trained_word_embeddings_move(fast_run, full_run):
     teacher, student = weights(full_run, "teacher"), weights(full_run, "top_k-seed0")
-    assert not (student[WORD_EMBEDDINGS] == teacher[WORD_EMBEDDINGS]).all()
-    assert not (teacher[WORD_EMBEDDINGS] == source_weights()[WORD_EMBEDDINGS]).all()
+    assert not (student[WORD_EMBEDDINGS] == teacher[WORD_EMBEDDINGS]).all()  # though the teacher's were frozen
+    assert not (weights(fast_run, "teacher")[WORD_EMBEDDINGS] == source_model().state_dict()[WORD_EMBEDDINGS]).all()
 
 
-def test_the_teachers_fine_tuning_keeps_its_word_embeddings_when_asked(fast_run):
-    teacher, source = weights(fast_run, "teacher"), source_weights()
+def test_the_teachers_fine_tuning_keeps_its_word_embeddings_when_asked(full_run):
+    teacher, source = weights(full_run, "teacher"), source_model().state_dict()
     assert (teacher[WORD_EMBEDDINGS] == source[WORD_EMBEDDINGS]).all()
     assert not (teacher[FIRST_LAYER] == source[FIRST_LAYER]).all()
 
@@ -80,11 +82,24 @@ def test_the_teachers_fine_tuning_keeps_its_word_embeddings_when_asked(fast_run)
 def test_dropout_setting_is_applied_to_students_and_saved(fast_run, full_run):
     fast = json.loads((fast_run.model_dir("top_k-seed0") / "config.json").read_text())
     assert fast["hidden_dropout_prob"] == 0.0 and fast["attention_probs_dropout_prob"] == 0.0
+    # dropout none: the teacher's own, even when the teacher fine-tuned without it
     kept = json.loads((full_run.model_dir("top_k-seed0") / "config.json").read_text())
     assert kept["hidden_dropout_prob"] == 0.1 and kept["attention_probs_dropout_prob"] == 0.1
-    for run, teacher_dropout in ((fast_run, 0.0), (full_run, 0.1)):  # the teacher's own setting, 0.1 its own
+    for run in (fast_run, full_run):  # the teacher's saved config keeps its own dropout either way
         teacher = json.loads((run.model_dir("teacher") / "config.json").read_text())
-        assert teacher["hidden_dropout_prob"] == teacher["attention_probs_dropout_prob"] == teacher_dropout
+        assert teacher["hidden_dropout_prob"] == teacher["attention_probs_dropout_prob"] == 0.1
+
+
+def test_the_teacher_trains_with_its_settings_and_is_itself_again_after():
+    model = source_model()
+    with trained_with(model, freeze_words=True, dropout=0.0):
+        assert {m.p for m in model.modules() if isinstance(m, nn.Dropout)} == {0.0}
+        assert model.config.hidden_dropout_prob == 0.0
+        assert not model.get_input_embeddings().weight.requires_grad
+        assert all(p.requires_grad for name, p in model.named_parameters() if name != WORD_EMBEDDINGS)
+    assert {m.p for m in model.modules() if isinstance(m, nn.Dropout)} == {0.1}
+    assert model.config.hidden_dropout_prob == model.config.attention_probs_dropout_prob == 0.1
+    assert all(p.requires_grad for p in model.parameters())
 
 
 def test_validation_after_the_last_epoch_only_unless_asked(fast_run, full_run):
