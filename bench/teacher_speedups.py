@@ -19,7 +19,6 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import torch
 
 from distill.config import JobConfig
 from distill.data import load_job_data
@@ -30,7 +29,7 @@ from distill.teacher import fine_tune
 from distill.training import Runtime
 
 from .peer import SETTINGS as PEER_SETTINGS
-from .speedups import SPLITS, mean_sd
+from .speedups import SPLITS, mean_sd, print_variants
 
 OUT = Path(__file__).resolve().parent / "teacher_speedups.json"
 SEEDS = (0, 1, 2)
@@ -63,16 +62,7 @@ def main() -> None:
         name: {"settings": VARIANTS[name], "runs": r, **{k: mean_sd([x[k] for x in r]) for k in ("seconds", *SPLITS)}}
         for name, r in rows.items()
     }
-    base = results["as before"]["seconds"][0]
-    print(
-        f"\nteacher fine-tuning, 3 seeds, on {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}\n"
-    )
-    print("| teacher fine-tuning | seconds | vs before | validation_matched | validation_mismatched |")
-    print("|---|---|---|---|---|")
-    for name, r in results.items():
-        seconds, sd = r["seconds"]
-        accuracy = " | ".join(f"{r[s][0]:.1%} ± {r[s][1]:.1%}" for s in SPLITS)
-        print(f"| {name} | {seconds:.0f} ± {sd:.0f} | {base / seconds:.2f}x | {accuracy} |")
+    print_variants("teacher fine-tuning, 3 seeds", "teacher fine-tuning", "seconds", results, "seconds", 0)
     write_json(OUT, {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "seeds": SEEDS, "variants": results})
 
 
