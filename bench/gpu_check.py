@@ -101,6 +101,11 @@ def epoch(model, data: Encoded, step_loss, cfg: JobConfig, layers: int, max_seco
     return result
 
 
+def job_student(teacher, layers: list[int], cfg: JobConfig):
+    """A student as a job trains it (frozen word embeddings, its dropout)."""
+    return for_training(build_student(teacher, layers), freeze_words=cfg.freeze_word_embeddings, dropout=cfg.dropout)
+
+
 def eight_bit(teacher, data: Encoded, cfg: JobConfig, device: torch.device, max_seconds: float) -> dict:
     """The 8-bit teacher's output pass and 8-bit AdamW steps, each beside its full-precision counterpart."""
     rows = data.subset(list(range(min(2048, len(data)))))
@@ -118,7 +123,7 @@ def eight_bit(teacher, data: Encoded, cfg: JobConfig, device: torch.device, max_
     logits = torch.randn(len(data), 3)
     for name, eight in (("student AdamW", False), ("student AdamW8bit", True)):
         layers = list(range(0, teacher.config.num_hidden_layers, 2))
-        student = build_student(teacher, layers)
+        student = job_student(teacher, layers, cfg)
         step = distillation_step(cfg, None, TeacherOutputs(logits.to(device), None), layers)
         result[name] = epoch(
             student, rows, step, cfg.replace(optimizer_8bit=eight), student.config.num_hidden_layers, max_seconds, name
@@ -150,8 +155,9 @@ def main() -> None:
     logits = torch.randn(len(data), 3, device=device)
     layers = list(range(0, TEACHER_LAYERS, 2))
     step = distillation_step(cfg, None, TeacherOutputs(logits, None), layers)
-    student = for_training(build_student(teacher, layers), freeze_words=cfg.freeze_word_embeddings, dropout=cfg.dropout)
-    result["student epoch"] = epoch(student, data, step, cfg, len(layers), args.max_seconds, "student epoch")
+    result["student epoch"] = epoch(
+        job_student(teacher, layers, cfg), data, step, cfg, len(layers), args.max_seconds, "student epoch"
+    )
     result["8-bit"] = eight_bit(teacher.cpu(), data, cfg, device, min(60.0, args.max_seconds))
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "gpu_check.json").write_text(json.dumps(result, indent=1))

@@ -1,12 +1,12 @@
 """The teacher's fine-tuning with and without the students' speed settings, time and accuracy side by side.
 
-    python -m bench.teacher_speedups    # about 12 minutes on 2 cores; prints the table, writes the .json
+    python -m bench.teacher_speedups    # about 17 minutes on 2 cores; prints the table, writes the .json
 
 The MiniLM teacher is fine-tuned on the peer bench's 5,000 training pairs (2 epochs, lr 1e-4, batch 32,
 passes of 1,024 tokens) with 3 seeds, as before (every weight trained, the model's own dropout of 0.1) and
 with its word-embedding matrix frozen and no dropout (`teacher_freeze_word_embeddings`, `teacher_dropout: 0`),
-the variants interleaved seed by seed. Per variant: seconds per fine-tuning (training and its one evaluation)
-and accuracy on both validation splits (1,000 pairs each), mean and spread over the seeds.
+the variants interleaved seed by seed. Per variant: seconds per fine-tuning (training, its one evaluation and
+saving the model) and accuracy on both validation splits (1,000 pairs each), mean and spread over the seeds.
 """
 
 from __future__ import annotations

@@ -21,13 +21,13 @@ from .errors import UserError, user_message
 from .evaluation import latency_ms, model_inputs
 from .losses import LossInputs, combined_loss, loss_weights
 from .models import (
-    architecture,
     build_student,
     copied_layers_match,
     for_training,
     is_mnli_classifier,
     load_classifier,
     load_model_config,
+    saved_architecture,
 )
 from .prepared import Prepared, TeacherPlan, Validation, prepare, record_model
 from .progress import EventHandler, JobPaused, JobStopped, StopSignal, ignore
@@ -323,7 +323,7 @@ def time_side_by_side(job: Prepared, run: Run, runtime: Runtime, rounds: int = 3
 
     Timing models one after another, minutes apart, lets a busy moment of the machine land on one model only;
     interleaving and taking the minimum makes the speed-up column a fair side-by-side ratio. Models of one
-    architecture run the same operations, so they share its figure (the students of a job share one).
+    architecture run the same operations, so they share its figure (students of one depth share one).
     """
     runtime.emit("stage", "latency", "timing every model architecture side by side")
     rows = run.summary()
@@ -332,8 +332,8 @@ def time_side_by_side(job: Prepared, run: Run, runtime: Runtime, rounds: int = 3
     shape_of: dict[str, str] = {}
     members: dict[str, str] = {}  # architecture: the model timed for it
     for name in names:
-        model = load_classifier(str(run.model_dir(name)))
-        shape_of[name] = architecture(model)
+        runtime.check_stop()
+        shape_of[name] = saved_architecture(run.model_dir(name))
         members.setdefault(shape_of[name], name)
     best: dict[str, dict[str, float]] = {}
     for _ in range(rounds):

@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import copy
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PretrainedConfig
 from transformers.utils import logging as hf_logging
@@ -193,10 +195,26 @@ def trained_with(model: nn.Module, *, freeze_words: bool, dropout: float | None)
             setattr(model.config, key, value)
 
 
-def architecture(model: nn.Module) -> str:
-    """What a model's speed depends on: models with the same parameter shapes and types run the same operations,
-    whatever their weights (every student of a job has one architecture)."""
-    return repr([(name, tuple(p.shape), p.dtype) for name, p in model.named_parameters()])
+def architecture(weights: dict[str, tuple[tuple[int, ...], str]]) -> str:
+    """What a model's speed depends on, from its weights' names, shapes and types: models of one job all come from
+    one teacher, so the same weights mean the same operations, whatever their values (students of one depth)."""
+    return repr(sorted(weights.items()))
+
+
+def model_architecture(model: nn.Module) -> str:
+    return architecture({k: (tuple(v.shape), str(v.dtype)) for k, v in model.state_dict().items()})
+
+
+def saved_architecture(folder: Path) -> str:
+    """The architecture of a saved model, read from its safetensors headers without loading a weight (its dtype
+    names differ from `model_architecture`'s: compare saved models with saved models)."""
+    weights = {}
+    for file in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(file), framework="pt") as saved:
+            for key in saved.keys():  # noqa: SIM118 (safe_open is not a dict)
+                part = saved.get_slice(key)
+                weights[key] = (tuple(part.get_shape()), part.get_dtype())
+    return architecture(weights) if weights else f"unread: {folder}"  # no safetensors: a group of its own
 
 
 def parameter_count(model: nn.Module) -> int:

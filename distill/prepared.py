@@ -14,7 +14,7 @@ from transformers import PretrainedConfig
 from .config import JobConfig
 from .data import Encoded, encode, make_loader
 from .evaluation import evaluate, folder_size_mb, latency_ms, probabilities
-from .models import architecture, load_tokenizer, parameter_count
+from .models import load_tokenizer, model_architecture, parameter_count
 from .publish import write_model_card
 from .results import Run, write_json
 from .search import setting
@@ -52,8 +52,8 @@ class Prepared:
 
     def latency(self, model: nn.Module, precision: str) -> dict[str, float]:
         """Latency per example at batch 1 and 32 on the main split, timed once per architecture: the speed of
-        a model is its shape's, so the students of a job share one figure instead of differing by timing noise."""
-        key = architecture(model)
+        a model is its shape's, so students of one depth share one figure instead of differing by timing noise."""
+        key = model_architecture(model)
         if key not in self.timed:
             data = self.data[next(iter(self.eval_loaders))]
             self.timed[key] = latency_ms(model, data, self.tokenizer.pad_token_id, precision, self.cfg.latency_examples)

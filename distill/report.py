@@ -614,10 +614,11 @@ def write_plots(run: Run) -> list[Path]:
     table = strategy_rows(finished(run.summary()))
     if table:
         fig, ax = plt.subplots(figsize=(6, 4))
-        for r in table:
-            ax.errorbar(r["latency_b32_ms"], r["accuracy"], yerr=r["accuracy_std"] or None, fmt="o", capsize=3)
-            ax.annotate(r["strategy"], (r["latency_b32_ms"], r["accuracy"]), textcoords="offset points", xytext=(5, 5))
+        for r in table:  # a legend, not labels: students of one depth share one latency, so one vertical line
+            yerr = r["accuracy_std"] or None
+            ax.errorbar(r["latency_b32_ms"], r["accuracy"], yerr=yerr, fmt="o", capsize=3, label=r["strategy"])
         ax.set(xlabel="latency per example at batch 32 (ms)", ylabel="validation accuracy", title="Accuracy vs latency")
+        ax.legend(fontsize="small")
         paths.append(_save(fig, folder / "accuracy_latency.png"))
     return paths
 

@@ -54,7 +54,8 @@ def teacher_cache_dir(cfg: JobConfig, source: str, runtime: Runtime) -> Path:
         "group": cfg.group_by_length,
         "pad": cfg.pad_to_max_length,
         "optimizer_8bit": cfg.optimizer_8bit,
-        **({"passes": cfg.max_tokens_per_pass} if cfg.max_tokens_per_pass else {}),  # dropout draws differ
+        # Passes change the dropout draws; without dropout only the rounding, so the budget can change freely.
+        **({"passes": cfg.max_tokens_per_pass} if cfg.max_tokens_per_pass and cfg.teacher_dropout != 0 else {}),
         **({"frozen_words": True} if cfg.teacher_freeze_word_embeddings else {}),
         **({"dropout": cfg.teacher_dropout} if cfg.teacher_dropout is not None else {}),
     }
