@@ -58,7 +58,9 @@ def test_run_completes_with_teacher_and_four_strategies(finished_run):
         assert row["latency_b32_ms"] > 0
     assert {r["strategy"]: r["layers"] for r in table[1:]} == STRATEGY_LAYERS
     # Students of one shape run the same operations: one timing for all of them, not four noisy ones.
+    timings = {r["role"]: (r["latency_b1_ms"], r["latency_b32_ms"]) for r in run.summary()}
     assert len({(r["latency_b1_ms"], r["latency_b32_ms"]) for r in run.summary() if r["role"] == "student"}) == 1
+    assert timings["teacher"] != timings["student"]  # 6 layers: timed on its own
     text = format_table(table)
     assert "bottom_k" in text and "speed-up" in text
     assert {p.name for p in write_plots(run)} == {"loss_curves.png", "val_accuracy.png", "accuracy_latency.png"}
