@@ -81,7 +81,7 @@ def epoch(model, data: Encoded, step_loss, cfg: JobConfig, layers: int, max_seco
             runtime=runtime,
             stage=label,
             seed=0,
-            max_tokens=cfg.max_tokens_per_pass * TEACHER_LAYERS // layers,  # as a job splits its batches
+            max_tokens=cfg.pass_tokens(TEACHER_LAYERS, layers),  # as a job splits its batches
         )
         complete = True
     except JobPaused:

@@ -188,6 +188,11 @@ class JobConfig:
     def replace(self, **changes: Any) -> JobConfig:
         return dataclasses.replace(self, **changes)
 
+    def pass_tokens(self, teacher_layers: int, layers: int) -> int:
+        """Padded tokens per forward/backward pass of a model with `layers` layers: `max_tokens_per_pass` is the
+        teacher's, and activation memory grows with layers times tokens (0: never split)."""
+        return self.max_tokens_per_pass * teacher_layers // layers
+
     def validated(self) -> JobConfig:
         """Coerce types and reject values that cannot work; returns self."""
         for f in dataclasses.fields(self):

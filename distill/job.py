@@ -258,7 +258,7 @@ def distil_student(
         runtime=runtime,
         stage=name,
         seed=seed,
-        max_tokens=job.pass_tokens(len(layers)),
+        max_tokens=cfg.pass_tokens(job.n_teacher, len(layers)),
         after_epoch=validation,
         checkpoint=run.checkpoint(name) if cfg.checkpoints else None,
         # Epoch 0: what the layer choice alone gives, before any training. A copy of teacher layers is the same

@@ -195,26 +195,17 @@ def trained_with(model: nn.Module, *, freeze_words: bool, dropout: float | None)
             setattr(model.config, key, value)
 
 
-def architecture(weights: dict[str, tuple[tuple[int, ...], str]]) -> str:
-    """What a model's speed depends on, from its weights' names, shapes and types: models of one job all come from
-    one teacher, so the same weights mean the same operations, whatever their values (students of one depth)."""
-    return repr(sorted(weights.items()))
-
-
-def model_architecture(model: nn.Module) -> str:
-    return architecture({k: (tuple(v.shape), str(v.dtype)) for k, v in model.state_dict().items()})
-
-
 def saved_architecture(folder: Path) -> str:
-    """The architecture of a saved model, read from its safetensors headers without loading a weight (its dtype
-    names differ from `model_architecture`'s: compare saved models with saved models)."""
+    """What a saved model's speed depends on, read from its safetensors headers without loading a weight: its
+    weights' names, shapes and types. Models of one job all come from one teacher, so the same weights mean the
+    same operations, whatever their values (students of one depth share one architecture)."""
     weights = {}
     for file in sorted(folder.glob("*.safetensors")):
         with safe_open(str(file), framework="pt") as saved:
             for key in saved.keys():  # noqa: SIM118 (safe_open is not a dict)
                 part = saved.get_slice(key)
                 weights[key] = (tuple(part.get_shape()), part.get_dtype())
-    return architecture(weights) if weights else f"unread: {folder}"  # no safetensors: a group of its own
+    return repr(sorted(weights.items())) if weights else f"unread: {folder}"  # no safetensors: a group of its own
 
 
 def parameter_count(model: nn.Module) -> int:

@@ -14,7 +14,7 @@ from transformers import PretrainedConfig
 from .config import JobConfig
 from .data import Encoded, encode, make_loader
 from .evaluation import evaluate, folder_size_mb, latency_ms, probabilities
-from .models import load_tokenizer, model_architecture, parameter_count
+from .models import load_tokenizer, parameter_count, saved_architecture
 from .publish import write_model_card
 from .results import Run, write_json
 from .search import setting
@@ -50,19 +50,15 @@ class Prepared:
     n_student: int
     timed: dict[str, dict[str, float]] = field(default_factory=dict)  # latency by architecture
 
-    def latency(self, model: nn.Module, precision: str) -> dict[str, float]:
-        """Latency per example at batch 1 and 32 on the main split, timed once per architecture: the speed of
-        a model is its shape's, so students of one depth share one figure instead of differing by timing noise."""
-        key = model_architecture(model)
+    def latency(self, model: nn.Module, folder: Path, precision: str) -> dict[str, float]:
+        """Latency per example at batch 1 and 32 on the main split of `model`, saved in `folder`, timed once per
+        architecture: a model's speed is its shape's, so students of one depth share one figure instead of
+        differing by timing noise."""
+        key = saved_architecture(folder)
         if key not in self.timed:
             data = self.data[next(iter(self.eval_loaders))]
             self.timed[key] = latency_ms(model, data, self.tokenizer.pad_token_id, precision, self.cfg.latency_examples)
         return self.timed[key]
-
-    def pass_tokens(self, layers: int) -> int:
-        """Padded tokens per forward/backward pass for a model of `layers` layers: `max_tokens_per_pass` is the
-        teacher's, and activation memory grows with layers times tokens (0: never split)."""
-        return self.cfg.max_tokens_per_pass * self.n_teacher // layers
 
     def train_loader(self, rows: Encoded, seed: int):
         """Shuffled training batches of `rows`, grouped by length and padded as the job's settings say."""
@@ -153,7 +149,7 @@ def record_model(
         return
     folder = run.link_model(name, saved_from) if saved_from else run.save_model(name, model, job.tokenizer)
     main_split = next(iter(job.eval_loaders))
-    latency = job.latency(model, runtime.precision)
+    latency = job.latency(model, folder, runtime.precision)
     identity = {"model": name, "role": role, "strategy": strategy, "layers": layers, "seed": seed}
     run.add_metrics([{**identity, **row} for row in history])
     run.add_predictions(name, {split: values.argmax(axis=1).tolist() for split, values in logits.items()})

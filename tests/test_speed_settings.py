@@ -132,10 +132,7 @@ def test_dropout_outside_zero_to_one_is_refused(name, value):
     ("budget", "layers", "expected"), [(1024, 6, 1024), (1024, 3, 2048), (1024, 2, 3072), (0, 3, 0)]
 )
 def test_a_shallower_model_trains_in_passes_of_proportionally_more_tokens(budget, layers, expected):
-    from distill.prepared import Prepared
-
-    job = Prepared(JobConfig(max_tokens_per_pass=budget), "", None, {}, {}, n_teacher=6, n_student=3)
-    assert job.pass_tokens(layers) == expected
+    assert JobConfig(max_tokens_per_pass=budget).pass_tokens(6, layers) == expected
 
 
 def test_the_teachers_training_settings_key_its_cache(tmp_path):
