@@ -109,30 +109,32 @@ def profile_steps(
     `plain_attention=False` leaves PyTorch to pick the attention kernel (the fused flash one without dropout).
     """
     optimizer = make_optimizer(model, cfg.learning_rate, cfg.weight_decay, eight_bit=False)
-    runtime, scaler = Runtime.create("bf16"), torch.amp.GradScaler("cpu", enabled=False)
     model.train()
+    runtime, scaler = Runtime.create("bf16"), torch.amp.GradScaler("cpu", enabled=False)
     profile = StepProfile()
-    for n, batch in enumerate(batches[:warmup] + batches):
-        t1 = time.perf_counter()
-        if max_tokens:
-            t2 = t1
-            accumulate(model, batch, step_loss, max_tokens, runtime, scaler)
-        else:
-            with autocast(CPU, "bf16"), training_attention(CPU) if plain_attention else contextlib.nullcontext():
-                loss, _ = step_loss(model, batch)
-            t2 = time.perf_counter()
-            loss.backward()
-        t3 = time.perf_counter()
-        nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        t4 = time.perf_counter()
-        if n >= warmup:
-            profile.steps += 1
-            for phase, seconds in zip(PHASES[1:], (t2 - t1, t3 - t2, t4 - t3), strict=True):
-                profile.seconds[phase] += seconds
-            profile.flops += 3 * forward_flops(model.config, batch, layers)  # backward costs twice the forward
-            profile.tokens += batch["input_ids"].numel()
+    attention = training_attention(model, CPU) if plain_attention else contextlib.nullcontext()
+    with attention:
+        for n, batch in enumerate(batches[:warmup] + batches):
+            t1 = time.perf_counter()
+            if max_tokens:
+                t2 = t1
+                accumulate(model, batch, step_loss, max_tokens, runtime, scaler)
+            else:
+                with autocast(CPU, "bf16"):
+                    loss, _ = step_loss(model, batch)
+                t2 = time.perf_counter()
+                loss.backward()
+            t3 = time.perf_counter()
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            t4 = time.perf_counter()
+            if n >= warmup:
+                profile.steps += 1
+                for phase, seconds in zip(PHASES[1:], (t2 - t1, t3 - t2, t4 - t3), strict=True):
+                    profile.seconds[phase] += seconds
+                profile.flops += 3 * forward_flops(model.config, batch, layers)  # backward costs twice the forward
+                profile.tokens += batch["input_ids"].numel()
     return profile
 
 
