@@ -10,7 +10,8 @@
 3. Where a student's epoch goes: collation, forward, backward, optimizer (clipping, AdamW, zeroing) and the
    end-of-epoch evaluation, each timed around the same library calls the job makes.
 4. The same steps with the word embeddings frozen (`freeze_word_embeddings`), and the student's with 1 thread
-   instead of 2: candidates the profile points at, measured side by side in this process.
+   instead of 2, and two students at once on one thread each (`students_at_once`): candidates the profile points
+   at, measured side by side in this process.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import contextlib
 import os
 import platform
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,7 +39,14 @@ from distill.models import build_student, freeze_word_embeddings, load_classifie
 from distill.prepared import EVAL_BATCH
 from distill.results import write_json
 from distill.teacher import TeacherOutputs
-from distill.training import Runtime, accumulate, cross_entropy_step, make_optimizer, training_attention
+from distill.training import (
+    Runtime,
+    accumulate,
+    cpu_threads,
+    cross_entropy_step,
+    make_optimizer,
+    training_attention,
+)
 
 OUT = Path(__file__).resolve().parent / "roofline.json"
 PHASES = ("collation", "forward", "backward", "optimizer")
@@ -138,6 +147,20 @@ def profile_steps(
     return profile
 
 
+def profile_together(models: list[nn.Module], batches: list[dict], step_loss, cfg: JobConfig, layers: int):
+    """`models` trained at once, each in its own thread on one core, as a job trains students together
+    (`students_at_once`); each phase's seconds are the machine's, the threads' summed and divided by their number."""
+    with cpu_threads(1), ThreadPoolExecutor(len(models)) as pool:
+        profiles = list(pool.map(lambda model: profile_steps(model, batches, step_loss, cfg, layers), models))
+    together = StepProfile(
+        steps=sum(p.steps for p in profiles),
+        flops=sum(p.flops for p in profiles),
+        tokens=sum(p.tokens for p in profiles),
+    )
+    together.seconds = {phase: sum(p.seconds[phase] for p in profiles) / len(profiles) for phase in PHASES}
+    return together
+
+
 def collate(loader, steps: int) -> tuple[list[dict], float]:
     """The loader's first `steps` batches, and the seconds it took to collate one."""
     start = time.perf_counter()
@@ -205,11 +228,13 @@ def main() -> None:
     profiles["student, frozen, no dropout, in passes of at most 1,024 tokens (forward in backward)"] = profile_steps(
         student(True, 0.0), batches, step, cfg, n_student, max_tokens=1024
     )
-    torch.set_num_threads(1)
-    profiles["student, frozen, no dropout, on 1 thread instead of 2"] = profile_steps(
-        student(True, 0.0), batches, step, cfg, n_student
+    with cpu_threads(1):
+        profiles["student, frozen, no dropout, on 1 thread instead of 2"] = profile_steps(
+            student(True, 0.0), batches, step, cfg, n_student
+        )
+    profiles["two such students at once, one thread each (the machine's time per step: the pair's halved)"] = (
+        profile_together([student(True, 0.0), student(True, 0.0)], batches, step, cfg, n_student)
     )
-    torch.set_num_threads(os.cpu_count() or 1)
     for name, max_tokens in (
         ("teacher fine-tuning as before (dropout 0.1, every weight trained)", 0),
         ("teacher fine-tuning as before, in passes of 1,024 tokens", 1024),

@@ -39,7 +39,7 @@ from .search import Variant, setting, variants
 from .strategies import RANDOM_INIT, StrategyContext, resolve_layers
 from .summary import summary_row
 from .teacher import TeacherOutputs, layer_importance_once, prepare_teacher, teacher_cache_dir, teacher_outputs
-from .training import ModelDiverged, Runtime, cpu_threads, fit
+from .training import ModelDiverged, Runtime, cpu_threads, fit, release_freed_memory
 
 
 def run_job(
@@ -250,19 +250,16 @@ class Trained:
 
 
 def students_at_once(cfg: JobConfig, runtime: Runtime) -> int:
-    """How many students train together: on a CPU, in one process, two (or `students_at_once`) when they train
-    without dropout, each on its share of the cores; on a GPU or across processes, one.
+    """How many students train together: `students_at_once` on a CPU in one process (at most one per core), each
+    on its share of the cores; on a GPU or across processes, one.
 
     Small students use two cores poorly from one thread of work: each operation is split between the cores and
-    waits for both. Two students on one core each keep both busy (`python -m bench.speedups`). Dropout would make
-    them draw from one shared random generator, and their results would then depend on each other's timing.
+    waits for both. Two students on one core each keep both busy (`python -m bench.peer`), at the cost of a
+    second student's memory.
     """
     if runtime.device.type != "cpu" or runtime.accelerator.num_processes > 1:
         return 1
-    cores = torch.get_num_threads()
-    if cfg.students_at_once is not None:
-        return max(1, min(cfg.students_at_once, cores))
-    return 2 if cores >= 2 and cfg.dropout == 0 and not cfg.optimizer_8bit else 1
+    return max(1, min(cfg.students_at_once, torch.get_num_threads()))
 
 
 def distil_students(
@@ -316,6 +313,7 @@ def train_together(
     ]
     if len(tasks) == 1:
         return [tasks[0]()]
+    release_freed_memory()  # what this thread's heap keeps freed, the students' threads could not reuse
     with cpu_threads(max(1, torch.get_num_threads() // len(tasks))), ThreadPoolExecutor(len(tasks)) as pool:
         futures = [pool.submit(task) for task in tasks]
         try:

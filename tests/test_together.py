@@ -87,18 +87,18 @@ def test_a_student_that_diverges_beside_another_fails_alone(tiny_bert, tmp_path)
     assert events[-1].done == events[-1].total, "the progress bar still reaches its end"
 
 
-def test_students_at_once_is_checked_and_chosen_for_the_machine():
+def test_students_at_once_is_checked_and_bounded_by_the_cores():
     with pytest.raises(ConfigError, match="at least 1"):
         JobConfig(students_at_once=0)
     with pytest.raises(ConfigError, match="needs dropout 0") as refused:
         JobConfig(students_at_once=2, dropout=0.1)
     assert refused.value.setting == "students_at_once"
+    with pytest.raises(ConfigError, match="needs dropout 0"):
+        JobConfig(students_at_once=2, dropout=None)  # the teacher's own dropout
     runtime = Runtime.create("fp32")
+    assert students_at_once(JobConfig(), runtime) == 1, "one at a time unless asked"
     with cpu_threads(2):
-        assert students_at_once(JobConfig(), runtime) == 2, "two cores, no dropout: two students at once"
-        assert students_at_once(JobConfig(dropout=0.1), runtime) == 1, "dropout: one at a time"
-        assert students_at_once(JobConfig(dropout=None), runtime) == 1, "the teacher's own dropout: one at a time"
-        assert students_at_once(JobConfig(students_at_once=1), runtime) == 1
+        assert students_at_once(JobConfig(students_at_once=2), runtime) == 2
         assert students_at_once(JobConfig(students_at_once=8), runtime) == 2, "no more students than cores"
     with cpu_threads(1):
-        assert students_at_once(JobConfig(), runtime) == 1, "one core: one at a time"
+        assert students_at_once(JobConfig(students_at_once=2), runtime) == 1, "one core: one at a time"
