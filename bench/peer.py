@@ -1,14 +1,12 @@
 """This pipeline against the Hugging Face Trainer recipe, side by side in one run, on the same comparison.
 
-    python -m bench.peer            # about 65 minutes on 2 cores; prints the tables, writes bench/peer.json
+    python -m bench.peer            # about 35 minutes on 2 cores; prints the tables, writes bench/peer.json
     python -m bench.peer --show     # prints them again from bench/peer.json
 
 Both fine-tune the MiniLM teacher and distil four 3-layer students (top_k, bottom_k, odd, even) with 3 seeds
 each, on the same 5,000 training pairs (2 epochs, lr 1e-4, T=1) and the same 1,000 + 1,000 validation pairs,
 each in its own process, one after the other on an otherwise idle machine. The peer is `bench/trainer_recipe.py`;
-this pipeline is `python -m distill run` with its defaults for everything not set here, run twice: as it is,
-and with two students at a time (`students_at_once: 2`), each in its own results folder (so each fine-tunes
-its own teacher, as on a fresh clone). Wall time and peak
+this pipeline is `python -m distill run` with its defaults for everything not set here. Wall time and peak
 resident memory are the child process's own (`os.wait4`); accuracy is per student, compared seed by seed.
 """
 
@@ -45,10 +43,6 @@ SETTINGS = dict(
     seeds=[0, 1, 2],
 )
 SPLITS = ("validation_matched", "validation_mismatched")
-PIPELINES = {  # this pipeline with its defaults, and with the one speed setting that costs memory
-    "this pipeline": {},
-    "two students at a time": {"students_at_once": 2},
-}
 
 
 def timed(command: list[str]) -> dict:
@@ -61,16 +55,15 @@ def timed(command: list[str]) -> dict:
     return {"seconds": time.perf_counter() - started, "peak_gib": usage.ru_maxrss / 2**20}
 
 
-def run_pipeline(folder: Path, name: str, changes: dict) -> dict:
-    job = folder / f"{name}.yaml"
-    runs = folder / name  # its own results folder: each pipeline fine-tunes its own teacher, as on a fresh clone
-    job.write_text(yaml.safe_dump({**SETTINGS, **changes, "run_name": "peer", "results_dir": str(runs)}))
+def run_pipeline(folder: Path) -> dict:
+    job = folder / "job.yaml"
+    job.write_text(yaml.safe_dump({**SETTINGS, "run_name": "peer", "results_dir": str(folder / "runs")}))
     result = timed([sys.executable, "-m", "distill", "run", "--config", str(job)])
-    summary = Run(runs / "peer").summary()
+    summary = Run(folder / "runs" / "peer").summary()
     models = [
         {"model": r["model"], "seconds": r["train_seconds"], **{s: metric(r, s) for s in SPLITS}} for r in summary
     ]
-    return {**result, "settings": changes, "models": models}
+    return {**result, "models": models}
 
 
 def run_trainer(folder: Path) -> dict:
@@ -84,63 +77,43 @@ def students(result: dict) -> dict[str, dict]:
 
 
 def show(result: dict) -> None:
-    trainer, pipelines = result["trainer"], result["pipelines"]
-    runs = list(pipelines.values())
+    pipeline, trainer = result["pipeline"], result["trainer"]
     print(f"\n{result['machine']}; {result['settings']}\n")
-    print("| | Trainer recipe | " + " | ".join(f"{name} | ratio" for name in pipelines) + " |")
-    print("|---|---|" + "---|---|" * len(pipelines))
-
-    def row(label: str, theirs: str, cells: list[tuple[str, str]]) -> None:
-        print(f"| {label} | {theirs} | " + " | ".join(f"{ours} | {ratio}" for ours, ratio in cells) + " |")
-
-    row(
-        "wall time",
-        f"{trainer['seconds'] / 60:.1f} min",
-        [
-            (f"{p['seconds'] / 60:.1f} min", f"{trainer['seconds'] / p['seconds']:.2f}x faster")
-            for p in pipelines.values()
-        ],
+    print("| | Trainer recipe | this pipeline | ratio |")
+    print("|---|---|---|---|")
+    print(
+        f"| wall time | {trainer['seconds'] / 60:.1f} min | {pipeline['seconds'] / 60:.1f} min |"
+        f" {trainer['seconds'] / pipeline['seconds']:.2f}x faster |"
     )
-    row(
-        "peak memory",
-        f"{trainer['peak_gib']:.2f} GiB",
-        [(f"{p['peak_gib']:.2f} GiB", f"{p['peak_gib'] - trainer['peak_gib']:+.2f} GiB") for p in runs],
+    print(f"| peak memory | {trainer['peak_gib']:.2f} GiB | {pipeline['peak_gib']:.2f} GiB | |")
+    ours, theirs = students(pipeline), students(trainer)
+    student_seconds = [np.mean([m["seconds"] for m in s.values()]) for s in (theirs, ours)]
+    print(
+        f"| seconds per student (training and evaluation) | {student_seconds[0]:.0f} | {student_seconds[1]:.0f} |"
+        f" {student_seconds[0] / student_seconds[1]:.2f}x |"
     )
-    theirs = students(trainer)
-    their_seconds = np.mean([m["seconds"] for m in theirs.values()])
-    ours = {name: students(p) for name, p in pipelines.items()}
-    our_seconds = {name: np.mean([m["seconds"] for m in s.values()]) for name, s in ours.items()}
-    row(
-        "seconds per student (training and evaluation)",
-        f"{their_seconds:.0f}",
-        [(f"{seconds:.0f}", f"{their_seconds / seconds:.2f}x") for seconds in our_seconds.values()],
-    )
-    teachers = {name: next(m for m in p["models"] if m["model"] == "teacher") for name, p in pipelines.items()}
-    their_teacher = next(m for m in trainer["models"] if m["model"] == "teacher")
+    for side in (trainer, pipeline):
+        side["teacher"] = next(m for m in side["models"] if m["model"] == "teacher")
     for split in SPLITS:
-        row(
-            f"teacher, {split}",
-            f"{their_teacher[split]:.1%}",
-            [(f"{t[split]:.1%}", f"{100 * (t[split] - their_teacher[split]):+.1f} points") for t in teachers.values()],
+        print(
+            f"| teacher, {split} | {trainer['teacher'][split]:.1%} | {pipeline['teacher'][split]:.1%} |"
+            f" {100 * (pipeline['teacher'][split] - trainer['teacher'][split]):+.1f} points |"
         )
     for strategy in SETTINGS["strategies"]:
         for split in SPLITS:
             a = [theirs[f"{strategy}-seed{s}"][split] for s in SETTINGS["seeds"]]
-            cells = []
-            for mine in ours.values():
-                b = [mine[f"{strategy}-seed{s}"][split] for s in SETTINGS["seeds"]]
-                cells.append(
-                    (f"{np.mean(b):.1%} ± {np.std(b, ddof=1):.1%}", f"{100 * (np.mean(b) - np.mean(a)):+.1f} points")
-                )
-            row(f"{strategy}, {split} (mean ± sd of 3 seeds)", f"{np.mean(a):.1%} ± {np.std(a, ddof=1):.1%}", cells)
-    for name, mine in ours.items():
-        for split in SPLITS:
-            diffs = np.array([mine[model][split] - theirs[model][split] for model in theirs])
-            low, high = stats.t.interval(0.95, len(diffs) - 1, loc=diffs.mean(), scale=stats.sem(diffs))
+            b = [ours[f"{strategy}-seed{s}"][split] for s in SETTINGS["seeds"]]
             print(
-                f"\nall {len(diffs)} students, {split}: {name} minus the recipe {100 * diffs.mean():+.2f} points,"
-                f" 95% CI [{100 * low:+.2f}, {100 * high:+.2f}] over the (strategy, seed) pairs"
+                f"| {strategy}, {split} (mean ± sd of 3 seeds) | {np.mean(a):.1%} ± {np.std(a, ddof=1):.1%} |"
+                f" {np.mean(b):.1%} ± {np.std(b, ddof=1):.1%} | {100 * (np.mean(b) - np.mean(a)):+.1f} points |"
             )
+    for split in SPLITS:
+        diffs = np.array([ours[name][split] - theirs[name][split] for name in theirs])
+        low, high = stats.t.interval(0.95, len(diffs) - 1, loc=diffs.mean(), scale=stats.sem(diffs))
+        print(
+            f"\nall {len(diffs)} students, {split}: this pipeline minus the recipe {100 * diffs.mean():+.2f} points,"
+            f" 95% CI [{100 * low:+.2f}, {100 * high:+.2f}] over the (strategy, seed) pairs"
+        )
 
 
 def main() -> None:
@@ -155,10 +128,7 @@ def main() -> None:
             "machine": f"{platform.machine()}, {os.cpu_count()} cores",
             "settings": SETTINGS,
             "trainer": run_trainer(folder),
-            "pipelines": {
-                name: run_pipeline(folder, f"pipeline{i}", changes)
-                for i, (name, changes) in enumerate(PIPELINES.items())
-            },
+            "pipeline": run_pipeline(folder),
         }
     OUT.write_text(json.dumps(result, indent=1))
     show(result)

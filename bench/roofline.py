@@ -10,8 +10,7 @@
 3. Where a student's epoch goes: collation, forward, backward, optimizer (clipping, AdamW, zeroing) and the
    end-of-epoch evaluation, each timed around the same library calls the job makes.
 4. The same steps with the word embeddings frozen (`freeze_word_embeddings`), and the student's with 1 thread
-   instead of 2, and two students at once on one thread each (`students_at_once`): candidates the profile points
-   at, measured side by side in this process.
+   instead of 2: candidates the profile points at, measured side by side in this process.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ import contextlib
 import os
 import platform
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,14 +37,7 @@ from distill.models import build_student, freeze_word_embeddings, load_classifie
 from distill.prepared import EVAL_BATCH
 from distill.results import write_json
 from distill.teacher import TeacherOutputs
-from distill.training import (
-    Runtime,
-    accumulate,
-    cpu_threads,
-    cross_entropy_step,
-    make_optimizer,
-    training_attention,
-)
+from distill.training import Runtime, accumulate, cross_entropy_step, make_optimizer, training_attention
 
 OUT = Path(__file__).resolve().parent / "roofline.json"
 PHASES = ("collation", "forward", "backward", "optimizer")
@@ -118,47 +109,31 @@ def profile_steps(
     `plain_attention=False` leaves PyTorch to pick the attention kernel (the fused flash one without dropout).
     """
     optimizer = make_optimizer(model, cfg.learning_rate, cfg.weight_decay, eight_bit=False)
-    model.train()
     runtime, scaler = Runtime.create("bf16"), torch.amp.GradScaler("cpu", enabled=False)
+    model.train()
     profile = StepProfile()
-    attention = training_attention(model, CPU) if plain_attention else contextlib.nullcontext()
-    with attention:
-        for n, batch in enumerate(batches[:warmup] + batches):
-            t1 = time.perf_counter()
-            if max_tokens:
-                t2 = t1
-                accumulate(model, batch, step_loss, max_tokens, runtime, scaler)
-            else:
-                with autocast(CPU, "bf16"):
-                    loss, _ = step_loss(model, batch)
-                t2 = time.perf_counter()
-                loss.backward()
-            t3 = time.perf_counter()
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            t4 = time.perf_counter()
-            if n >= warmup:
-                profile.steps += 1
-                for phase, seconds in zip(PHASES[1:], (t2 - t1, t3 - t2, t4 - t3), strict=True):
-                    profile.seconds[phase] += seconds
-                profile.flops += 3 * forward_flops(model.config, batch, layers)  # backward costs twice the forward
-                profile.tokens += batch["input_ids"].numel()
+    for n, batch in enumerate(batches[:warmup] + batches):
+        t1 = time.perf_counter()
+        if max_tokens:
+            t2 = t1
+            accumulate(model, batch, step_loss, max_tokens, runtime, scaler)
+        else:
+            with autocast(CPU, "bf16"), training_attention(CPU) if plain_attention else contextlib.nullcontext():
+                loss, _ = step_loss(model, batch)
+            t2 = time.perf_counter()
+            loss.backward()
+        t3 = time.perf_counter()
+        nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        t4 = time.perf_counter()
+        if n >= warmup:
+            profile.steps += 1
+            for phase, seconds in zip(PHASES[1:], (t2 - t1, t3 - t2, t4 - t3), strict=True):
+                profile.seconds[phase] += seconds
+            profile.flops += 3 * forward_flops(model.config, batch, layers)  # backward costs twice the forward
+            profile.tokens += batch["input_ids"].numel()
     return profile
-
-
-def profile_together(models: list[nn.Module], batches: list[dict], step_loss, cfg: JobConfig, layers: int):
-    """`models` trained at once, each in its own thread on one core, as a job trains students together
-    (`students_at_once`); each phase's seconds are the machine's, the threads' summed and divided by their number."""
-    with cpu_threads(1), ThreadPoolExecutor(len(models)) as pool:
-        profiles = list(pool.map(lambda model: profile_steps(model, batches, step_loss, cfg, layers), models))
-    together = StepProfile(
-        steps=sum(p.steps for p in profiles),
-        flops=sum(p.flops for p in profiles),
-        tokens=sum(p.tokens for p in profiles),
-    )
-    together.seconds = {phase: sum(p.seconds[phase] for p in profiles) / len(profiles) for phase in PHASES}
-    return together
 
 
 def collate(loader, steps: int) -> tuple[list[dict], float]:
@@ -228,13 +203,11 @@ def main() -> None:
     profiles["student, frozen, no dropout, in passes of at most 1,024 tokens (forward in backward)"] = profile_steps(
         student(True, 0.0), batches, step, cfg, n_student, max_tokens=1024
     )
-    with cpu_threads(1):
-        profiles["student, frozen, no dropout, on 1 thread instead of 2"] = profile_steps(
-            student(True, 0.0), batches, step, cfg, n_student
-        )
-    profiles["two such students at once, one thread each (the machine's time per step: the pair's halved)"] = (
-        profile_together([student(True, 0.0), student(True, 0.0)], batches, step, cfg, n_student)
+    torch.set_num_threads(1)
+    profiles["student, frozen, no dropout, on 1 thread instead of 2"] = profile_steps(
+        student(True, 0.0), batches, step, cfg, n_student
     )
+    torch.set_num_threads(os.cpu_count() or 1)
     for name, max_tokens in (
         ("teacher fine-tuning as before (dropout 0.1, every weight trained)", 0),
         ("teacher fine-tuning as before, in passes of 1,024 tokens", 1024),

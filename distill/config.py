@@ -105,12 +105,6 @@ class JobConfig:
         "the teacher's layers holds half the activations per token, so its passes take twice as many tokens",
         default=2048,
     )
-    students_at_once: int = _help(
-        "students trained at the same time on a CPU, each on its share of the cores (on a GPU or across "
-        "processes, one): on 2 cores, 2 finish sooner but hold about 0.5 GiB more memory; above 1 it needs "
-        "dropout 0, whose absence of random draws keeps each student the same whatever trains beside it",
-        default=1,
-    )
     freeze_word_embeddings: bool = _help(
         "students keep the teacher's word-embedding matrix frozen (about half of a small BERT's weights; "
         "its dense gradient and AdamW update cost a pass over it every step)",
@@ -228,14 +222,6 @@ class JobConfig:
             value = getattr(self, name)
             if value is not None and not 0 <= value < 1:
                 raise ConfigError(f"{name} must be in [0, 1)", name)
-        if self.students_at_once < 1:
-            raise ConfigError("students_at_once must be at least 1", "students_at_once")
-        if self.students_at_once > 1 and self.dropout != 0:
-            raise ConfigError(
-                "students_at_once above 1 needs dropout 0: dropout draws from one random generator that students "
-                "trained together would share, so their results would not repeat",
-                "students_at_once",
-            )
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigError("warmup_ratio must be in [0, 1)")
         for name in ("weight_ce", "weight_kl", "weight_cos", "weight_hidden", "weight_decay"):

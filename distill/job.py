@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import time
 from collections.abc import Iterator
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -39,7 +36,7 @@ from .search import Variant, setting, variants
 from .strategies import RANDOM_INIT, StrategyContext, resolve_layers
 from .summary import summary_row
 from .teacher import TeacherOutputs, layer_importance_once, prepare_teacher, teacher_cache_dir, teacher_outputs
-from .training import ModelDiverged, Runtime, cpu_threads, fit, release_freed_memory
+from .training import ModelDiverged, Runtime, fit
 
 
 def run_job(
@@ -72,11 +69,13 @@ def run_job(
             teacher = prepare_teacher(job, run, runtime, already_classifier)
         outputs = teacher_outputs(job, teacher, runtime, run) if cfg.cache_teacher_outputs else None
         importance = layer_importance_once(job, teacher, runtime, run)
-        plans = []
         for variant in variants(cfg):
             layers = resolve_layers(variant.strategy, StrategyContext(job.n_teacher, job.n_student, importance))
-            plans += [StudentPlan(variant, layers, s) for s in cfg.seeds if student_name(variant, s) not in finished]
-        distil_students(job, run, runtime, teacher=teacher, outputs=outputs, plans=plans)
+            for seed in cfg.seeds:
+                if student_name(variant, seed) not in finished:
+                    distil_or_record_failure(
+                        job, run, runtime, teacher=teacher, outputs=outputs, variant=variant, layers=layers, seed=seed
+                    )
         if runtime.is_main:
             runtime.deadline = None  # every model is saved: the closing timing is not cut into slices
             time_side_by_side(job, run, runtime)
@@ -131,8 +130,8 @@ def outcome_recorded(run: Run, runtime: Runtime) -> Iterator[None]:
 def planned_steps(job: Prepared, runtime: Runtime, finished: set[str], already_classifier: bool) -> int:
     """Training steps left in the job: the students not yet finished, and the teacher's unless it is cached."""
     cfg = job.cfg
-    left = [v for v in variants(cfg) for seed in cfg.seeds if student_name(v, seed) not in finished]
-    total = sum(student_steps(job, runtime, v) for v in left)
+    students = sum(student_name(v, seed) not in finished for v in variants(cfg) for seed in cfg.seeds)
+    total = students * cfg.epochs * runtime.steps_per_epoch(len(job.data["students"]), cfg.batch_size)
     cached = (
         already_classifier or "teacher" in finished or (teacher_cache_dir(cfg, job.source, runtime) / "done").exists()
     )
@@ -223,204 +222,100 @@ def distillation_step(cfg: JobConfig, teacher: nn.Module | None, outputs: Teache
     return step
 
 
-@dataclass(frozen=True)
-class StudentPlan:
-    """One student of the job: its variant (strategy and settings), the teacher layers it starts from, its seed."""
-
-    variant: Variant
-    layers: list[int]
-    seed: int
-
-    @property
-    def name(self) -> str:
-        return student_name(self.variant, self.seed)
-
-    @property
-    def random_init(self) -> bool:
-        return self.variant.strategy in RANDOM_INIT
-
-
-@dataclass
-class Trained:
-    """A student after its training and last evaluation, waiting to be recorded."""
-
-    model: nn.Module
-    history: list[dict]
-    evaluated: tuple[dict, dict] | None
-
-
-def students_at_once(cfg: JobConfig, runtime: Runtime) -> int:
-    """How many students train together: `students_at_once` on a CPU in one process (at most one per core), each
-    on its share of the cores; on a GPU or across processes, one.
-
-    Small students use two cores poorly from one thread of work: each operation is split between the cores and
-    waits for both. Two students on one core each keep both busy (`python -m bench.peer`), at the cost of a
-    second student's memory.
-    """
-    if runtime.device.type != "cpu" or runtime.accelerator.num_processes > 1:
-        return 1
-    return max(1, min(cfg.students_at_once, torch.get_num_threads()))
-
-
-def distil_students(
+def distil_student(
     job: Prepared,
     run: Run,
     runtime: Runtime,
     *,
     teacher: nn.Module,
     outputs: TeacherOutputs | None,
-    plans: list[StudentPlan],
+    variant: Variant,
+    layers: list[int],
+    seed: int,
 ) -> None:
-    """Distil the planned students, `students_at_once` at a time, and record each one; a student that diverges
-    is recorded as failed, with the reason, and the job goes on.
-
-    A group's students are recorded once the whole group is trained, on a quiet machine with every core back, so
-    that the latency timed for a new architecture is not slowed by a student still training beside it.
-    """
-    width = students_at_once(job.cfg, runtime)
-    for first in range(0, len(plans), width):
-        group = plans[first : first + width]
-        done, started = runtime.done, time.perf_counter()
-        outcomes = train_together(job, run, runtime, teacher, outputs, group)
-        seconds = (time.perf_counter() - started) / len(group)  # the machine's time per student
-        with runtime.lock:  # a student that diverged stopped early: the bar still ends at its total
-            runtime.done = done + sum(student_steps(job, runtime, plan.variant) for plan in group)
-        for plan, outcome in zip(group, outcomes, strict=True):
-            record_student(job, run, runtime, plan, outcome, seconds)
-
-
-def student_steps(job: Prepared, runtime: Runtime, variant: Variant) -> int:
-    return variant.cfg.epochs * runtime.steps_per_epoch(len(job.data["students"]), variant.cfg.batch_size)
-
-
-def train_together(
-    job: Prepared,
-    run: Run,
-    runtime: Runtime,
-    teacher: nn.Module,
-    outputs: TeacherOutputs | None,
-    group: list[StudentPlan],
-) -> list[Trained | ModelDiverged]:
-    """Train the group's students, each in its own thread on its share of the cores when there are several.
-
-    The students are built first, in order, in this thread: a random control draws its layers from its seed.
-    The first error stops the others at their next step and is raised once all have stopped.
-    """
-    students = [start_student(job, runtime, teacher, plan) for plan in group]
-    tasks = [
-        functools.partial(train_student, job, run, runtime, teacher, outputs, plan, student)
-        for plan, student in zip(group, students, strict=True)
-    ]
-    if len(tasks) == 1:
-        return [tasks[0]()]
-    release_freed_memory()  # what this thread's heap keeps freed, the students' threads could not reuse
-    with cpu_threads(max(1, torch.get_num_threads() // len(tasks))), ThreadPoolExecutor(len(tasks)) as pool:
-        futures = [pool.submit(task) for task in tasks]
-        try:
-            wait(futures, return_when=FIRST_EXCEPTION)
-            if any(f.exception() for f in futures if f.done()):
-                runtime.abort.set()
-            wait(futures)
-        except BaseException:  # Ctrl-C in this thread: the students stop at their next step
-            runtime.abort.set()
-            wait(futures)
-            raise
-        finally:
-            runtime.abort.clear()
-    errors = [f.exception() for f in futures if f.exception() is not None]
-    if errors:  # the cause first: a failure, then a pause, then the stops it caused
-        raise min(errors, key=lambda e: 0 if not isinstance(e, JobStopped) else 1 if isinstance(e, JobPaused) else 2)
-    return [f.result() for f in futures]
-
-
-def start_student(job: Prepared, runtime: Runtime, teacher: nn.Module, plan: StudentPlan) -> nn.Module:
-    """A student built from its teacher layers (or, for the random control, drawn from its seed), set for training."""
-    cfg = plan.variant.cfg
-    set_seed(plan.seed)  # the random control's layers are drawn per seed
-    student = build_student(teacher, plan.layers, random_init=plan.random_init)
-    if not plan.random_init and not copied_layers_match(student, teacher, plan.layers):
-        raise RuntimeError(f"student {plan.name} does not start from teacher layers {plan.layers}")
-    for_training(student, freeze_words=cfg.freeze_word_embeddings, dropout=cfg.dropout)
-    origin = f"{len(plan.layers)} randomly initialised layers" if plan.random_init else f"teacher layers {plan.layers}"
-    runtime.emit("stage", plan.name, f"distilling {plan.name}: {len(plan.layers)} layers from {origin}")
-    return student
-
-
-def train_student(
-    job: Prepared,
-    run: Run,
-    runtime: Runtime,
-    teacher: nn.Module,
-    outputs: TeacherOutputs | None,
-    plan: StudentPlan,
-    student: nn.Module,
-) -> Trained | ModelDiverged:
-    """Distil one student; a student whose loss diverged comes back as its ModelDiverged."""
-    job = dataclasses.replace(job, cfg=plan.variant.cfg)  # a search variant trains with its own settings
+    """Build one student from its teacher layers, distil it and record it."""
+    job = dataclasses.replace(job, cfg=variant.cfg)  # a search variant trains with its own settings
     cfg = job.cfg
+    name = student_name(variant, seed)
+    random_init = variant.strategy in RANDOM_INIT
+    set_seed(seed)  # the random control's layers are drawn per seed
+    student = build_student(teacher, layers, random_init=random_init)
+    if not random_init and not copied_layers_match(student, teacher, layers):
+        raise RuntimeError(f"student {name} does not start from teacher layers {layers}")
+    for_training(student, freeze_words=cfg.freeze_word_embeddings, dropout=cfg.dropout)
+    origin = f"{len(layers)} randomly initialised layers" if random_init else f"teacher layers {layers}"
+    runtime.emit("stage", name, f"distilling {name}: {len(layers)} layers from {origin}")
+    loader = job.train_loader(job.data["students"], seed)
+    started = time.perf_counter()
     validation = Validation(job, runtime, cfg.epochs)
-    try:
-        student, history = fit(
-            student,
-            job.train_loader(job.data["students"], plan.seed),
-            distillation_step(cfg, teacher, outputs, plan.layers),
-            epochs=cfg.epochs,
-            learning_rate=cfg.learning_rate,
-            cfg=cfg,
-            runtime=runtime,
-            stage=plan.name,
-            seed=plan.seed,
-            max_tokens=cfg.pass_tokens(job.n_teacher, len(plan.layers)),
-            after_epoch=validation,
-            checkpoint=run.checkpoint(plan.name) if cfg.checkpoints else None,
-            # Epoch 0: what the layer choice alone gives, before any training. A copy of teacher layers is the
-            # same model for every seed, so it is measured once; a random control differs per seed.
-            measure_start=plan.random_init or plan.seed == job.cfg.seeds[0],
-        )
-    except ModelDiverged as err:
-        return err
-    return Trained(student, history, validation.last)
+    student, history = fit(
+        student,
+        loader,
+        distillation_step(cfg, teacher, outputs, layers),
+        epochs=cfg.epochs,
+        learning_rate=cfg.learning_rate,
+        cfg=cfg,
+        runtime=runtime,
+        stage=name,
+        seed=seed,
+        max_tokens=cfg.pass_tokens(job.n_teacher, len(layers)),
+        after_epoch=validation,
+        checkpoint=run.checkpoint(name) if cfg.checkpoints else None,
+        # Epoch 0: what the layer choice alone gives, before any training. A copy of teacher layers is the same
+        # model for every seed, so it is measured once; a random control differs per seed.
+        measure_start=random_init or seed == job.cfg.seeds[0],
+    )
+    record_model(
+        job,
+        run,
+        runtime,
+        student,
+        name=name,
+        role="student",
+        strategy=variant.label,
+        layers=[] if random_init else layers,
+        seed=seed,
+        history=history,
+        train_seconds=time.perf_counter() - started,
+        evaluated=validation.last,
+    )
 
 
-def record_student(
-    job: Prepared, run: Run, runtime: Runtime, plan: StudentPlan, outcome: Trained | ModelDiverged, seconds: float
+def distil_or_record_failure(
+    job: Prepared,
+    run: Run,
+    runtime: Runtime,
+    *,
+    teacher: nn.Module,
+    outputs: TeacherOutputs | None,
+    variant: Variant,
+    layers: list[int],
+    seed: int,
 ) -> None:
-    """Record a trained student with its `seconds` of training and evaluation, or a failed one with the reason."""
-    job = dataclasses.replace(job, cfg=plan.variant.cfg)  # its row records its variant's settings
+    """Distil one student; one that diverges is recorded as failed, with the reason, and the job goes on."""
+    steps = variant.cfg.epochs * runtime.steps_per_epoch(len(job.data["students"]), variant.cfg.batch_size)
+    start = runtime.done
     try:
-        if isinstance(outcome, ModelDiverged):
-            raise outcome
-        record_model(
-            job,
-            run,
-            runtime,
-            outcome.model,
-            name=plan.name,
-            role="student",
-            strategy=plan.variant.label,
-            layers=[] if plan.random_init else plan.layers,
-            seed=plan.seed,
-            history=outcome.history,
-            train_seconds=seconds,
-            evaluated=outcome.evaluated,
-        )
+        distil_student(job, run, runtime, teacher=teacher, outputs=outputs, variant=variant, layers=layers, seed=seed)
     except ModelDiverged as err:
         run.log_failure(err)
+        runtime.done = start + steps  # the progress bar still ends at its total
+        name = student_name(variant, seed)
         row = summary_row(
-            model=plan.name,
+            model=name,
             role="student",
-            strategy=plan.variant.label,
-            layers=plan.layers,
-            seed=plan.seed,
+            strategy=variant.label,
+            layers=layers,
+            seed=seed,
             splits={},
             eval_rows=None,
-            **setting(job.cfg),
+            **setting(variant.cfg),
             failed=str(err),
         )
         if runtime.is_main:
-            run.write_summary([r for r in run.summary() if r["model"] != plan.name] + [row])
-            run.checkpoint(plan.name).unlink(missing_ok=True)
-        runtime.emit("model", plan.name, f"{plan.name} failed: {err}", **row)
+            run.write_summary([r for r in run.summary() if r["model"] != name] + [row])
+            run.checkpoint(name).unlink(missing_ok=True)
+        runtime.emit("model", name, f"{name} failed: {err}", **row)
 
 
 def time_side_by_side(job: Prepared, run: Run, runtime: Runtime, rounds: int = 3) -> None:

@@ -9,17 +9,17 @@ import io
 import json
 import math
 import sys
-import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import get_linear_schedule_with_warmup
 
 from .config import ConfigError, JobConfig
@@ -64,8 +64,6 @@ class Runtime:
     deadline: float | None = None  # time.monotonic() after which the job pauses (a time slice on ZeroGPU)
     done: int = 0
     total: int = 0
-    abort: threading.Event = field(default_factory=threading.Event)  # a student trained alongside failed
-    lock: threading.Lock = field(default_factory=threading.Lock)  # students trained together share the progress
 
     @classmethod
     def create(
@@ -92,16 +90,11 @@ class Runtime:
         """Training steps of one epoch in each process: the batches are shared out between the processes."""
         return math.ceil(math.ceil(rows / batch_size) / self.accelerator.num_processes)
 
-    def emit(self, kind: str, stage: str = "", message: str = "", *, steps: int = 0, **metrics) -> None:
-        """Count `steps` more training steps done and report the event."""
-        with self.lock:
-            self.done += steps
-            if self.is_main:
-                self.on_event(Event(kind, stage, message, self.done, self.total, metrics))
+    def emit(self, kind: str, stage: str = "", message: str = "", **metrics) -> None:
+        if self.is_main:
+            self.on_event(Event(kind, stage, message, self.done, self.total, metrics))
 
     def check_stop(self) -> None:
-        if self.abort.is_set():
-            raise JobStopped("a student trained alongside failed")
         if self.stop is not None and self.stop.is_set():
             raise JobStopped("stopped by the user")
         if self.deadline is not None and time.monotonic() > self.deadline:
@@ -167,8 +160,8 @@ def fit(
         history = load_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, scheduler, scaler)
         done = trained_epochs(history)
         sampler.passes = done  # the next epoch draws the batch order it would have drawn
-        message = f"{stage}: continuing from its checkpoint after epoch {done}"
-        runtime.emit("stage", stage, message, steps=done * len(loader))
+        runtime.done += done * len(loader)
+        runtime.emit("stage", stage, f"{stage}: continuing from its checkpoint after epoch {done}")
     elif measure_start and after_epoch is not None:
         start = {"epoch": 0, **after_epoch(accelerator.unwrap_model(model), 0)}
         history.append(start)
@@ -177,22 +170,22 @@ def fit(
         model.train()
         sums: dict[str, float] = defaultdict(float)
         batches = 0
-        with training_attention(accelerator.unwrap_model(model), runtime.device):
-            for batch in loader:
-                runtime.check_stop()
-                loss, parts = accumulate(model, batch, step_loss, max_tokens, runtime, scaler)
-                value = _finite_loss(loss, accelerator, stage, epoch, batches + 1)
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                batches += 1
-                sums["loss"] += value
-                for name, part in parts.items():
-                    sums[name] += part
-                runtime.emit("step", stage, steps=1, loss=value, epoch=epoch, **parts)
+        for batch in loader:
+            runtime.check_stop()
+            loss, parts = accumulate(model, batch, step_loss, max_tokens, runtime, scaler)
+            value = _finite_loss(loss, accelerator, stage, epoch, batches + 1)
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            batches += 1
+            sums["loss"] += value
+            for name, part in parts.items():
+                sums[name] += part
+            runtime.done += 1
+            runtime.emit("step", stage, loss=value, epoch=epoch, **parts)
         row = {"epoch": epoch, **{f"train_{k}": v / max(batches, 1) for k, v in sums.items()}}
         if after_epoch is not None:
             row.update(after_epoch(accelerator.unwrap_model(model), epoch))
@@ -233,7 +226,7 @@ def accumulate(
         share = min(per_pass, rows - start) / rows
         last = start == starts[-1]
         with runtime.accelerator.no_sync(model) if not last else contextlib.nullcontext():
-            with autocast(runtime.device, runtime.precision):
+            with autocast(runtime.device, runtime.precision), training_attention(runtime.device):
                 loss, pass_parts = step_loss(model, {k: v[start : start + per_pass] for k, v in batch.items()})
             runtime.accelerator.backward(scaler.scale(loss * share))
         total += loss.detach().float() * share
@@ -242,33 +235,13 @@ def accumulate(
     return total, dict(parts)
 
 
-@contextlib.contextmanager
-def training_attention(model: nn.Module, device: torch.device) -> Iterator[None]:
-    """On a CPU, `model`'s attention trains through transformers' plain (eager) implementation, and evaluates
-    through its own. Without attention dropout PyTorch's attention picks its fused flash kernel, whose backward
-    is slow on CPUs: it took most of what dropping dropout saved (`python -m bench.roofline`, the row "PyTorch's
-    own attention kernel"). The choice is the model's, not PyTorch's process-wide kernel switch, so students
-    trained together in one process cannot change each other's attention (or a concurrent evaluation's)."""
-    own = getattr(model.config, "_attn_implementation", None)
-    if device.type != "cpu" or own in (None, "eager"):
-        yield
-        return
-    model.set_attn_implementation("eager")
-    try:
-        yield
-    finally:
-        model.set_attn_implementation(own)
-
-
-@contextlib.contextmanager
-def cpu_threads(count: int) -> Iterator[None]:
-    """PyTorch's CPU operations on `count` threads inside the block."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+def training_attention(device: torch.device) -> contextlib.AbstractContextManager:
+    """On a CPU, attention trains through PyTorch's plain (math) kernel. Without attention dropout PyTorch
+    picks its fused flash kernel, whose backward is slow on CPUs: it took most of what dropping dropout saved
+    (`python -m bench.roofline`, the row "PyTorch's own attention kernel"). With dropout the plain one runs anyway."""
+    if device.type != "cpu":
+        return contextlib.nullcontext()
+    return sdpa_kernel([SDPBackend.MATH])
 
 
 def _finite_loss(loss: torch.Tensor, accelerator: Accelerator, stage: str, epoch: int, step: int) -> float:
