@@ -14,7 +14,7 @@ from transformers import PretrainedConfig
 from .config import JobConfig
 from .data import Encoded, encode, make_loader
 from .evaluation import evaluate, folder_size_mb, latency_ms, probabilities
-from .models import load_tokenizer, parameter_count, saved_architecture
+from .models import cls_only_last_layer, load_tokenizer, parameter_count, saved_architecture
 from .publish import write_model_card
 from .results import Run, write_json
 from .search import setting
@@ -141,7 +141,10 @@ def record_model(
     evaluated: tuple[dict, dict] | None = None,
 ) -> None:
     """Evaluate a finished model (unless its last epoch did), time it, save it, and record its summary row."""
-    metrics, logits = evaluated or evaluate(model, job.eval_loaders, job.data, runtime.precision, runtime.accelerator)
+    if evaluated is None:
+        with cls_only_last_layer(model, job.cfg.cls_only_last_layer):
+            evaluated = evaluate(model, job.eval_loaders, job.data, runtime.precision, runtime.accelerator)
+    metrics, logits = evaluated
     broken = [f"{split} {key}" for split, m in metrics.items() for key, value in m.items() if not math.isfinite(value)]
     if broken:
         raise ModelDiverged(f"{name} diverged: its {broken[0]} is not a finite number; try a lower learning rate")

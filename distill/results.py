@@ -62,6 +62,7 @@ BEFORE_SETTINGS_EXISTED = {
     "max_tokens_per_pass": 0,
     "teacher_freeze_word_embeddings": False,
     "teacher_dropout": None,
+    "cls_only_last_layer": False,
 }
 
 

@@ -16,7 +16,7 @@ from torch import nn
 from .config import EMBEDDED_TEACHER, JobConfig
 from .data import make_loader
 from .evaluation import classification_metrics, forward_all
-from .models import build_student, load_classifier, trained_with
+from .models import build_student, cls_only_last_layer, load_classifier, trained_with
 from .prepared import EVAL_BATCH, Prepared, Validation, record_model
 from .results import Run, read_json, save_pretrained_atomic, write_json
 from .training import Runtime, cross_entropy_step, fit
@@ -158,15 +158,16 @@ def teacher_outputs(job: Prepared, teacher: nn.Module, runtime: Runtime, run: Ru
         if size > HIDDEN_IN_MEMORY_BYTES:
             hidden_file = run.path / "cache" / "teacher_hidden.npy"
             hidden_file.parent.mkdir(exist_ok=True)
-    logits, hidden = forward_all(
-        model,
-        loader,
-        len(rows),
-        runtime.precision,
-        accelerator=runtime.accelerator,
-        cls_hidden=need_hidden,
-        hidden_file=hidden_file,
-    )
+    with cls_only_last_layer(model, cfg.cls_only_last_layer):
+        logits, hidden = forward_all(
+            model,
+            loader,
+            len(rows),
+            runtime.precision,
+            accelerator=runtime.accelerator,
+            cls_hidden=need_hidden,
+            hidden_file=hidden_file,
+        )
     return TeacherOutputs(
         torch.from_numpy(logits).half(), torch.from_numpy(np.asarray(hidden)) if need_hidden else None
     )
@@ -185,7 +186,8 @@ def layer_importance_once(job: Prepared, teacher: nn.Module, runtime: Runtime, r
         loader = make_loader(probe, job.tokenizer.pad_token_id, EVAL_BATCH, train=False)
 
         def accuracy(model: nn.Module) -> float:
-            logits, _ = forward_all(model, loader, len(probe), runtime.precision)
+            with cls_only_last_layer(model, job.cfg.cls_only_last_layer):
+                logits, _ = forward_all(model, loader, len(probe), runtime.precision)
             return classification_metrics(logits, probe.labels)["accuracy"]
 
         full = accuracy(teacher)

@@ -25,6 +25,7 @@ from transformers import get_linear_schedule_with_warmup
 from .config import ConfigError, JobConfig
 from .errors import UserError
 from .evaluation import autocast, model_inputs
+from .models import cls_only_last_layer
 from .progress import Event, EventHandler, JobPaused, JobStopped, StopSignal, ignore
 from .results import atomic_write
 
@@ -156,43 +157,45 @@ def fit(
     # The optimizer and scheduler stay unwrapped: our own scaler and clipping drive them, on one or many processes.
     model, loader = accelerator.prepare(model, loader)
     history: list[dict] = []
-    if checkpoint is not None and checkpoint.exists():  # loaded after prepare: optimizer state follows the device
-        history = load_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, scheduler, scaler)
-        done = trained_epochs(history)
-        sampler.passes = done  # the next epoch draws the batch order it would have drawn
-        runtime.done += done * len(loader)
-        runtime.emit("stage", stage, f"{stage}: continuing from its checkpoint after epoch {done}")
-    elif measure_start and after_epoch is not None:
-        start = {"epoch": 0, **after_epoch(accelerator.unwrap_model(model), 0)}
-        history.append(start)
-        runtime.emit("epoch", stage, f"{stage}: before training " + _short(start), **start)
-    for epoch in range(trained_epochs(history) + 1, epochs + 1):
-        model.train()
-        sums: dict[str, float] = defaultdict(float)
-        batches = 0
-        for batch in loader:
-            runtime.check_stop()
-            loss, parts = accumulate(model, batch, step_loss, max_tokens, runtime, scaler)
-            value = _finite_loss(loss, accelerator, stage, epoch, batches + 1)
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            batches += 1
-            sums["loss"] += value
-            for name, part in parts.items():
-                sums[name] += part
-            runtime.done += 1
-            runtime.emit("step", stage, loss=value, epoch=epoch, **parts)
-        row = {"epoch": epoch, **{f"train_{k}": v / max(batches, 1) for k, v in sums.items()}}
-        if after_epoch is not None:
-            row.update(after_epoch(accelerator.unwrap_model(model), epoch))
-        history.append(row)
-        if checkpoint is not None and epoch < epochs and runtime.is_main:
-            save_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, scheduler, scaler, history)
-        runtime.emit("epoch", stage, f"{stage}: epoch {epoch}/{epochs} " + _short(row), **row)
+    # Training and the after-epoch evaluation read only the last layer's [CLS] position (cfg.cls_only_last_layer).
+    with cls_only_last_layer(accelerator.unwrap_model(model), cfg.cls_only_last_layer):
+        if checkpoint is not None and checkpoint.exists():  # loaded after prepare: optimizer state follows the device
+            history = load_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, scheduler, scaler)
+            done = trained_epochs(history)
+            sampler.passes = done  # the next epoch draws the batch order it would have drawn
+            runtime.done += done * len(loader)
+            runtime.emit("stage", stage, f"{stage}: continuing from its checkpoint after epoch {done}")
+        elif measure_start and after_epoch is not None:
+            start = {"epoch": 0, **after_epoch(accelerator.unwrap_model(model), 0)}
+            history.append(start)
+            runtime.emit("epoch", stage, f"{stage}: before training " + _short(start), **start)
+        for epoch in range(trained_epochs(history) + 1, epochs + 1):
+            model.train()
+            sums: dict[str, float] = defaultdict(float)
+            batches = 0
+            for batch in loader:
+                runtime.check_stop()
+                loss, parts = accumulate(model, batch, step_loss, max_tokens, runtime, scaler)
+                value = _finite_loss(loss, accelerator, stage, epoch, batches + 1)
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                batches += 1
+                sums["loss"] += value
+                for name, part in parts.items():
+                    sums[name] += part
+                runtime.done += 1
+                runtime.emit("step", stage, loss=value, epoch=epoch, **parts)
+            row = {"epoch": epoch, **{f"train_{k}": v / max(batches, 1) for k, v in sums.items()}}
+            if after_epoch is not None:
+                row.update(after_epoch(accelerator.unwrap_model(model), epoch))
+            history.append(row)
+            if checkpoint is not None and epoch < epochs and runtime.is_main:
+                save_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, scheduler, scaler, history)
+            runtime.emit("epoch", stage, f"{stage}: epoch {epoch}/{epochs} " + _short(row), **row)
     model = accelerator.unwrap_model(model)
     accelerator.free_memory()
     release_freed_memory()
