@@ -63,7 +63,10 @@ def epoch(model, data: Encoded, step_loss, cfg: JobConfig, layers: int, max_seco
     """One epoch of `model` through `training.fit`, cut at `max_seconds`: seconds (extrapolated), TFLOP/s, memory."""
     loader = make_loader(data, 0, cfg.batch_size, 0, train=True)
     flops_per_step = np.mean(
-        [3 * forward_flops(model.config, b, layers) for _, b in zip(range(50), loader, strict=False)]
+        [
+            3 * forward_flops(model.config, b, layers, cfg.cls_only_last_layer)
+            for _, b in zip(range(50), loader, strict=False)
+        ]
     )
     runtime = Runtime.create(cfg.precision)
     if runtime.device.type == "cuda":

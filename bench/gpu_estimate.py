@@ -3,9 +3,10 @@ the cards' published peak figures.
 
     python -m bench.gpu_estimate examples/jobs/bert-base-mnli.yaml
 
-FLOPs come from the same per-token count as `bench/roofline.py` (matmuls of every layer, forward x3 for a
-training step), over the job's rows at the mean padded length of length-grouped MNLI batches (measured on the
-shipped sample with the embedded tokenizer, which has bert-base-uncased's vocabulary). Time assumes the card
+FLOPs come from the same per-token count as `bench/roofline.py` (matmuls of every layer, the last one for [CLS]
+only as the job runs it, forward x3 for a training step), over the job's rows at the mean padded length of
+length-grouped MNLI batches (measured on the shipped sample with the embedded tokenizer, which has
+bert-base-uncased's vocabulary). Time assumes the card
 sustains ACHIEVED_SHARE of its dense bf16/fp16 tensor peak, and never less than STEP_FLOOR_S per training step
 (kernel launches bound a 32-pair batch of ~40 tokens on a fast card). Memory is fp32 weights, gradients and
 AdamW's two moments (16 bytes a parameter), bf16 activations of a batch padded to max_length, the teacher kept
@@ -68,7 +69,9 @@ def estimate(cfg: JobConfig) -> None:
     students_rows = cfg.student_train_size or rows["train"]
     width = mean_padded_tokens(cfg.batch_size, cfg.max_length)
     eval_tokens = width * (rows["validation_matched"] + rows["validation_mismatched"])
-    teacher_tok, student_tok = flops_per_token(config, n_teacher, width), flops_per_token(config, n_student, width)
+    # The [CLS]-only last layer's per-sequence rest (about one token's full layer) is left out: under 1%.
+    teacher_tok = flops_per_token(config, n_teacher, width, cfg.cls_only_last_layer)
+    student_tok = flops_per_token(config, n_student, width, cfg.cls_only_last_layer)
     models = len(cfg.strategies) * len(cfg.seeds)
     phases = {
         "teacher fine-tuning": (

@@ -9,8 +9,9 @@
    shapes and the batch's padded token count: achieved GFLOP/s and its ratio to the peak.
 3. Where a student's epoch goes: collation, forward, backward, optimizer (clipping, AdamW, zeroing) and the
    end-of-epoch evaluation, each timed around the same library calls the job makes.
-4. The same steps with the word embeddings frozen (`freeze_word_embeddings`), and the student's with 1 thread
-   instead of 2: candidates the profile points at, measured side by side in this process.
+4. The same steps with the word embeddings frozen (`freeze_word_embeddings`), without dropout, with the last
+   layer computed for [CLS] only (`cls_only_last_layer`), and the student's with 1 thread instead of 2:
+   candidates the profile points at, measured side by side in this process.
 """
 
 from __future__ import annotations
@@ -33,7 +34,15 @@ from distill.config import JobConfig
 from distill.data import encode, load_job_data, make_loader
 from distill.evaluation import autocast, evaluate
 from distill.job import check_teacher_and_layers, distillation_step
-from distill.models import build_student, freeze_word_embeddings, load_classifier, load_tokenizer, set_dropout
+from distill.models import (
+    build_student,
+    cls_only_last_layer,
+    for_training,
+    freeze_word_embeddings,
+    load_classifier,
+    load_tokenizer,
+    set_dropout,
+)
 from distill.prepared import EVAL_BATCH
 from distill.results import write_json
 from distill.teacher import TeacherOutputs
@@ -58,19 +67,25 @@ def matmul_gflops(dtype: torch.dtype, m: int, k: int, n: int, seconds: float) ->
     return best
 
 
-def flops_per_token(config, layers: int, width: float) -> float:
+def flops_per_token(config, layers: int, width: float, cls_only: bool = False) -> float:
     """Matmul FLOPs of one token's forward pass through `layers` encoder layers at padded width `width`:
-    Q, K, V and output projections 8h^2, feed-forward 4hi, attention scores and weighted sum 4Lh."""
+    Q, K, V and output projections 8h^2, feed-forward 4hi, attention scores and weighted sum 4Lh. With
+    `cls_only`, the last layer's work per token is its keys and values, 4h^2 (the rest is [CLS]'s alone)."""
     h, i = config.hidden_size, config.intermediate_size
-    return layers * (8 * h * h + 4 * h * i + 4 * width * h)
+    layer = 8 * h * h + 4 * h * i + 4 * width * h
+    return (layers - 1) * layer + 4 * h * h if cls_only else layers * layer
 
 
-def forward_flops(config, batch: dict[str, torch.Tensor], layers: int) -> float:
+def forward_flops(config, batch: dict[str, torch.Tensor], layers: int, cls_only: bool = False) -> float:
     """Matmul FLOPs of one forward pass of an encoder classifier on `batch` (its padded shape): the layers,
-    then per sequence the pooler 2h^2 and the classifier 2h x labels."""
+    then per sequence the pooler 2h^2 and the classifier 2h x labels, and with `cls_only` the rest of the last
+    layer's work for the [CLS] position."""
     rows, width = batch["input_ids"].shape
     h = config.hidden_size
-    return rows * width * flops_per_token(config, layers, width) + rows * (2 * h * h + 2 * h * config.num_labels)
+    per_row = 2 * h * h + 2 * h * config.num_labels
+    if cls_only:
+        per_row += flops_per_token(config, 1, width) - 4 * h * h
+    return rows * width * flops_per_token(config, layers, width, cls_only) + rows * per_row
 
 
 @dataclass
@@ -101,38 +116,42 @@ def profile_steps(
     warmup: int = 3,
     max_tokens: int = 0,
     plain_attention: bool = True,
+    cls_only: bool = False,
 ):
     """Train `model` on `batches` as `training.fit` does, timing each phase of every step after the warm-up.
 
     Collation is timed once, when the batches are built (`collate`), and added per step. With `max_tokens`,
     forward and backward run as `training.accumulate` runs them, in passes, and are timed together (as backward).
-    `plain_attention=False` leaves PyTorch to pick the attention kernel (the fused flash one without dropout).
+    `plain_attention=False` leaves PyTorch to pick the attention kernel (the fused flash one without dropout);
+    `cls_only` computes the last layer for the [CLS] position only, as the job does by default.
     """
     optimizer = make_optimizer(model, cfg.learning_rate, cfg.weight_decay, eight_bit=False)
     runtime, scaler = Runtime.create("bf16"), torch.amp.GradScaler("cpu", enabled=False)
     model.train()
     profile = StepProfile()
-    for n, batch in enumerate(batches[:warmup] + batches):
-        t1 = time.perf_counter()
-        if max_tokens:
-            t2 = t1
-            accumulate(model, batch, step_loss, max_tokens, runtime, scaler)
-        else:
-            with autocast(CPU, "bf16"), training_attention(CPU) if plain_attention else contextlib.nullcontext():
-                loss, _ = step_loss(model, batch)
-            t2 = time.perf_counter()
-            loss.backward()
-        t3 = time.perf_counter()
-        nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        t4 = time.perf_counter()
-        if n >= warmup:
-            profile.steps += 1
-            for phase, seconds in zip(PHASES[1:], (t2 - t1, t3 - t2, t4 - t3), strict=True):
-                profile.seconds[phase] += seconds
-            profile.flops += 3 * forward_flops(model.config, batch, layers)  # backward costs twice the forward
-            profile.tokens += batch["input_ids"].numel()
+    with cls_only_last_layer(model, cls_only):
+        for n, batch in enumerate(batches[:warmup] + batches):
+            t1 = time.perf_counter()
+            if max_tokens:
+                t2 = t1
+                accumulate(model, batch, step_loss, max_tokens, runtime, scaler)
+            else:
+                with autocast(CPU, "bf16"), training_attention(CPU) if plain_attention else contextlib.nullcontext():
+                    loss, _ = step_loss(model, batch)
+                t2 = time.perf_counter()
+                loss.backward()
+            t3 = time.perf_counter()
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            t4 = time.perf_counter()
+            if n >= warmup:
+                profile.steps += 1
+                for phase, seconds in zip(PHASES[1:], (t2 - t1, t3 - t2, t4 - t3), strict=True):
+                    profile.seconds[phase] += seconds
+                # backward costs twice the forward
+                profile.flops += 3 * forward_flops(model.config, batch, layers, cls_only)
+                profile.tokens += batch["input_ids"].numel()
     return profile
 
 
@@ -180,9 +199,16 @@ def main() -> None:
     teacher_logits = torch.randn(len(data["train"]), teacher.config.num_labels)
     layers = [0, 2, 4] if n_student == 3 else list(range(n_student))
     step = distillation_step(cfg, None, TeacherOutputs(teacher_logits, None), layers)
-    check = counted_flops(build_student(teacher, layers), batches[0], step)
-    formula = 3 * forward_flops(teacher.config, batches[0], n_student)
-    print(f"FLOPs of one student step: formula {formula / 1e9:.1f} G, torch FlopCounterMode {check / 1e9:.1f} G")
+    flops_check = {}
+    for cls_only in (False, True):
+        with cls_only_last_layer(model := build_student(teacher, layers), cls_only):
+            check = counted_flops(model, batches[0], step)
+        formula = 3 * forward_flops(teacher.config, batches[0], n_student, cls_only)
+        flops_check["cls_only" if cls_only else "full"] = {"formula": formula, "flop_counter": check}
+        print(
+            f"FLOPs of one student step{' ([CLS]-only last layer)' if cls_only else ''}: "
+            f"formula {formula / 1e9:.1f} G, torch FlopCounterMode {check / 1e9:.1f} G"
+        )
 
     def student(frozen: bool, dropout: float | None) -> nn.Module:
         model = build_student(teacher, layers)
@@ -208,35 +234,46 @@ def main() -> None:
         student(True, 0.0), batches, step, cfg, n_student
     )
     torch.set_num_threads(os.cpu_count() or 1)
-    for name, max_tokens in (
-        ("teacher fine-tuning as before (dropout 0.1, every weight trained)", 0),
-        ("teacher fine-tuning as before, in passes of 1,024 tokens", 1024),
+    defaults = "student, frozen, no dropout, last layer for [CLS] only (the defaults)"
+    passes = cfg.max_tokens_per_pass  # the teacher's, as the job trains it
+    profiles[defaults] = profile_steps(student(True, 0.0), batches, step, cfg, n_student, cls_only=True)
+    for name, now, max_tokens, cls_only in (
+        ("teacher fine-tuning as before (dropout 0.1, every weight trained)", False, 0, False),
+        ("teacher fine-tuning as before, in passes of 1,024 tokens", False, 1024, False),
+        ("teacher fine-tuning, word embeddings frozen, no dropout", True, passes, False),
+        ("teacher fine-tuning, frozen, no dropout, last layer for [CLS] only (the defaults)", True, passes, True),
     ):
+        model = load_classifier(plan.source)
         profiles[name] = profile_steps(
-            load_classifier(plan.source),
+            for_training(model, freeze_words=True, dropout=0.0) if now else model,
             batches[: args.steps // 2],
             cross_entropy_step,
             cfg,
             config.num_hidden_layers,
             max_tokens=max_tokens,
+            cls_only=cls_only,
         )
     for p in profiles.values():
         p.seconds["collation"] = collation * p.steps
 
-    # Evaluation after a student's last epoch: every validation split once, at two batch sizes.
+    # Evaluation after a student's last epoch: every validation split once, at two batch sizes, and with the
+    # last layer for [CLS] only.
     model = student(True, 0.0)
     eval_data = {split: enc for split, enc in data.items() if split.startswith("validation")}
     eval_seconds = {}
-    for batch_size in (EVAL_BATCH, 256):
+    for batch_size, cls_only in ((EVAL_BATCH, False), (256, False), (EVAL_BATCH, True)):
         loaders = {split: make_loader(enc, pad, batch_size, train=False) for split, enc in eval_data.items()}
         start = time.perf_counter()
-        evaluate(model, loaders, eval_data, "bf16")
-        eval_seconds[batch_size] = time.perf_counter() - start
+        with cls_only_last_layer(model, cls_only):
+            evaluate(model, loaders, eval_data, "bf16")
+        eval_seconds[f"batch {batch_size}" + (", last layer for [CLS] only" if cls_only else "")] = (
+            time.perf_counter() - start
+        )
 
     steps_per_epoch = -(-len(data["train"].subset(list(range(cfg.student_train_size)))) // cfg.batch_size)
-    base = profiles["student, word embeddings frozen, no dropout"]
+    base = profiles[defaults]
     epoch = {phase: base.seconds[phase] / base.steps * steps_per_epoch for phase in PHASES}
-    epoch["evaluation"] = eval_seconds[EVAL_BATCH]
+    epoch["evaluation"] = eval_seconds[f"batch {EVAL_BATCH}, last layer for [CLS] only"]
     total = sum(epoch.values())
 
     fp32 = max(peak["fp32"].values())
@@ -255,14 +292,14 @@ def main() -> None:
     for phase, seconds in epoch.items():
         print(f"| {phase} | {seconds:.1f} | {seconds / total:.0%} |")
     rows = sum(len(d) for d in eval_data.values())
-    print(f"\nevaluation of {rows} rows: " + ", ".join(f"batch {b} {t:.1f} s" for b, t in eval_seconds.items()))
+    print(f"\nevaluation of {rows} rows: " + ", ".join(f"{b} {t:.1f} s" for b, t in eval_seconds.items()))
     write_json(
         OUT,
         {
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
             "matmul_gflops": peak,
             "sustained_bf16_gflops": sustained,
-            "flops_check": {"formula": formula, "flop_counter": check},
+            "flops_check": flops_check,
             "steps": {
                 name: {
                     "ms_per_step": 1000 * p.step_seconds,

@@ -59,3 +59,29 @@ def test_gpu_check_runs_its_whole_path_on_a_cpu(tmp_path):
         "student AdamW",
         "student AdamW8bit",
     }
+
+
+@pytest.mark.parametrize("cls_only", [False, True])
+def test_the_roofline_flop_formula_agrees_with_torchs_counter(cls_only):
+    """The per-token FLOP count behind the roofline, the GPU estimate and the GPU check, against torch's own count
+    of a real student step (forward and backward), with the last layer in full and for [CLS] only."""
+    import torch
+
+    from bench.roofline import counted_flops, forward_flops
+    from distill.config import JobConfig
+    from distill.hub import embedded_teacher_path
+    from distill.job import distillation_step
+    from distill.models import build_student, cls_only_last_layer, load_classifier
+    from distill.teacher import TeacherOutputs
+
+    student = build_student(load_classifier(embedded_teacher_path()), [0, 2, 4])
+    batch = {
+        "input_ids": torch.randint(1000, 2000, (8, 40)),
+        "attention_mask": torch.ones(8, 40, dtype=torch.long),
+        "labels": torch.randint(0, 3, (8,)),
+        "rows": torch.arange(8),
+    }
+    step = distillation_step(JobConfig(), None, TeacherOutputs(torch.randn(8, 3), None), [0, 2, 4])
+    with cls_only_last_layer(student, cls_only):
+        counted = counted_flops(student, batch, step)
+    assert 3 * forward_flops(student.config, batch, 3, cls_only) == pytest.approx(counted, rel=0.03)
