@@ -57,9 +57,13 @@ VARIANTS = {
         "dropout": 0.0,
         "eval_every_epoch": False,
     },
-    "+ last layer for [CLS] only": dict(
-        freeze_word_embeddings=True, dropout=0.0, eval_every_epoch=False, cls_only_last_layer=True
-    ),
+    "+ last layer for [CLS] only": {
+        **BEFORE,
+        "freeze_word_embeddings": True,
+        "dropout": 0.0,
+        "eval_every_epoch": False,
+        "cls_only_last_layer": True,
+    },
 }
 SPLITS = ("validation_matched", "validation_mismatched")
 
