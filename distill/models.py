@@ -213,7 +213,7 @@ def cls_only_last_layer(model: nn.Module, enabled: bool = True) -> Iterator[nn.M
     student does about a quarter less work (`python -m bench.speedups`). Models of other families, and decoders,
     run in full. The hidden states the block returns end with the last layer's first position only.
     """
-    layer = encoder_layers(model)[-1] if enabled and _first_token_model(model) else None
+    layer = _cls_only_layer(model) if enabled else None
     if layer is None:
         yield model
         return
@@ -224,12 +224,14 @@ def cls_only_last_layer(model: nn.Module, enabled: bool = True) -> Iterator[nn.M
         del layer.forward
 
 
-def _first_token_model(model: nn.Module) -> bool:
+def _cls_only_layer(model: nn.Module) -> nn.Module | None:
+    """The last encoder layer, when the model's head reads [CLS] only and the layer is built like BERT's."""
     config = model.config
     if config.model_type not in FIRST_TOKEN_HEADS or config.is_decoder or config.add_cross_attention:
-        return False
-    attention = getattr(encoder_layers(model)[-1], "attention", None)
-    return all(hasattr(getattr(attention, "self", None), name) for name in ("query", "key", "value", "scaling"))
+        return None
+    layer = encoder_layers(model)[-1]
+    heads = getattr(getattr(layer, "attention", None), "self", None)
+    return layer if all(hasattr(heads, name) for name in ("query", "key", "value", "scaling")) else None
 
 
 def _first_token_forward(layer: nn.Module, hidden_states: torch.Tensor, attention_mask=None, *args, **kwargs):
