@@ -11,6 +11,7 @@ import functools
 import inspect
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 with contextlib.suppress(ImportError):  # on ZeroGPU, `spaces` comes before anything that touches CUDA (torch)
@@ -33,14 +34,14 @@ from distill.report import (
     verdict,
 )
 from distill.results import DAMAGED, DamagedRun, Run, download_copies, find_runs, list_runs, open_run
-from distill.service import JobRunner, job_slice
+from distill.service import JobRunner, job_slice, watch_folder
 from distill.strategies import DESCRIPTIONS
 
 REFERENCE_DIR = Path(__file__).resolve().parent / "results"  # committed runs, e.g. results/reference
 REFERENCE_MODELS = space.reference_runs()  # published runs with their models: Chat opens on their best student
 ROOTS = [space.results_dir(), str(REFERENCE_DIR), *REFERENCE_MODELS]
-RUNNER = JobRunner()
-RUN_SLICE = space.gpu_task(job_slice)  # decorated once, at start-up, as ZeroGPU expects
+RUNNER = JobRunner(space.gpu_task(job_slice), space.unwatched_seconds())  # decorated once, as ZeroGPU expects
+RUNNER.on_complete = space.upload_finished
 DEFAULT = space.default_job()
 EXAMPLES = [json.loads(line) for line in (Path(__file__).parent / "examples" / "chat_examples.jsonl").open()]
 DATA_CHOICES = ("mnli-sample", "glue", "upload")
@@ -216,28 +217,31 @@ def run_job(
     Settings are checked before the job joins the queue; a model that diverges is marked failed in `models`.
     """
     cfg = check_new_job(locals())  # the validator ran these checks already; a direct caller gets them here
-    yield from stream_job(cfg, progress, owner=who(request))
+    yield from follow(submit(cfg, owner=who(request)).run, progress)
 
 
-def stream_job(cfg: JobConfig, progress, resume: str | None = None, owner: str | None = None):
-    """The job's states from the runner (in time slices on ZeroGPU, time-limited on the public Space), then the
-    optional Hub upload of a completed run."""
-    state = None
-    for state in RUNNER.stream(
+def submit(cfg: JobConfig, resume: str | None = None, owner: str | None = None):
+    """Hand the job to the app's worker (in time slices on ZeroGPU, time-limited on the public Space): it runs
+    there whether or not anyone watches, except on ZeroGPU, where it runs only while its visitor does."""
+    return RUNNER.submit(
         cfg,
-        slice_seconds=space.slice_seconds(),
-        run_slice=RUN_SLICE,
-        time_limit=space.job_time_limit(),
         resume=resume,
         owner=owner,
-    ):
-        if state["total"]:
+        slice_seconds=space.slice_seconds(),
+        time_limit=space.job_time_limit(),
+        attached=space.on_zerogpu(),
+    )
+
+
+def follow(run: str, progress=None):
+    """A run's states as they change, until its job ends: from the worker when this app runs it, else from the
+    run's folder (a job of an earlier start of the app, another process, or a Jobs container on the bucket)."""
+    job = RUNNER.job(run)
+    states = RUNNER.watch(job) if job is not None else watch_folder(find_run(run))
+    for state in states:
+        if progress is not None and state["total"]:
             progress((state["done"], state["total"]), desc=state["stage"], unit="steps")
         yield state
-    if state["state"] == "completed":
-        uploaded = space.upload_finished(state, find_run(state["run"], [cfg.results_dir]))
-        if uploaded is not state:
-            yield uploaded
 
 
 def resumable(run: str, request: gr.Request | None) -> tuple[Run, JobConfig]:
@@ -252,14 +256,56 @@ def resume_job(run: str, progress=gr.Progress(), request: gr.Request = None):  #
     kept and a model that was in training continues from its last finished epoch. Streams like /run_job.
     On the public Space only the visitor who started the run may resume it, within its time limit."""
     found, cfg = resumable(run, request)
-    yield from stream_job(cfg, progress, resume=str(found.path), owner=who(request))
+    yield from follow(submit(cfg, resume=str(found.path), owner=who(request)).run, progress)
 
 
 @user_errors
-def stop_job(request: gr.Request = None) -> dict:
-    """Stop the running job cleanly: it is marked stopped and its finished models are kept. On the public Space
+def watch_job(run: str) -> Iterator[dict]:
+    """Watch a run: streams the same states as /run_job (run, state, stage, done/total steps, log, loss curve,
+    finished models) until its job ends; for a run already over, its last state. Leaving changes nothing:
+    the job goes on, and watching again later gives the same stream."""
+    yield from follow(find_run_or_job(run))
+
+
+def find_run_or_job(run: str) -> str:
+    """`run` when it names a job of this app (a queued one has no folder yet) or a listed run."""
+    return run if RUNNER.job(_text(run)) is not None else find_run(run).name
+
+
+@user_errors
+def stop_job(run: str = "", request: gr.Request = None) -> dict:
+    """Stop a job cleanly: `run`'s (queued or running), or the running one when `run` is empty. It is marked
+    stopped and its finished models are kept; a queued job is dropped and creates no run. On the public Space
     only the visitor who started the job may stop it."""
-    return {"stopped": RUNNER.stop(who(request))}
+    return {"stopped": RUNNER.stop(who(request), _text(run).strip() or None)}
+
+
+def stop_shown(state: dict | None, request: gr.Request = None) -> dict:
+    """The Stop button: the job this page shows (queued or running), else the running one."""
+    return stop_job((state or {}).get("run") or "", request)
+
+
+@user_errors
+def watch_link(request: gr.Request = None):
+    """On opening the app with ?run=NAME: the Distill tab follows that run, live while its job goes on."""
+    run = (getattr(request, "query_params", None) or {}).get("run")
+    if not run:
+        yield gr.update()
+        return
+    yield from follow(find_run_or_job(run))
+
+
+# The page's address names the run it shows, so a reload or a shared link watches the same run.
+RUN_IN_ADDRESS = """(state) => {
+  if (state && state.run) {
+    const url = new URL(window.location.href);
+    if (url.searchParams.get("run") !== state.run) {
+      url.searchParams.set("run", state.run);
+      window.history.replaceState(null, "", url);
+    }
+  }
+  return [];
+}"""
 
 
 def runs() -> list[dict]:
@@ -308,9 +354,14 @@ def render_job(state: dict | None) -> dict:
     """The Distill tab's view of a streamed job state, by component name (JOB_VIEW)."""
     if not state:
         return {"header": "", "log": "", "loss_plot": None}
-    done, total = state.get("done", 0), state.get("total", 0)
+    done, total, run = state.get("done", 0), state.get("total", 0), state.get("run")
+    header = f"**{state.get('state')}** · run `{run}` · {state.get('stage')} · step {done}/{total}"
+    if state.get("state") == "queued" and state.get("queue_position"):
+        header += f" · {state['queue_position']} job(s) ahead"
+    if run:
+        header += f" · [link to watch this run](?run={run})"
     return {
-        "header": f"**{state.get('state')}** · run `{state.get('run')}` · {state.get('stage')} · step {done}/{total}",
+        "header": header,
         "log": "\n".join(state.get("log", [])),
         "loss_plot": step_loss_figure(state.get("curve") or []),
     }
@@ -467,7 +518,7 @@ def chat_ui(
     return [*history, {"role": "user", "content": user}, {"role": "assistant", "content": reply}], ""
 
 
-CHAT_REFRESH = ("model", "no_students", "quick")
+CHAT_REFRESH = ("model", "no_students", "quick", "timer")
 
 
 def refresh_models() -> dict:
@@ -477,10 +528,16 @@ def refresh_models() -> dict:
     best = [f"{r['run']}/{r['best_student']}" for r in list_runs(REFERENCE_MODELS) if r["best_student"]]
     students = [n for n in names if not n.endswith(("/teacher", "/ensemble"))]
     value = next((n for n in best if n in names), students[0] if students else (names[0] if names else None))
+    quick = RUNNER.live(space.QUICK_RUN)  # started by the app itself on a Space with nothing to chat with
+    note = NO_STUDENTS
+    if quick is not None:
+        progress = quick_line(quick.snapshot())
+        note = f"A quick student is training for this Space ({progress}); Chat opens on it when it is done."
     return {
         "model": gr.update(choices=names, value=value),
-        "no_students": gr.update(visible=not names),
-        "quick": gr.update(visible=not names),
+        "no_students": gr.update(visible=not students, value=note),
+        "quick": gr.update(visible=not names and quick is None),
+        "timer": gr.Timer(active=quick is not None),
     }
 
 
@@ -490,8 +547,30 @@ def quick_student(progress=gr.Progress(), request: gr.Request = None):  # noqa: 
     fine-tuned teacher included), streaming its progress as a line of text."""
     cfg = space.quick_job()
     space.check_job(cfg)
-    for state in stream_job(cfg, progress, owner=who(request)):
-        yield f"**{state['state']}** · {state['stage']} · step {state['done']}/{state['total']}"
+    for state in follow(submit(cfg, owner=who(request)).run, progress):
+        yield quick_line(state)
+
+
+def quick_line(state: dict) -> str:
+    return f"**{state['state']}** · {state['stage']} · step {state['done']}/{state['total']}"
+
+
+def start_quick_student() -> str | None:
+    """On a Space with no model to chat with (no run, no published reference models), start the quick student
+    once, in the background (`space.quick_student_on_start`); a later start finds it in the results folder, and
+    resumes it if a restart cut it short. Returns the run it started or resumed."""
+    if not space.quick_student_on_start() or models():
+        return None
+    cfg = space.quick_job().replace(run_name=space.QUICK_RUN)
+    folder = Path(cfg.results_dir) / space.QUICK_RUN
+    try:
+        if folder.exists():
+            return submit(cfg, resume=str(find_run(space.QUICK_RUN, [cfg.results_dir]).path)).run
+        space.check_job(cfg)
+        return submit(cfg).run
+    except UserError as err:  # a damaged or completed-but-unusable run: said once in the log, the app serves on
+        print(f"quick student not started: {err}")
+        return None
 
 
 # ---------------------------------------------------------------- layout
@@ -567,6 +646,7 @@ def distill_tab() -> tuple[View, View]:
             form["search_learning_rates"] = gr.Textbox("5e-5 1e-4 2e-4", label="Learning rates")
             form["search_loss_weights"] = gr.Textbox("1:1:1", label="Loss weights ce:kl:cos", info="e.g. 1:1:1 2:1:0")
     job: View = {}
+    gr.Markdown(space.where_jobs_run(), elem_id="where-jobs-run")
     with gr.Row():
         job["run"] = gr.Button("Run", variant="primary")
         job["stop"] = gr.Button("Stop", variant="stop")
@@ -667,6 +747,7 @@ def chat_tab() -> View:
     with gr.Row():
         view["model"] = gr.Dropdown(models(), label="Model (run/model)", allow_custom_value=False)
         view["refresh"] = gr.Button("Refresh models")
+    view["timer"] = gr.Timer(5, active=False)  # while the Space's own quick student trains
     view["chatbot"] = gr.Chatbot(label="Relation of the query to the context", height=360)
     view["query"] = gr.Textbox(label="Query (hypothesis)", placeholder="A statement to check")
     view["context"] = gr.Textbox(label="Context (premise, optional)", lines=2)
@@ -710,6 +791,7 @@ def build() -> gr.Blocks:
         wire_api(form, job, compare, chat_view)
         demo.load(named(show_comparison, compare), compare["run"], [compare[n] for n in COMPARISON_VIEW], **UI_ONLY)
         demo.load(named(refresh_models, chat_view), None, [chat_view[n] for n in CHAT_REFRESH], **UI_ONLY)
+        demo.load(watch_link, None, job["state"], concurrency_limit=16, concurrency_id="watch", **UI_ONLY)
     demo.queue(default_concurrency_limit=4, max_size=64)
     return demo
 
@@ -733,12 +815,14 @@ def wire_api(form: View, job: View, compare: View, chat_view: View) -> None:
         resume_job, job["resume_name"], job["state"], api_name="resume_job", validator=resume_job.validator, **training
     )
     gr.api(stop_job, api_name="stop_job", queue=False)
+    gr.api(watch_job, api_name="watch_job", concurrency_limit=16, concurrency_id="watch")  # watchers never wait
     gr.api(runs, api_name="list_runs")
     gr.api(comparison_api, api_name="comparison")
     gr.api(models, api_name="models")
     gr.api(chat_api, api_name="chat", queue=False)  # answered directly: no queue round trips
 
-    job["stop"].click(stop_job, None, None, queue=False, **UI_ONLY)
+    job["stop"].click(stop_shown, job["state"], None, queue=False, **UI_ONLY)
+    job["state"].change(None, job["state"], None, js=RUN_IN_ADDRESS, **UI_ONLY)
     job_view = [job[n] for n in JOB_VIEW]
     job["state"].change(named(render_job, job), job["state"], job_view, queue=False, **UI_ONLY)
     run_event.then(refresh_run_choices, None, compare["run"], **UI_ONLY)
@@ -746,6 +830,7 @@ def wire_api(form: View, job: View, compare: View, chat_view: View) -> None:
     for event in (run_event, resume_event):
         event.then(refresh, None, chat_refresh, **UI_ONLY)
     chat_view["refresh"].click(refresh, None, chat_refresh, **UI_ONLY)
+    chat_view["timer"].tick(refresh, None, chat_refresh, **UI_ONLY)
     quick_event = chat_view["quick"].click(quick_student, None, chat_view["quick_progress"], **training, **UI_ONLY)
     quick_event.then(refresh, None, chat_refresh, **UI_ONLY)
 
@@ -763,6 +848,7 @@ def launch(prevent_thread_lock: bool = False, **options) -> None:
     copies in the temp folder (results.download_copies), never from the results folder.
     """
     theme = gr.themes.Soft()
+    start_quick_student()
     demo.launch(
         max_file_size="50mb", show_error=True, theme=theme, mcp_server=True, prevent_thread_lock=True, **options
     )

@@ -32,6 +32,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from distill.config import JobConfig
 from distill.data import encode, load_job_data, make_loader
+from distill.estimate import flops_per_token
 from distill.evaluation import autocast, evaluate
 from distill.job import check_teacher_and_layers, distillation_step
 from distill.models import (
@@ -65,15 +66,6 @@ def matmul_gflops(dtype: torch.dtype, m: int, k: int, n: int, seconds: float) ->
             a @ b
         best = max(best, 2 * m * k * n * reps / (time.perf_counter() - start) / 1e9)
     return best
-
-
-def flops_per_token(config, layers: int, width: float, cls_only: bool = False) -> float:
-    """Matmul FLOPs of one token's forward pass through `layers` encoder layers at padded width `width`:
-    Q, K, V and output projections 8h^2, feed-forward 4hi, attention scores and weighted sum 4Lh. With
-    `cls_only`, the last layer's work per token is its keys and values, 4h^2 (the rest is [CLS]'s alone)."""
-    h, i = config.hidden_size, config.intermediate_size
-    layer = 8 * h * h + 4 * h * i + 4 * width * h
-    return (layers - 1) * layer + 4 * h * h if cls_only else layers * layer
 
 
 def forward_flops(config, batch: dict[str, torch.Tensor], layers: int, cls_only: bool = False) -> float:

@@ -1,4 +1,4 @@
-"""Command line: `python -m distill run | resume | report | publish | list | strategies`."""
+"""Command line: `python -m distill run | launch | jobs | resume | report | publish | list | strategies`."""
 
 from __future__ import annotations
 
@@ -18,17 +18,35 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run a distillation job", epilog=LAYER_NOTE)
-    run.add_argument("--config", help="YAML job file; flags given here override it")
-    for f in dataclasses.fields(JobConfig):
-        flag = "--" + f.name.replace("_", "-")
-        help_text = f.metadata.get("help", "")
-        if f.type.startswith("bool"):
-            run.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        elif f.type.startswith("list"):
-            run.add_argument(flag, nargs="+", default=None, help=help_text)
-        else:
-            run.add_argument(flag, default=None, help=help_text)
-    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_job_flags(run)
+
+    launch = commands.add_parser(
+        "launch",
+        help="run a job here (--backend local) or on Hugging Face Jobs (--backend hf-jobs); see docs/hf-jobs.md",
+        epilog=LAYER_NOTE,
+    )
+    launch.add_argument("--backend", choices=("local", "hf-jobs"), required=True)
+    launch.add_argument("--flavor", help="hf-jobs: the Jobs hardware (default: space_config/hf_jobs.yaml's)")
+    launch.add_argument("--code-repo", metavar="OWNER/NAME", help="hf-jobs: the Space repo the job runs the code of")
+    launch.add_argument("--revision", help="hf-jobs: that repo's commit, branch or tag (default: this checkout's)")
+    launch.add_argument(
+        "--bucket",
+        metavar="OWNER/NAME",
+        help="hf-jobs: the bucket mounted at /data; the run is written to its runs/ folder as it goes",
+    )
+    launch.add_argument(
+        "--publish-repo", metavar="OWNER/NAME", help="hf-jobs: publish the run to this model repo when it ends"
+    )
+    launch.add_argument("--dry-run", action="store_true", help="hf-jobs: print the estimate and the call only")
+    launch.add_argument("--yes", action="store_true", help="hf-jobs: launch without asking")
+    add_job_flags(launch)
+
+    jobs = commands.add_parser("jobs", help="follow or stop a job launched on Hugging Face Jobs")
+    jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True)
+    for name, text in (("status", "the job's state, and its run's"), ("cancel", "stop the job; finished models stay")):
+        sub = jobs_commands.add_parser(name, help=text)
+        sub.add_argument("run", help="the run's name, as launch printed it")
+        sub.add_argument("--results-dir", default=None, help="the results folder launch recorded the job in")
 
     resume = commands.add_parser("resume", help="continue a stopped, paused or interrupted run, keeping its models")
     resume.add_argument("run", help="run folder, or run name inside --results-dir")
@@ -75,6 +93,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_job_flags(parser: argparse.ArgumentParser) -> None:
+    """--config, a flag per JobConfig setting (booleans as --x/--no-x, lists as several values) and --quiet."""
+    parser.add_argument("--config", help="YAML job file; flags given here override it")
+    for f in dataclasses.fields(JobConfig):
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f.metadata.get("help", "")
+        if f.type.startswith("bool"):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif f.type.startswith("list"):
+            parser.add_argument(flag, nargs="+", default=None, help=help_text)
+        else:
+            parser.add_argument(flag, default=None, help=help_text)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def job_config(args: argparse.Namespace) -> JobConfig:
     values = {}
     if args.config:
@@ -91,6 +124,84 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = job_config(args)
     return _run_with_progress(args, lambda reporter: run_job(cfg, reporter))
+
+
+def cmd_launch(args: argparse.Namespace) -> int:
+    """`--backend local` runs the job here, as `run`; `hf-jobs` prints its estimate and the `run_job` call, asks,
+    and launches it on Hugging Face Jobs."""
+    if args.backend == "local":
+        return cmd_run(args)
+    import os
+
+    from huggingface_hub import get_token
+
+    from . import hf_jobs
+
+    cfg = job_config(args)
+    cfg = cfg.replace(run_name=cfg.run_name or hf_jobs.default_run_name())
+    flavor = args.flavor or hf_jobs.settings()["default_flavor"]
+    code_repo, revision = hf_jobs.code_source()
+    code_repo, revision = args.code_repo or code_repo, args.revision or revision
+    where = {"bucket": args.bucket, "publish_repo": args.publish_repo}
+    token = None
+    if not args.dry_run:  # refused before anything is printed or asked
+        hf_jobs.check_destination(args.bucket, args.publish_repo)
+        token = os.environ.get("HF_TOKEN") or get_token()
+        if not token:
+            raise UserError("no Hugging Face token: set HF_TOKEN or log in with `hf auth login`")
+    spec = hf_jobs.job_spec(cfg, flavor, code_repo=code_repo, revision=revision, **where)
+    print(hf_jobs.describe(spec, hf_jobs.estimate(cfg, flavor)))
+    if args.dry_run:
+        if not (args.bucket or args.publish_repo):
+            print("note: a launch needs --bucket or --publish-repo (a job's own disk is gone when it ends)")
+        return 0
+    if not args.yes:
+        print("Launch? [y/N] ", end="", flush=True)
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            print("error: not launched", file=sys.stderr)
+            return 1
+    launched = hf_jobs.launch(
+        cfg, flavor, token, code_repo=code_repo, revision=revision, results_dir=cfg.results_dir, **where
+    )
+    run = launched["run"]
+    print(f"launched run {run}: job {launched['job_id']}, {launched['url']}")
+    print(f"watch it with: python -m distill jobs status {run} --results-dir {cfg.results_dir}")
+    if args.bucket:
+        print(f"or on the Space that mounts the bucket, its page with ?run={run}")
+    print(f"stop it with: python -m distill jobs cancel {run} --results-dir {cfg.results_dir}")
+    return 0
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    """`jobs status RUN` prints the job's state (and its run folder's, when it is here); `jobs cancel RUN`
+    stops it."""
+    import os
+    from pathlib import Path
+
+    from huggingface_hub import get_token
+
+    from . import hf_jobs
+    from .config import default_results_dir
+    from .results import Run
+
+    results_dir = args.results_dir or default_results_dir()
+    record = hf_jobs.read_record(args.run, results_dir)
+    token = os.environ.get("HF_TOKEN") or get_token()
+    if not token:
+        raise UserError("no Hugging Face token: set HF_TOKEN or log in with `hf auth login`")
+    job_id, namespace = record["job_id"], record.get("namespace")
+    if args.jobs_command == "cancel":
+        hf_jobs.cancel(job_id, token, namespace=namespace)
+        print(f"cancelled job {job_id} (run {args.run}); its finished models stay where it wrote them")
+        return 0
+    status = hf_jobs.job_status(job_id, token, namespace=namespace)
+    note = f" ({status['message']})" if status["message"] else ""
+    print(f"run {args.run}: {status['state']} (Jobs stage {status['stage']}{note}); {status['url']}")
+    folder = Path(results_dir) / args.run
+    if (folder / "status.json").is_file():
+        run_status = Run(folder).public_status()
+        print(f"run folder: {run_status['state']}, {run_status['busy_seconds'] / 60:.1f} min of running")
+    return 0
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -198,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     commands = {
         "run": cmd_run,
+        "launch": cmd_launch,
+        "jobs": cmd_jobs,
         "resume": cmd_resume,
         "report": cmd_report,
         "publish": cmd_publish,

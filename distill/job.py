@@ -30,7 +30,7 @@ from .models import (
     saved_architecture,
 )
 from .prepared import Prepared, TeacherPlan, Validation, prepare, record_model
-from .progress import EventHandler, JobPaused, JobStopped, StopSignal, ignore
+from .progress import EventHandler, JobPaused, JobStopped, SavedProgress, StopSignal, ignore
 from .results import RESUMABLE, Run
 from .search import Variant, setting, variants
 from .strategies import RANDOM_INIT, StrategyContext, resolve_layers
@@ -58,7 +58,11 @@ def run_job(
     runtime = Runtime.create(cfg.precision, on_event, stop, deadline)
     run = open_run_folder(cfg, runtime, resume)
     finished = {r["model"] for r in run.summary()}
-    with run.heartbeat() if runtime.is_main else contextlib.nullcontext(), outcome_recorded(run, runtime):
+    with (
+        progress_saved(run, runtime),
+        run.heartbeat() if runtime.is_main else contextlib.nullcontext(),
+        outcome_recorded(run, runtime),
+    ):
         job = prepare(cfg, plan, examples, run, runtime)
         already_classifier = is_mnli_classifier(plan.teacher_config)
         runtime.total = planned_steps(job, runtime, finished, already_classifier)
@@ -100,18 +104,37 @@ def open_run_folder(cfg: JobConfig, runtime: Runtime, resume: Run | None) -> Run
 
 
 @contextlib.contextmanager
+def progress_saved(run: Run, runtime: Runtime) -> Iterator[None]:
+    """The job's progress (steps, log, loss curve, finished models) in the run's progress.json as it goes, so any
+    process that can read the run folder (the app after a restart, a Space reading a Jobs run's bucket) can
+    watch it; saved once more as the job ends."""
+    if not runtime.is_main:
+        yield
+        return
+    saved = SavedProgress(runtime.on_event, run.save_progress, run.name)
+    runtime.on_event = saved
+    try:
+        yield
+    finally:
+        runtime.on_event = saved.forward
+        with contextlib.suppress(OSError):  # a full disk must not hide how the job ended
+            saved.flush()
+
+
+@contextlib.contextmanager
 def outcome_recorded(run: Run, runtime: Runtime) -> Iterator[None]:
     """Record how the job in the block ends, when it does not complete: paused after a time slice, stopped by
     the user, or failed with one line for the user (the traceback goes to the run's errors.log)."""
     try:
         yield
-    except JobPaused:
+    except JobPaused as err:
         if runtime.is_main:
-            run.set_status("paused", f"paused after its time slice; resume with: python -m distill resume {run.name}")
+            run.set_status("paused", f"{err}; resume with: python -m distill resume {run.name}")
         runtime.emit("stage", "paused", f"run {run.name} paused; finished models are kept")
     except (JobStopped, KeyboardInterrupt) as err:
         if runtime.is_main:
-            run.set_status("stopped", "stopped by the user; finished models are kept")
+            reason = str(err) if isinstance(err, JobStopped) and str(err) else "stopped by the user"
+            run.set_status("stopped", f"{reason}; finished models are kept")
         runtime.emit("stage", "stopped", f"run {run.name} stopped; finished models are kept")
         if isinstance(err, KeyboardInterrupt):
             raise

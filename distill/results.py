@@ -4,6 +4,7 @@ runs/<run>/
   config.json        the exact job settings       environment.json  package versions, device
   status.json        running / completed / failed / stopped / paused, with a message and the time spent running
   heartbeat.json     rewritten every few seconds while a job runs: a stale one means the job is gone
+  progress.json      the job's live view (steps, log, loss per step, finished models), for watchers anywhere
   owner.json         on the public Space, a hash of the visitor who started the run (for stop and resume)
   data/              a copy of the user's data file(s), so the run resumes after the upload is gone
   metrics.jsonl      one row per model and epoch; epoch 0 is a student before its first step
@@ -41,6 +42,7 @@ import numpy as np
 
 from .config import RUN_NAME, ConfigError, JobConfig, default_results_dir
 from .errors import UserError, scrub
+from .progress import JobState
 from .summary import SummaryRow, flat, from_file
 
 STATES = ("running", "completed", "failed", "stopped", "paused", "interrupted")
@@ -302,6 +304,29 @@ class Run:
         reuse the process id and host name: its downtime is not busy time)."""
         return now if self._alive(status) else max(status["time"], self._last_heartbeat())
 
+    def save_progress(self, snapshot: dict[str, Any]) -> None:
+        write_json(self.path / PROGRESS_FILE, snapshot)
+
+    def progress(self) -> dict[str, Any]:
+        """What a watcher shows for a run that no job of this process is running: its last saved progress, with
+        the stored state (and its message as the last log line) and the finished models from the summary."""
+        saved = self._read(PROGRESS_FILE, {}, _mapping_problem)
+        status = self.public_status()
+        view = JobState(self.name, status["state"], status["state"])
+        for key, kind in (("log", str), ("curve", dict)):
+            if isinstance(saved.get(key), list):
+                view.data[key] = [item for item in saved[key] if isinstance(item, kind)]
+        for key in ("done", "total"):
+            if isinstance(saved.get(key), int) and saved[key] >= 0:
+                view.data[key] = saved[key]
+        if status["state"] == "running" and isinstance(saved.get("stage"), str):
+            view.data["stage"] = saved["stage"]
+        if status["message"] and view.data["log"][-1:] != [status["message"]]:
+            view.log(status["message"])
+        keys = ("model", "strategy", "layers", "accuracy", "failed")
+        view.data["models"] = [{k: row.get(k) for k in keys} for row in self.summary()]
+        return view.snapshot()
+
     def owned_by(self, visitor: str | None) -> bool:
         """Whether `visitor` (on the public Space) started this run; without a visitor (a duplicate, a local app)
         every run is open. A run with no recorded owner belongs to no visitor."""
@@ -429,7 +454,7 @@ class Run:
                 _check_model_folder(folder, f"run {self.name} is damaged: models/{row['model']}")
 
     def _stamp(self) -> tuple:
-        files = [p for p in self.path.glob("*") if p.is_file() and p.name != HEARTBEAT_FILE]  # beats every 10 s
+        files = [p for p in self.path.glob("*") if p.is_file() and p.name not in (HEARTBEAT_FILE, PROGRESS_FILE)]
         files += list(self.path.glob("probabilities/*")) + list(self.path.glob("models/*/*"))
         return tuple(sorted((str(p.relative_to(self.path)), *_size_and_time(p)) for p in files))
 
@@ -447,6 +472,7 @@ class Run:
 _CHECKED: dict[Path, tuple[tuple, str | None]] = {}
 DATA_DIR = "data"
 HEARTBEAT_FILE = "heartbeat.json"
+PROGRESS_FILE = "progress.json"  # rewritten every few seconds while a job runs, like the heartbeat
 OWNER_FILE = "owner.json"
 
 

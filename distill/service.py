@@ -1,41 +1,55 @@
-"""Running a job for the app: in time slices, streamed as plain-data updates, stoppable from another request."""
+"""Jobs for the app: a worker the app owns runs them one at a time, in time slices where the hardware asks for
+it; any number of watchers follow a job by its run's name, and none of them is needed for it to go on."""
 
 from __future__ import annotations
 
 import contextvars
+import itertools
 import os
 import queue
 import tempfile
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .config import JobConfig
-from .errors import UserError
+from .errors import UserError, user_message
 from .job import resume_job, run_job
-from .progress import Event
+from .progress import Event, JobState
 from .results import Run
 
-MAX_LOG_LINES = 400
-MAX_CURVE_POINTS = 2000
+PAUSE = "pause"  # a StopFile holding this asks for a pause: the run stays resumable, marked paused
+LIVE = ("queued", "running")
+KEEP_FINISHED = 50  # finished jobs kept in memory for their watchers (their run folders keep everything anyway)
 
 
 class StopFile:
-    """A stop request any process can see: set by creating a file. On ZeroGPU a slice runs in a forked worker,
-    which a threading.Event in the app's process cannot reach (and which cannot be pickled to it)."""
+    """A stop request any process can see: set by creating a file, whose text says why (or asks for a pause). On
+    ZeroGPU a slice runs in a forked worker, which a threading.Event in the app's process cannot reach."""
 
     def __init__(self) -> None:
         self.path = os.path.join(tempfile.gettempdir(), "distill-stop", uuid.uuid4().hex)
 
-    def set(self) -> None:
+    def set(self, reason: str = "") -> None:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        Path(self.path).touch()
+        Path(self.path).write_text(reason, encoding="utf-8")
 
     def is_set(self) -> bool:
         return os.path.exists(self.path)
+
+    def reason(self) -> str:
+        try:
+            return Path(self.path).read_text(encoding="utf-8")
+        except OSError:
+            return ""
+
+    def pausing(self) -> bool:
+        return self.reason() == PAUSE
 
     def clear(self) -> None:
         Path(self.path).unlink(missing_ok=True)
@@ -76,131 +90,309 @@ def job_slice(cfg: JobConfig, resume: str | None, seconds: float | None, stop: S
     yield outcome["run"]
 
 
+@dataclass
+class Job:
+    """One submitted job: its settings, who may stop it, and the state its watchers see (`snapshot`)."""
+
+    run: str
+    cfg: JobConfig
+    resume: str | None
+    owner: str | None
+    slice_seconds: float | None
+    time_limit: float | None
+    attached: bool  # ZeroGPU: runs only while watched (a GPU call needs its visitor's request)
+    context: contextvars.Context
+    stop: StopFile = field(default_factory=StopFile)
+    view: JobState = field(init=False)
+    version: int = 0
+    over: bool = False
+    error: BaseException | None = None
+    watchers: int = 0
+    unwatched_since: float = field(default_factory=time.monotonic)
+    changed: threading.Condition = field(default_factory=threading.Condition)
+
+    def __post_init__(self) -> None:
+        self.view = JobState(self.run, "queued", "queued")
+
+    def publish(self, **changes: Any) -> None:
+        with self.changed:
+            self.view.data.update(changes)
+            self.version += 1
+            self.changed.notify_all()
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.changed:
+            return self.view.snapshot()
+
+
 class JobRunner:
-    """One job at a time (the app's queue enforces it); `stop()` ends the running one cleanly."""
+    """The app's jobs: submitted ones wait in a queue and run one at a time in a worker thread the runner owns,
+    so a job goes on when the client that started it goes away. Watchers follow a job by its run's name."""
 
-    def __init__(self) -> None:
-        self._stop: StopFile | None = None
-        self._owner: str | None = None
-        self._lock = threading.Lock()
+    def __init__(self, run_slice: Callable[..., Iterator] = job_slice, unwatched_seconds: float | None = None):
+        self.run_slice = run_slice
+        self.unwatched_seconds = unwatched_seconds  # stop a job nobody has watched this long (None: never)
+        self.on_complete: Callable[[dict[str, Any], Run], dict[str, Any]] | None = None  # e.g. a Hub upload
+        self._jobs: dict[str, Job] = {}
+        self._queue: deque[Job] = deque()
+        self._running: Job | None = None
+        self._lock = threading.Condition()
+        self._worker: threading.Thread | None = None
 
-    def stop(self, who: str | None = None) -> bool:
-        """Stop the running job (False when none runs). With `who` (a visitor of the public Space), only the
-        visitor who started the job may stop it; anyone else gets a ConfigError."""
+    # ------------------------------------------------------------ submitting, stopping, finding
+
+    def submit(
+        self,
+        cfg: JobConfig,
+        *,
+        resume: str | None = None,
+        owner: str | None = None,
+        slice_seconds: float | None = None,
+        time_limit: float | None = None,
+        attached: bool = False,
+    ) -> Job:
+        """Queue a job (a new run, or `resume`, a run folder, continued) and return it at once. A new run is named
+        now, so it can be watched while it waits. Its slices run in the caller's context (on ZeroGPU, spaces
+        finds the visitor's request there and charges the visitor's quota)."""
         with self._lock:
-            if self._stop is None:
+            if resume:
+                name = Path(resume).name
+            else:
+                name = cfg.run_name or self._free_name(Path(cfg.results_dir))
+                cfg = cfg.replace(run_name=name)
+            if self.live(name):
+                raise UserError(f"run {name} is already queued or running; watch it instead")
+            job = Job(name, cfg, resume, owner, slice_seconds, time_limit, attached, contextvars.copy_context())
+            self._jobs[name] = job
+            self._queue.append(job)
+            self._renumber()
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(target=self._work, name="distill-jobs", daemon=True)
+                self._worker.start()
+            self._lock.notify_all()
+        return job
+
+    def _free_name(self, root: Path) -> str:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        for name in itertools.chain([stamp], (f"{stamp}-{i}" for i in itertools.count(2))):
+            if name not in self._jobs and not (root / name).exists():
+                return name
+        raise AssertionError("unreachable")
+
+    def live(self, run: str) -> Job | None:
+        """The queued or running job of that run, if this runner has one."""
+        job = self._jobs.get(run)
+        return job if job is not None and not job.over else None
+
+    def job(self, run: str) -> Job | None:
+        """This runner's job of that run, live or finished (finished ones are kept for a while)."""
+        return self._jobs.get(run)
+
+    def running(self) -> str | None:
+        return self._running.run if self._running else None
+
+    def stop(self, who: str | None = None, run: str | None = None) -> bool:
+        """Stop a job cleanly (False when there is none): `run`'s, or the running one. A queued job is taken out
+        of the queue and never creates its run. With `who` (a visitor of the public Space), only the visitor who
+        started the job may stop it; anyone else gets a UserError."""
+        with self._lock:
+            job = self.live(run) if run else self._running
+            if job is None:
                 return False
-            if who is not None and who != self._owner:
+            if who is not None and who != job.owner:
                 raise UserError("the running job was started by another visitor; only they can stop it")
-            self._stop.set()
+            if job in self._queue:
+                self._queue.remove(job)
+                self._renumber()
+                self._finish(job, state="cancelled", stage="cancelled")
+            else:
+                job.stop.set()
             return True
+
+    def _renumber(self) -> None:
+        ahead = 1 if self._running else 0
+        for position, job in enumerate(self._queue):
+            job.publish(queue_position=position + ahead)
+
+    def _finish(self, job: Job, **changes: Any) -> None:
+        job.publish(**changes)
+        with job.changed:
+            job.over = True
+            job.changed.notify_all()
+        finished = [name for name, j in self._jobs.items() if j.over]
+        for name in finished[:-KEEP_FINISHED]:
+            del self._jobs[name]
+
+    # ------------------------------------------------------------ watching
+
+    def watch(self, job: Job, poll_seconds: float = 0.5) -> Iterator[dict[str, Any]]:
+        """The job's state each time it changes, until it ends; its failure is raised. Any number may watch; a
+        watcher leaving changes nothing, except for an attached job (ZeroGPU) that no one watches any more:
+        a running one pauses, keeping its finished models, and a queued one is dropped."""
+        with job.changed:
+            job.watchers += 1
+        try:
+            seen = -1
+            while True:
+                with job.changed:
+                    job.changed.wait_for(lambda seen=seen: job.version != seen or job.over, timeout=poll_seconds)
+                    if job.version == seen and not job.over:
+                        continue
+                    seen, over, snapshot = job.version, job.over, job.view.snapshot()
+                yield snapshot
+                if over:
+                    break
+            if job.error is not None:
+                raise job.error
+        finally:
+            with job.changed:
+                job.watchers -= 1
+                left = job.watchers == 0 and not job.over
+                if left:
+                    job.unwatched_since = time.monotonic()
+            if left and job.attached:
+                self._abandoned(job)
+
+    def _abandoned(self, job: Job) -> None:
+        with self._lock:
+            if job in self._queue:
+                self._queue.remove(job)
+                self._renumber()
+                self._finish(job, state="cancelled", stage="cancelled")
+            elif job is self._running:
+                job.stop.set(PAUSE)
 
     def stream(
         self,
         cfg: JobConfig,
         poll_seconds: float = 0.5,
         slice_seconds: float | None = None,
-        run_slice: Callable[..., str] = job_slice,
         time_limit: float | None = None,
         resume: str | None = None,
         owner: str | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """Yield the job's state (run, stage, steps, log, curve points, finished models) until it ends.
+        """Submit a job and watch it to its end (what a caller that waits for its job wants)."""
+        job = self.submit(cfg, resume=resume, owner=owner, slice_seconds=slice_seconds, time_limit=time_limit)
+        yield from self.watch(job, poll_seconds)
 
-        With `slice_seconds`, the job runs as a sequence of time slices, each one call of `run_slice` (a GPU
-        call on ZeroGPU), and the run is resumed after each pause. With `time_limit` (seconds), the job is
-        stopped cleanly once the run has been busy that long, over all its resumes, keeping its finished models.
-        With `resume` (a run folder), that run is continued instead of starting a new one. With `owner` (a
-        visitor of the public Space), only that visitor may stop the job, and the new run is marked as theirs.
-        A failure of the job is raised.
-        """
-        used = Run(Path(resume)).busy_seconds() if resume else 0.0
-        ends = time.monotonic() + time_limit - used if time_limit else None
-        events: queue.Queue[Event] = queue.Queue()
-        stop = StopFile()
-        with self._lock:
-            self._stop, self._owner = stop, owner
-        state: dict[str, Any] = {
-            "run": None,
-            "state": "running",
-            "stage": "starting",
-            "done": 0,
-            "total": 0,
-            "log": [],
-            "curve": [],
-            "models": [],
-        }
-        worker: SliceWorker | None = None
-        try:
-            while True:
-                seconds = slice_seconds
-                if ends is not None:
-                    seconds = max(0.0, min(seconds or float("inf"), ends - time.monotonic()))
-                finished_before = len(Run(Path(resume)).summary()) if resume else 0
-                worker = SliceWorker(run_slice, cfg, resume, seconds, stop, events)
-                worker.start()
-                yield from self._follow(worker, events, state, cfg, owner if not resume else None, poll_seconds)
-                if worker.error is not None:
-                    run_name = state["run"] or (Path(resume).name if resume else None)
-                    raise refusal(worker.error, run_name) or worker.error
-                run = Run(Path(worker.run_path))
-                status = run.status()
-                if status["state"] == "paused" and ends is not None and time.monotonic() >= ends:
-                    message = (
-                        f"stopped at this Space's limit of {time_limit / 60:g} min per job; finished models are "
-                        "kept; duplicate the Space to run longer jobs"
-                    )
-                    run.set_status("stopped", message)
-                    state["log"] = [*state["log"], message][-MAX_LOG_LINES:]
-                    status = run.status()
-                state.update(run=run.name, state=status["state"], stage=status["state"])
-                yield _snapshot(state)
-                if status["state"] != "paused":
-                    return
-                if len(run.summary()) == finished_before:
-                    raise UserError(
-                        f"a time slice of {slice_seconds:.0f} s is too short to finish one model; "
-                        "run a smaller job, or duplicate the Space onto dedicated hardware"
-                    )
-                resume = str(run.path)
-        finally:
-            stop.set()  # a client that went away stops its job
-            if worker is not None:
-                worker.join()
-            stop.clear()
+    # ------------------------------------------------------------ the worker
+
+    def _work(self) -> None:
+        while True:
             with self._lock:
-                self._stop, self._owner = None, None
+                while not self._queue:
+                    self._lock.wait()
+                job = self._queue.popleft()
+                self._running = job
+                self._renumber()
+            try:
+                self._execute(job)
+            except BaseException as err:  # handed to the watchers, who raise it; the worker goes on
+                job.error = err
+                with job.changed:
+                    job.view.log(user_message(err))
+                with self._lock:
+                    state = self._stored_state(job) or "failed"
+                    self._finish(job, state=state, stage=state, error=user_message(err))
+            finally:
+                job.stop.clear()
+                with self._lock:
+                    self._running = None
+                    if not job.over:
+                        self._finish(job)
+                    self._renumber()
 
     @staticmethod
-    def _follow(
-        worker: SliceWorker,
-        events: queue.Queue[Event],
-        state: dict[str, Any],
-        cfg: JobConfig,
-        owner: str | None,
-        poll_seconds: float,
-    ) -> Iterator[dict[str, Any]]:
-        """The job's state after each batch of a running slice's events, until the slice ends; a new run is
-        marked as its owner's as soon as its name is known."""
-        owned = owner is None
+    def _folder(job: Job) -> Path:
+        return Path(job.resume) if job.resume else Path(job.cfg.results_dir) / job.run
+
+    def _stored_state(self, job: Job) -> str | None:
+        """The state the job's run folder records (a refused ZeroGPU slice leaves it paused), if it has one."""
+        try:
+            return Run(self._folder(job)).status()["state"] if self._folder(job).is_dir() else None
+        except Exception:  # a damaged folder: the job's own error says what happened
+            return None
+
+    def _execute(self, job: Job) -> None:
+        """Run the job to its end: slice after slice (resuming the run after each pause) where slices are asked
+        for, stopped cleanly once the run has been busy `time_limit` seconds over all its resumes."""
+        resume = job.resume
+        used = Run(Path(resume)).busy_seconds() if resume else 0.0
+        ends = time.monotonic() + job.time_limit - used if job.time_limit else None
+        job.publish(state="running", stage="starting", queue_position=None)
+        while True:
+            seconds = job.slice_seconds
+            if ends is not None:
+                seconds = max(0.0, min(seconds or float("inf"), ends - time.monotonic()))
+            finished_before = len(Run(Path(resume)).summary()) if resume else 0
+            events: queue.Queue[Event] = queue.Queue()
+            worker = SliceWorker(self.run_slice, job.cfg, resume, seconds, job.stop, events, job.context.copy())
+            worker.start()
+            self._follow(job, worker, events)
+            if worker.error is not None:
+                raise refusal(worker.error, job.run if self._folder(job).is_dir() else None) or worker.error
+            run = Run(Path(worker.run_path))
+            status = run.status()
+            if status["state"] == "paused" and ends is not None and time.monotonic() >= ends:
+                message = (
+                    f"stopped at this Space's limit of {job.time_limit / 60:g} min per job; finished models are "
+                    "kept; duplicate the Space to run longer jobs"
+                )
+                run.set_status("stopped", message)
+                job.view.log(message)
+                status = run.status()
+            paused_by_visitor = job.stop.pausing()
+            if status["state"] != "paused" or paused_by_visitor:
+                final = {**job.snapshot(), "run": run.name, "state": status["state"], "stage": status["state"]}
+                if status["state"] == "completed" and self.on_complete is not None:
+                    final = self.on_complete(final, run)
+                job.publish(**final)
+                return
+            job.publish(stage="paused")
+            if len(run.summary()) == finished_before:
+                raise UserError(
+                    f"a time slice of {job.slice_seconds:.0f} s is too short to finish one model; "
+                    "run a smaller job, or duplicate the Space onto dedicated hardware"
+                )
+            resume = str(run.path)
+
+    def _follow(self, job: Job, worker: SliceWorker, events: queue.Queue[Event]) -> None:
+        """Publish the slice's events as they come, until it ends; a new run is marked as its owner's as soon as
+        its folder exists, and a job that nobody has watched for `unwatched_seconds` is stopped."""
+        owned = job.owner is None or job.resume is not None
         while worker.is_alive() or not events.empty():
-            worker.join(timeout=poll_seconds)
-            if _drain(events, state):
-                if not owned and state["run"]:
-                    Run(Path(cfg.results_dir) / state["run"]).set_owner(owner)
+            worker.join(timeout=0.25)
+            changed = False
+            while True:
+                try:
+                    event = events.get_nowait()
+                except queue.Empty:
+                    break
+                with job.changed:
+                    job.view.apply(event)
+                changed = True
+            if changed:
+                job.publish()
+                if not owned and self._folder(job).is_dir():
+                    Run(self._folder(job)).set_owner(job.owner)
                     owned = True
-                yield _snapshot(state)
+            idle = time.monotonic() - job.unwatched_since
+            unwatched = self.unwatched_seconds is not None and job.watchers == 0 and idle > self.unwatched_seconds
+            if unwatched and not job.stop.is_set():
+                job.stop.set(
+                    f"stopped: nobody watched it for {self.unwatched_seconds / 60:g} min (this Space's setting)"
+                )
 
 
 class SliceWorker(threading.Thread):
-    """One slice in a thread of its own, started with the caller's context: on ZeroGPU, spaces finds the
-    visitor's request there and charges the slice to that visitor's quota rather than the Space's. Its events
-    go to `events`; its run folder ends in `run_path`, or its error in `error`."""
+    """One slice in a thread of its own, run in the submitter's context: on ZeroGPU, spaces finds the visitor's
+    request there and charges the slice to that visitor's quota rather than the Space's. Its events go to
+    `events`; its run folder ends in `run_path`, or its error in `error`."""
 
-    def __init__(self, run_slice: Callable[..., Iterator], cfg: JobConfig, resume: str | None, seconds, stop, events):
+    def __init__(self, run_slice: Callable[..., Iterator], cfg, resume, seconds, stop, events, context):
         super().__init__(name="distill-job", daemon=True)
         self.run_slice, self.arguments, self.events = run_slice, (cfg, resume, seconds, stop), events
-        self.context = contextvars.copy_context()
+        self.context = context
         self.run_path: str | None = None
         self.error: BaseException | None = None
 
@@ -214,8 +406,23 @@ class SliceWorker(threading.Thread):
                     self.events.put(item)
                 else:
                     self.run_path = item
-        except BaseException as err:  # handed to the streaming side, which raises it there
+        except BaseException as err:  # handed to the runner, which raises it to the watchers
             self.error = err
+
+
+def watch_folder(run: Run, poll_seconds: float = 2.0) -> Iterator[dict[str, Any]]:
+    """A run that no job of this process runs, watched through its folder: its saved progress each time it
+    changes, until it is no longer running (written by another process, a Jobs container on a shared bucket,
+    or already over)."""
+    last = None
+    while True:
+        view = run.progress()
+        if view != last:
+            yield view
+            last = view
+        if view["state"] != "running":
+            return
+        time.sleep(poll_seconds)
 
 
 def refusal(err: BaseException, run: str | None) -> UserError | None:
@@ -231,28 +438,3 @@ def refusal(err: BaseException, run: str | None) -> UserError | None:
         f"{text.splitlines()[0][:300]}. {kept}: the daily quota resets 24 h after its first use, signed-in "
         "visitors get more, and a duplicate of this Space on your own hardware has no quota"
     )
-
-
-def _drain(events: queue.Queue, state: dict[str, Any]) -> bool:
-    changed = False
-    while True:
-        try:
-            event = events.get_nowait()
-        except queue.Empty:
-            return changed
-        changed = True
-        state.update(done=event.done, total=event.total, stage=event.stage or state["stage"])
-        state["run"] = event.metrics.get("run", state["run"])
-        if event.message:
-            state["log"] = [*state["log"], event.message][-MAX_LOG_LINES:]
-        if event.kind == "step":
-            state["curve"].append({"step": event.done, "stage": event.stage, "loss": event.metrics.get("loss")})
-            if len(state["curve"]) > MAX_CURVE_POINTS:  # long jobs: keep every other point
-                state["curve"] = state["curve"][::2]
-        if event.kind == "model":
-            keys = ("model", "strategy", "layers", "accuracy", "failed")
-            state["models"].append({k: event.metrics.get(k) for k in keys})
-
-
-def _snapshot(state: dict[str, Any]) -> dict[str, Any]:
-    return {**state, "log": list(state["log"]), "curve": list(state["curve"]), "models": list(state["models"])}

@@ -89,6 +89,42 @@ def _hub_run(repo: str) -> str:
     return str(named)
 
 
+QUICK_RUN = "quick-student"  # the run a Space starts by itself when it has no model to chat with
+
+
+def quick_student_on_start() -> bool:
+    """Whether the app starts the quick student by itself when there is nothing to chat with: the setting
+    `quick_student_on_start` (space: on a Space only; always; never), which DISTILL_QUICK_STUDENT_ON_START
+    overrides. Never on ZeroGPU, where a job runs only inside a visitor's request."""
+    when = os.environ.get("DISTILL_QUICK_STUDENT_ON_START") or settings()["quick_student_on_start"]
+    if when not in ("space", "always", "never"):
+        raise UserError(f"quick_student_on_start must be space, always or never, not {when!r}")
+    return not on_zerogpu() and (when == "always" or (when == "space" and bool(os.environ.get("SPACE_ID"))))
+
+
+def unwatched_seconds() -> float | None:
+    """Seconds after which a job that nobody watches is stopped (`stop_unwatched_minutes`; None: never)."""
+    minutes = settings().get("stop_unwatched_minutes")
+    return None if minutes is None else float(minutes) * 60
+
+
+def where_jobs_run() -> str:
+    """What the Distill tab says before a job starts: where it runs and what survives a closed tab."""
+    if on_zerogpu():
+        return (
+            "**On ZeroGPU a job runs only while this page is open**: each GPU slice is charged to your visit, so "
+            "closing the tab *pauses* the job, keeping its finished models; resume it to go on from there. "
+            "Duplicate the Space onto a GPU of your own for jobs that run without you."
+        )
+    text = (
+        "Jobs run on this Space, not in your browser: **you can close this tab**. Once a job starts, the page's "
+        "address (`?run=NAME`) and the link above its log watch it from anywhere, and Compare lists it."
+    )
+    if unwatched_seconds() is not None:
+        text += f" A job that nobody watches for {unwatched_seconds() / 60:g} min is stopped, keeping its models."
+    return text
+
+
 def quick_job() -> JobConfig:
     """The quick student's job (Chat's button when there is no model), in the Space's results folder."""
     return JobConfig.from_dict({**settings()["quick_student"], "results_dir": results_dir()})

@@ -97,9 +97,12 @@ class Runtime:
 
     def check_stop(self) -> None:
         if self.stop is not None and self.stop.is_set():
-            raise JobStopped("stopped by the user")
+            pausing = getattr(self.stop, "pausing", None)
+            if pausing is not None and pausing():
+                raise JobPaused("paused: its visitor left the page (on ZeroGPU a job runs only while watched)")
+            raise JobStopped(str(getattr(self.stop, "reason", lambda: "")() or "stopped by the user"))
         if self.deadline is not None and time.monotonic() > self.deadline:
-            raise JobPaused("the time slice is over")
+            raise JobPaused("paused after its time slice")
 
 
 def make_optimizer(model: nn.Module, learning_rate: float, weight_decay: float, eight_bit: bool):

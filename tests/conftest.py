@@ -7,6 +7,9 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# An app started by a test with nothing to chat with must not train the quick student by itself (a Space does);
+# tests/test_quick_start.py turns it on.
+os.environ.setdefault("DISTILL_QUICK_STUDENT_ON_START", "never")
 
 import pytest
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification

@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def page():
+def browser_context():
     in_ci = bool(os.environ.get("CI"))
     if not CHROMIUM.exists():
         if in_ci:
@@ -46,10 +46,14 @@ def page():
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
         try:
-            context = browser.new_context(viewport={"width": 1400, "height": 1000})
-            yield context.new_page()
+            yield browser.new_context(viewport={"width": 1400, "height": 1000})
         finally:
             browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser_context):
+    return browser_context.new_page()
 
 
 def _wait_for_job(page, header, log) -> str:
@@ -223,3 +227,51 @@ def test_distill_compare_chat(app_server, page):
     expect(bot).to_have_count(2, timeout=60_000)
     expect(bot.last).to_contain_text(REPLY)
     page.screenshot(path=ARTIFACTS / "chat.png", full_page=True)
+
+
+def test_a_job_outlives_its_tab_and_its_link_watches_it(app_server, browser_context):
+    """Start a job, close its tab mid-training: the job goes on; a fresh page opened at ?run=NAME (as another
+    browser would) follows it live to the end, and again after a reload."""
+    expect = _expect()
+    url, results = app_server
+    name = "tab-closed"
+    first = browser_context.new_page()
+    first.set_default_timeout(30_000)
+    first.goto(url)
+    first.get_by_label("Train examples (0 = all)", exact=True).fill("640")
+    first.get_by_label("Validation examples per split", exact=True).fill("32")
+    for strategy in ("top_k", "bottom_k", "odd", "even"):
+        first.get_by_role("checkbox", name=strategy, exact=True).set_checked(strategy in ("top_k", "odd"))
+    first.get_by_role("button", name="Training settings").click()
+    first.get_by_label("Student epochs", exact=True).fill("2")
+    first.get_by_label("Teacher epochs", exact=True).fill("1")
+    first.get_by_label("Run name (optional)", exact=True).fill(name)
+    expect(first.locator("#where-jobs-run")).to_contain_text("you can close this tab")
+    first.get_by_role("button", name="Run", exact=True).click()
+    header = first.locator(".prose").filter(has_text=re.compile(r"· run\b")).first
+    expect(header).to_contain_text(re.compile(r"running · run tab-closed · \S+ · step [1-9]"), timeout=120_000)
+    expect(header.get_by_role("link", name="link to watch this run")).to_have_attribute("href", f"?run={name}")
+    assert f"run={name}" in first.url, "the page's address names the run, so a reload watches it"
+    first.screenshot(path=ARTIFACTS / "detached-before-close.png", full_page=True)
+    first.close()
+
+    time.sleep(3)  # the app has noticed the page is gone by now
+    status = __import__("json").loads((results / name / "status.json").read_text())
+    assert status["state"] == "running", f"closing the tab must not stop the job: {status}"
+
+    second = browser_context.new_page()
+    second.set_default_timeout(30_000)
+    second.goto(f"{url}?run={name}")
+    header = second.locator(".prose").filter(has_text=re.compile(r"· run\b")).first
+    log = second.get_by_label("Log", exact=True)
+    expect(header).to_contain_text(re.compile(rf"running · run {name}"), timeout=60_000)
+    final = _wait_for_job(second, header, log)
+    assert re.search(rf"^completed · run {name}\b", final), f"header {final!r}; log:\n{log.input_value()}"
+    expect(log).to_have_value(re.compile(rf"run {name} completed"))
+    assert "stopped by the user" not in log.input_value()
+    second.screenshot(path=ARTIFACTS / "detached-watched.png", full_page=True)
+    second.reload()
+    header = second.locator(".prose").filter(has_text=re.compile(r"· run\b")).first
+    expect(header).to_contain_text(re.compile(rf"completed · run {name} · completed · step (\d+)/\1"), timeout=60_000)
+    expect(second.get_by_label("Log", exact=True)).to_have_value(re.compile(rf"run {name} completed"))
+    second.close()

@@ -68,7 +68,7 @@ def test_a_quota_refusal_is_one_line_that_keeps_the_finished_models(good_run, tm
         yield
 
     with pytest.raises(UserError) as error:
-        list(JobRunner().stream(run.job_config(), run_slice=refused, slice_seconds=100, resume=str(run.path)))
+        list(JobRunner(refused).stream(run.job_config(), slice_seconds=100, resume=str(run.path)))
     message = str(error.value)
     assert message.startswith("ZeroGPU quota exceeded You have exceeded your GPU quota")
     assert "run paused-run is paused with its finished models" in message and "\n" not in message
@@ -79,7 +79,7 @@ def test_a_quota_refusal_is_one_line_that_keeps_the_finished_models(good_run, tm
         yield
 
     with pytest.raises(gr.Error, match="data file not found"):
-        list(JobRunner().stream(run.job_config(), run_slice=worker_error, resume=str(run.path)))
+        list(JobRunner(worker_error).stream(run.job_config(), resume=str(run.path)))
 
 
 PROBE = """

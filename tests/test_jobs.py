@@ -1,0 +1,163 @@
+"""A job is a process, not a request: the app's worker runs it whether or not anyone watches, any number may watch
+it by its run's name, a queued job can be dropped alone, and on ZeroGPU a job nobody watches pauses."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from tiny import TINY
+
+from distill.config import JobConfig
+from distill.errors import UserError
+from distill.job import run_job
+from distill.results import Run
+from distill.service import JobRunner, watch_folder
+
+
+@pytest.fixture
+def tiny_cfg(tiny_bert, tmp_path):
+    return JobConfig.from_dict(
+        {**TINY, "teacher": str(tiny_bert), "strategies": ["top_k", "even"], "results_dir": str(tmp_path)}
+    )
+
+
+def longer(cfg: JobConfig, name: str) -> JobConfig:
+    """A job of a few seconds (20 steps a model), long enough to leave and come back."""
+    return cfg.replace(run_name=name, train_size=320, epochs=2, strategies=["top_k"])
+
+
+def wait_until(condition, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_a_job_goes_on_when_its_watcher_leaves_and_another_watches_it_to_the_end(tiny_cfg):
+    runner = JobRunner()
+    job = runner.submit(longer(tiny_cfg, "left-alone"))
+    first = runner.watch(job, poll_seconds=0.1)
+    seen = next(first)
+    assert seen["run"] == "left-alone" and seen["state"] in ("queued", "running")
+    wait_until(lambda: job.snapshot()["done"] > 0)
+    first.close()  # the client went away
+    time.sleep(1.0)
+    assert runner.live("left-alone") is not None, "the job still runs with nobody watching"
+    states = list(runner.watch(runner.job("left-alone"), poll_seconds=0.1))  # a second watcher, from the middle
+    final = states[-1]
+    assert final["state"] == "completed" and final["done"] == final["total"] > 0
+    assert [m["model"] for m in final["models"]] == ["teacher", "top_k-seed0"]
+    status = Run(Path(tiny_cfg.results_dir) / "left-alone").status()
+    assert status["state"] == "completed" and "stopped" not in status["message"]
+    again = list(runner.watch(runner.job("left-alone")))  # coming back after the end gives the same last state
+    assert again == [final]
+
+
+def test_a_queued_job_waits_its_turn_and_is_dropped_alone(tiny_cfg):
+    runner = JobRunner()
+    first = runner.submit(longer(tiny_cfg, "first"))
+    second = runner.submit(tiny_cfg.replace(run_name="second"))
+    third = runner.submit(tiny_cfg.replace(run_name="third"))
+    assert second.snapshot()["state"] == "queued" and second.snapshot()["queue_position"] == 1
+    assert third.snapshot()["queue_position"] == 2
+    with pytest.raises(UserError, match="already queued or running"):
+        runner.submit(tiny_cfg.replace(run_name="second"))
+    assert runner.stop(run="second") is True  # the queued one, not the running one
+    assert list(runner.watch(second))[-1]["state"] == "cancelled"
+    assert third.snapshot()["queue_position"] == 1, "the jobs behind it move up"
+    final_first = list(runner.watch(first))[-1]
+    final_third = list(runner.watch(third))[-1]
+    assert final_first["state"] == final_third["state"] == "completed"
+    root = Path(tiny_cfg.results_dir)
+    assert not (root / "second").exists(), "a dropped job creates no run"
+
+
+def test_runs_without_a_name_are_named_when_submitted_and_never_collide(tiny_cfg):
+    runner = JobRunner()
+    jobs = [runner.submit(tiny_cfg.replace(run_name=None)) for _ in range(2)]
+    names = [j.run for j in jobs]
+    assert len(set(names)) == 2 and all(n[:8].isdigit() for n in names)
+    for job in jobs:
+        assert list(runner.watch(job))[-1]["state"] == "completed"
+        assert Run(Path(tiny_cfg.results_dir) / job.run).status()["state"] == "completed"
+
+
+def test_stop_of_a_running_job_keeps_its_models_and_says_who_may(tiny_cfg):
+    runner = JobRunner()
+    job = runner.submit(longer(tiny_cfg, "stopped").replace(strategies=["top_k", "even"]), owner="session:a")
+    wait_until(lambda: any(m["model"] == "teacher" for m in job.snapshot()["models"]))
+    with pytest.raises(UserError, match="only they can stop it"):
+        runner.stop("session:b", "stopped")
+    assert runner.stop("session:a", "stopped") is True
+    final = list(runner.watch(job))[-1]
+    assert final["state"] == "stopped"
+    assert runner.stop(run="stopped") is False, "nothing left to stop"
+
+
+def test_on_zerogpu_a_job_nobody_watches_pauses_and_resumes_from_there(tiny_cfg):
+    runner = JobRunner()
+    job = runner.submit(longer(tiny_cfg, "attached").replace(strategies=["top_k", "even"]), attached=True)
+    watcher = runner.watch(job, poll_seconds=0.1)
+    for state in watcher:
+        if any(m["model"] == "teacher" for m in state["models"]):
+            break
+    watcher.close()  # the visitor closed the tab
+    final = list(runner.watch(job))[-1]
+    assert final["state"] == "paused"
+    run = Run(Path(tiny_cfg.results_dir) / "attached")
+    assert run.status()["state"] == "paused" and "visitor left" in run.status()["message"]
+    kept = len(run.summary())
+    assert kept >= 1
+    resumed = list(runner.stream(run.job_config(), resume=str(run.path)))[-1]
+    assert resumed["state"] == "completed" and len(run.summary()) == 3
+
+
+def test_an_attached_job_still_queued_when_its_visitor_leaves_is_dropped(tiny_cfg):
+    runner = JobRunner()
+    first = runner.submit(longer(tiny_cfg, "ahead"))
+    queued = runner.submit(tiny_cfg.replace(run_name="behind"), attached=True)
+    watcher = runner.watch(queued, poll_seconds=0.1)
+    next(watcher)
+    watcher.close()
+    assert queued.snapshot()["state"] == "cancelled"
+    assert list(runner.watch(first))[-1]["state"] == "completed"
+    assert not (Path(tiny_cfg.results_dir) / "behind").exists()
+
+
+def test_a_job_nobody_watches_is_stopped_when_the_setting_asks(tiny_cfg):
+    runner = JobRunner(unwatched_seconds=0.5)
+    job = runner.submit(longer(tiny_cfg, "unwatched").replace(epochs=20))
+    wait_until(lambda: job.over)
+    final = job.snapshot()
+    assert final["state"] == "stopped"
+    run = Run(Path(tiny_cfg.results_dir) / "unwatched")
+    assert "nobody watched it for" in run.status()["message"]
+
+
+def test_a_failed_job_is_raised_to_every_watcher_and_the_worker_goes_on(tiny_cfg):
+    runner = JobRunner()
+    bad = runner.submit(tiny_cfg.replace(run_name="bad", data="nowhere.csv"))
+    with pytest.raises(UserError, match="data file not found"):
+        list(runner.watch(bad))
+    with pytest.raises(UserError, match="data file not found"):
+        list(runner.watch(bad))
+    assert bad.snapshot()["state"] == "failed"
+    assert list(runner.stream(tiny_cfg.replace(run_name="after")))[-1]["state"] == "completed"
+
+
+def test_a_run_written_by_another_process_is_watched_through_its_folder(tiny_cfg):
+    cfg = longer(tiny_cfg, "elsewhere")
+    worker = threading.Thread(target=run_job, args=(cfg,))  # stands for another process writing the folder
+    worker.start()
+    folder = Path(cfg.results_dir) / "elsewhere"
+    wait_until(lambda: (folder / "progress.json").is_file())
+    states = list(watch_folder(Run(folder), poll_seconds=0.2))
+    worker.join()
+    final = states[-1]
+    assert final["state"] == "completed" and final["done"] == final["total"] > 0
+    assert [m["model"] for m in final["models"]] == ["teacher", "top_k-seed0"]
+    assert any("completed" in line for line in final["log"]) and final["curve"]
+    assert len(states) >= 2, "it saw the job while it ran"
