@@ -20,7 +20,7 @@ with contextlib.suppress(ImportError):  # on ZeroGPU, `spaces` comes before anyt
 import gradio as gr
 import pandas as pd
 
-from distill import space
+from distill import hf_jobs, space
 from distill.config import PRECISIONS, ConfigError, JobConfig
 from distill.errors import UserError, user_message
 from distill.inference import MAX_LENGTH_RANGE, TEMPERATURE_RANGE, chat, chat_models, describe
@@ -237,7 +237,13 @@ def follow(run: str, progress=None):
     """A run's states as they change, until its job ends: from the worker when this app runs it, else from the
     run's folder (a job of an earlier start of the app, another process, or a Jobs container on the bucket)."""
     job = RUNNER.job(run)
-    states = RUNNER.watch(job) if job is not None else watch_folder(find_run(run))
+    record = hf_jobs.record_of(run, space.results_dir()) if job is None else None
+    if job is not None:
+        states = RUNNER.watch(job)
+    elif record is not None and not (Path(space.results_dir()) / run).exists():  # launched, not written yet
+        states = hf_jobs.watch_launched(record, space.results_dir(), space.jobs_token())
+    else:
+        states = watch_folder(find_run(run))
     for state in states:
         if progress is not None and state["total"]:
             progress((state["done"], state["total"]), desc=state["stage"], unit="steps")
@@ -268,21 +274,73 @@ def watch_job(run: str) -> Iterator[dict]:
 
 
 def find_run_or_job(run: str) -> str:
-    """`run` when it names a job of this app (a queued one has no folder yet) or a listed run."""
-    return run if RUNNER.job(_text(run)) is not None else find_run(run).name
+    """`run` when it names a job of this app (a queued one has no folder yet), a run launched on Hugging Face
+    Jobs from this app, or a listed run."""
+    run = _text(run)
+    if RUNNER.job(run) is not None or hf_jobs.record_of(run, space.results_dir()) is not None:
+        return run
+    return find_run(run).name
 
 
 @user_errors
-def stop_job(run: str = "", request: gr.Request = None) -> dict:
+def stop_job(run: str = "", token: str = "", request: gr.Request = None) -> dict:
     """Stop a job cleanly: `run`'s (queued or running), or the running one when `run` is empty. It is marked
     stopped and its finished models are kept; a queued job is dropped and creates no run. On the public Space
-    only the visitor who started the job may stop it."""
-    return {"stopped": RUNNER.stop(who(request), _text(run).strip() or None)}
+    only the visitor who started the job may stop it. A run launched on Hugging Face Jobs is cancelled there,
+    with `token` (the launcher's; never stored); it then reads "interrupted", its finished models kept."""
+    run = _text(run).strip()
+    record = hf_jobs.record_of(run, space.results_dir()) if run and RUNNER.live(run) is None else None
+    if record is None:
+        return {"stopped": RUNNER.stop(who(request), run or None)}
+    token = _text(token).strip() or space.jobs_token()
+    if not token:
+        raise UserError(f"run {run} runs on Hugging Face Jobs: give the token that launched it to cancel it")
+    hf_jobs.cancel(record["job_id"], token, namespace=record.get("namespace"))
+    return {"stopped": True, "cancelled_job": record["job_id"]}
 
 
-def stop_shown(state: dict | None, request: gr.Request = None) -> dict:
-    """The Stop button: the job this page shows (queued or running), else the running one."""
-    return stop_job((state or {}).get("run") or "", request)
+JOBS_INPUTS = ("flavor", "bucket", "publish_repo", "token", "confirm")
+
+
+def jobs_request(values: dict) -> tuple[JobConfig, dict]:
+    """The job form's settings and the launch's (flavor, bucket, repo) from the Distill tab, by name."""
+    cfg = job_settings({**values, "results_dir": space.results_dir()})
+    if cfg.run_name and cfg.run_name in {r["run"] for r in runs()}:
+        raise ConfigError(f"a run named {cfg.run_name!r} already exists; choose another name", "run_name")
+    where = {key: _text(values[key]).strip() or None for key in ("bucket", "publish_repo")}
+    return cfg.replace(run_name=cfg.run_name or hf_jobs.default_run_name()), where
+
+
+@user_errors
+def estimate_jobs(values: dict) -> str:
+    """The estimate of the form's job on the chosen flavor, and the `run_job` call it would make (no token)."""
+    cfg, where = jobs_request(values)
+    repo, revision = hf_jobs.code_source()
+    spec = hf_jobs.job_spec(cfg, values["flavor"], code_repo=repo, revision=revision, **where)
+    summary, call = hf_jobs.describe(spec, hf_jobs.estimate(cfg, values["flavor"])).split("\n", 1)
+    return f"**{summary.split(' (', 1)[0]}** ({summary.split(' (', 1)[1]}\n\n```python\n{call}\n```"
+
+
+@user_errors
+def launch_on_jobs(values: dict, oauth_token: gr.OAuthToken | None = None) -> dict:
+    """Launch the form's job on Hugging Face Jobs with the visitor's token (pasted, or their sign-in's), once
+    they have accepted the estimate; returns the launched run's state, watched like any other run."""
+    if not values["confirm"]:
+        raise UserError("tick 'I accept the estimated cost' first: the job is billed to your account")
+    token = _text(values["token"]).strip() or (oauth_token.token if oauth_token is not None else "")
+    if not token:
+        raise UserError("paste your Hugging Face token (or sign in): a job on Jobs is billed to its account")
+    cfg, where = jobs_request(values)
+    repo, revision = hf_jobs.code_source()
+    launched = hf_jobs.launch(
+        cfg, values["flavor"], token, code_repo=repo, revision=revision, results_dir=space.results_dir(), **where
+    )
+    return hf_jobs.waiting_view(hf_jobs.record_of(launched["run"], space.results_dir()))
+
+
+def stop_shown(state: dict | None, token: str, request: gr.Request = None) -> dict:
+    """The Stop button: the job this page shows (queued, running, or on Hugging Face Jobs), else the running one."""
+    return stop_job((state or {}).get("run") or "", token, request)
 
 
 @user_errors
@@ -311,7 +369,8 @@ RUN_IN_ADDRESS = """(state) => {
 def runs() -> list[dict]:
     """Every run (newest first) with its state, teacher, number of models and best student; a run whose files
     cannot be read is listed with state 'damaged' and the reason."""
-    return list_runs(ROOTS)
+    launched = hf_jobs.listing(space.results_dir(), space.jobs_token())  # on Jobs, not written here yet
+    return sorted(list_runs(ROOTS) + launched, key=lambda r: r["started"], reverse=True)
 
 
 @user_errors
@@ -589,6 +648,25 @@ def named(fn, view: View):
     return call
 
 
+def by_name(fn, view: View):
+    """`fn`, which takes a dict of values by name, as an event function taking Gradio's dict by component."""
+    names = {component: name for name, component in view.items()}
+
+    @functools.wraps(fn)
+    def call(values: dict, *args, **kwargs):
+        return fn({names[component]: value for component, value in values.items()}, *args, **kwargs)
+
+    return call
+
+
+def show_backend(backend: str) -> list:
+    """The Jobs settings and the Launch button for Hugging Face Jobs, the Run button for this Space; the note on
+    where the job runs and what outlives the page."""
+    on_jobs = backend == "Hugging Face Jobs"
+    note = hf_jobs.WHERE if on_jobs else space.where_jobs_run()
+    return [gr.update(visible=on_jobs), gr.update(visible=not on_jobs), note]
+
+
 def job_inputs(fn, form: View) -> list[gr.components.Component]:
     """The form's components in the order of `fn`'s parameters, found by name: a setting cannot reach another's
     parameter, and a parameter without a component (or a component without one) fails at start-up."""
@@ -646,7 +724,12 @@ def distill_tab() -> tuple[View, View]:
             form["search_learning_rates"] = gr.Textbox("5e-5 1e-4 2e-4", label="Learning rates")
             form["search_loss_weights"] = gr.Textbox("1:1:1", label="Loss weights ce:kl:cos", info="e.g. 1:1:1 2:1:0")
     job: View = {}
-    gr.Markdown(space.where_jobs_run(), elem_id="where-jobs-run")
+    job["backend"] = gr.Radio(
+        list(BACKENDS), value=next(iter(BACKENDS)), label="Where to run", info=" · ".join(BACKENDS.values())
+    )
+    job["where_note"] = gr.Markdown(space.where_jobs_run(), elem_id="where-jobs-run")
+    with gr.Group(visible=False) as job["jobs_group"]:
+        jobs_settings(job)
     with gr.Row():
         job["run"] = gr.Button("Run", variant="primary")
         job["stop"] = gr.Button("Stop", variant="stop")
@@ -659,6 +742,37 @@ def distill_tab() -> tuple[View, View]:
         job["state"] = gr.JSON(label="Job status")
     job["log"] = gr.Textbox(label="Log", lines=10, max_lines=20, autoscroll=True)
     return form, job
+
+
+BACKENDS = {
+    "this Space": "this Space: the app's worker, one job at a time",
+    "Hugging Face Jobs": "Hugging Face Jobs: a GPU machine you rent by the minute with your own token",
+}
+
+
+def jobs_settings(job: View) -> None:
+    """The settings of a launch on Hugging Face Jobs, added to the job's controls."""
+    with gr.Row():
+        job["flavor"] = gr.Dropdown(
+            hf_jobs.offered(), value=hf_jobs.settings()["default_flavor"], label="Jobs hardware (flavor)"
+        )
+        job["bucket"] = gr.Textbox(
+            os.environ.get("DISTILL_JOBS_BUCKET", ""),
+            label="Bucket for the run (owner/name[/folder])",
+            info="written as the job runs; mount it in this Space to watch and compare the run here",
+        )
+        job["publish_repo"] = gr.Textbox("", label="or a model repo to publish to when it ends (owner/name)")
+    job["token"] = gr.Textbox(
+        "",
+        type="password",
+        label="Your Hugging Face token",
+        info="sent to Jobs as a secret of this job only, never stored or logged; the job is billed to its account",
+    )
+    job["estimate"] = gr.Markdown(elem_id="jobs-estimate")
+    with gr.Row():
+        job["estimate_button"] = gr.Button("Estimate time and cost")
+        job["confirm"] = gr.Checkbox(False, label="I accept the estimated cost, billed to the token's account")
+        job["launch"] = gr.Button("Launch on Hugging Face Jobs", variant="primary")
 
 
 def training_settings(form: View) -> None:
@@ -821,7 +935,14 @@ def wire_api(form: View, job: View, compare: View, chat_view: View) -> None:
     gr.api(models, api_name="models")
     gr.api(chat_api, api_name="chat", queue=False)  # answered directly: no queue round trips
 
-    job["stop"].click(stop_shown, job["state"], None, queue=False, **UI_ONLY)
+    job["stop"].click(stop_shown, [job["state"], job["token"]], None, queue=False, **UI_ONLY)
+    on_jobs = [job["jobs_group"], job["run"], job["where_note"]]
+    job["backend"].change(show_backend, job["backend"], on_jobs, queue=False, **UI_ONLY)
+    launch_inputs = {**{n: form[n] for n in form}, **{n: job[n] for n in JOBS_INPUTS}}
+    estimate = by_name(estimate_jobs, launch_inputs)
+    job["estimate_button"].click(estimate, set(launch_inputs.values()), job["estimate"], **UI_ONLY)
+    job["flavor"].input(estimate, set(launch_inputs.values()), job["estimate"], **UI_ONLY)
+    job["launch"].click(by_name(launch_on_jobs, launch_inputs), set(launch_inputs.values()), job["state"], **UI_ONLY)
     job["state"].change(None, job["state"], None, js=RUN_IN_ADDRESS, **UI_ONLY)
     job_view = [job[n] for n in JOB_VIEW]
     job["state"].change(named(render_job, job), job["state"], job_view, queue=False, **UI_ONLY)

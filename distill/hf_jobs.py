@@ -62,6 +62,13 @@ BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]
 NOT_SENT = ("run_name", "results_dir")  # the run's name is its own flag; its folder is the job's
 
 ApiFactory = Callable[..., HfApi]
+WHERE = (
+    "**The job runs on Hugging Face Jobs**, on the machine you choose, billed by the minute to the token's account, "
+    "and outlives this page. Give a bucket: the job writes its run there as it goes, so a Space that mounts the "
+    "same bucket as its results folder lists, watches (`?run=NAME`) and compares it; or a model repo that gets the "
+    "run when it ends. Stop cancels it (with the same token); a cancelled or timed-out job keeps its finished "
+    "models in the bucket."
+)
 
 
 @cache
@@ -73,14 +80,14 @@ def flavor_info(flavor: str) -> dict[str, Any]:
     """The price table's row of `flavor`; a one-line UserError for a flavor Jobs does not offer."""
     flavors = settings()["flavors"]
     if flavor not in flavors:
-        raise UserError(f"unknown Jobs flavor {flavor!r}; choose one of {', '.join(_offered())}")
+        raise UserError(f"unknown Jobs flavor {flavor!r}; choose one of {', '.join(offered())}")
     info = flavors[flavor]
     if info.get("unavailable"):
         raise UserError(info["unavailable"])
     return info
 
 
-def _offered() -> list[str]:
+def offered() -> list[str]:
     return [name for name, info in settings()["flavors"].items() if not info.get("unavailable")]
 
 
@@ -476,3 +483,101 @@ def _git_head() -> str | None:
         return None
     head = done.stdout.strip()
     return head if re.fullmatch(r"[0-9a-f]{40}", head) else None
+
+
+# ---------------------------------------------------------------- launched runs, as the app lists and watches them
+
+_STATUS_CACHE: dict[str, tuple[float, dict[str, Any]]] = {}
+STATUS_CACHE_SECONDS = 30.0  # the app lists runs on every page load: Jobs is asked at most this often per job
+
+
+def launched(results_dir: str | Path) -> list[dict[str, Any]]:
+    """The records of the runs launched from this results folder, newest first; an unreadable one is skipped."""
+    from .results import read_json
+
+    records = []
+    for path in sorted((Path(results_dir) / RECORDS).glob("*.json")):
+        try:
+            record = read_json(path)
+        except UserError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("run"), str) and record.get("job_id"):
+            records.append(record)
+    return sorted(records, key=lambda r: str(r.get("launched", "")), reverse=True)
+
+
+def record_of(run: str, results_dir: str | Path) -> dict[str, Any] | None:
+    return next((r for r in launched(results_dir) if r["run"] == run), None)
+
+
+def cached_status(record: dict[str, Any], token: str | None) -> dict[str, Any]:
+    """The job's state as Jobs reports it (asked at most every STATUS_CACHE_SECONDS), or, without a token or when
+    Jobs cannot be asked, "launched" with the reason."""
+    if not token:
+        return {"state": "launched", "message": "its state on Jobs is known to the token that launched it"}
+    known = _STATUS_CACHE.get(record["job_id"])
+    if known is None or time.monotonic() - known[0] > STATUS_CACHE_SECONDS:
+        try:
+            status = job_status(record["job_id"], token, namespace=record.get("namespace"))
+        except UserError as err:
+            status = {"state": "launched", "message": str(err)}
+        known = (time.monotonic(), status)
+        _STATUS_CACHE[record["job_id"]] = known
+    return known[1]
+
+
+def waiting_view(record: dict[str, Any], token: str | None = None) -> dict[str, Any]:
+    """A launched run whose folder is not here yet, as a watcher sees it (progress.JobState's snapshot)."""
+    from .progress import JobState
+
+    status = cached_status(record, token)
+    view = JobState(record["run"], status["state"], f"on Hugging Face Jobs ({record.get('flavor')})")
+    view.log(f"launched on Hugging Face Jobs as job {record['job_id']}: {record.get('url', '')}")
+    if status.get("message"):
+        view.log(status["message"])
+    if status["state"] in ("launched", "queued", "running"):
+        view.log("the run appears here once its container writes it to the bucket this app reads")
+    return {**view.snapshot(), "backend": BACKEND, "job_url": record.get("url")}
+
+
+def watch_launched(record: dict[str, Any], results_dir: str | Path, token: str | None = None, poll_seconds=5.0):
+    """A launched run watched from here: its Jobs state until its run folder appears in `results_dir` (the
+    bucket the job writes), then the folder as the job writes it; it ends when Jobs says the job has ended
+    without writing a run."""
+    from .results import Run
+    from .service import watch_folder
+
+    folder = Path(results_dir) / record["run"]
+    last = None
+    while not (folder / "config.json").is_file():
+        view = waiting_view(record, token)
+        if view != last:
+            yield view
+            last = view
+        if view["state"] not in ("launched", "queued", "running"):
+            return
+        time.sleep(poll_seconds)
+    yield from watch_folder(Run(folder))
+
+
+def listing(results_dir: str | Path, token: str | None = None) -> list[dict[str, Any]]:
+    """Launched runs whose folder is not in `results_dir` yet, as `results.list_runs` lists runs."""
+    entries = []
+    for record in launched(results_dir):
+        if (Path(results_dir) / record["run"]).exists():
+            continue
+        status = cached_status(record, token)
+        entries.append(
+            {
+                "run": record["run"],
+                "started": os.path.getmtime(record_path(results_dir, record["run"])),
+                "state": status["state"],
+                "message": f"on Hugging Face Jobs ({record.get('flavor')}): {status.get('message') or record['url']}",
+                "busy_seconds": None,
+                "teacher": None,
+                "models": 0,
+                "failed_models": 0,
+                "best_student": None,
+            }
+        )
+    return entries

@@ -108,6 +108,13 @@ def unwatched_seconds() -> float | None:
     return None if minutes is None else float(minutes) * 60
 
 
+def jobs_token() -> str | None:
+    """The token to read and cancel runs launched on Hugging Face Jobs without a visitor's own: the HF_TOKEN
+    secret of a duplicate or a local app (its owner's jobs). Never on the public Space, whose token is not the
+    visitors'."""
+    return None if is_public_space() else os.environ.get("HF_TOKEN") or None
+
+
 def where_jobs_run() -> str:
     """What the Distill tab says before a job starts: where it runs and what survives a closed tab."""
     if on_zerogpu():

@@ -420,3 +420,52 @@ def test_the_jobs_command_runs_here_and_completes_the_run(tmp_path):
     assert run.status()["state"] == "completed"
     assert [r["model"] for r in run.summary()] == ["teacher", "top_k-seed0"]
     assert "run tiny-job: completed" in done.stdout
+
+
+def test_the_distill_tab_launches_lists_watches_and_cancels_a_jobs_run(hub, tmp_path, monkeypatch):
+    """The app's side: Launch (after the cost is accepted) records the run; the run list and a ?run= watcher show
+    it from Jobs' state until the job writes its folder to the bucket, then from the folder; Stop cancels it."""
+    import gradio as gr
+    from test_app import job_args
+
+    import app
+    from distill.job import run_job
+
+    monkeypatch.setenv("DISTILL_RESULTS_DIR", str(tmp_path))
+    monkeypatch.setattr(app, "ROOTS", [str(tmp_path)])  # as if the app had started on this bucket
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr(hf_jobs, "_STATUS_CACHE", {})
+    form = job_args(run_name="jobs-run", strategies=["top_k"])
+    values = {**form, "flavor": "a10g-large", "bucket": "tester/runs", "publish_repo": "", "token": TOKEN}
+    assert "estimate for a10g-large" in app.estimate_jobs({**values, "confirm": False})
+    with pytest.raises(gr.Error, match="tick 'I accept the estimated cost' first"):
+        app.launch_on_jobs({**values, "confirm": False})
+    with pytest.raises(gr.Error, match="paste your Hugging Face token"):
+        app.launch_on_jobs({**values, "token": "", "confirm": True})
+    assert not hub.runs(), "nothing is launched before the cost is accepted"
+
+    state = app.launch_on_jobs({**values, "confirm": True})
+    assert state["run"] == "jobs-run" and state["state"] == "launched" and state["job_url"]
+    sent = hub.runs()[-1]["body"]
+    assert sent["flavor"] == "a10g-large" and sent["secrets"] == {"HF_TOKEN": TOKEN}
+    assert TOKEN not in json.dumps(state) and TOKEN not in json.dumps(app.runs())
+    assert all(TOKEN not in p.read_text() for p in tmp_path.rglob("*.json"))
+    with pytest.raises(gr.Error, match="already exists"):
+        app.launch_on_jobs({**values, "confirm": True})
+    listed = {r["run"]: r for r in app.runs()}["jobs-run"]
+    assert listed["state"] == "launched" and "Hugging Face Jobs (a10g-large)" in listed["message"]
+
+    monkeypatch.setenv("HF_TOKEN", TOKEN)  # a duplicate's owner: the Space's token reads its own jobs
+    hub.stage = ("RUNNING", None)
+    watcher = app.watch_job("jobs-run")
+    assert next(watcher)["state"] == "running"
+    run_job(tiny_job(run_name="jobs-run", results_dir=str(tmp_path)))  # the job writes its run to the bucket
+    final = list(watcher)[-1]
+    assert final["state"] == "completed" and [m["model"] for m in final["models"]] == ["teacher", "top_k-seed0"]
+    assert {r["run"]: r for r in app.runs()}["jobs-run"]["state"] == "completed"
+
+    monkeypatch.delenv("HF_TOKEN")
+    with pytest.raises(gr.Error, match="give the token that launched it"):
+        app.stop_job("jobs-run")
+    assert app.stop_job("jobs-run", TOKEN) == {"stopped": True, "cancelled_job": JOB_ID}
+    assert hub.requests[-1]["path"] == f"/api/jobs/{NAMESPACE}/{JOB_ID}/cancel"
