@@ -217,7 +217,7 @@ def run_job(
     Settings are checked before the job joins the queue; a model that diverges is marked failed in `models`.
     """
     cfg = check_new_job(locals())  # the validator ran these checks already; a direct caller gets them here
-    yield from follow(submit(cfg, owner=who(request)).run, progress)
+    yield from follow(submit(cfg, owner=who(request)).run, progress, starter=True)
 
 
 def submit(cfg: JobConfig, resume: str | None = None, owner: str | None = None):
@@ -233,13 +233,14 @@ def submit(cfg: JobConfig, resume: str | None = None, owner: str | None = None):
     )
 
 
-def follow(run: str, progress=None):
+def follow(run: str, progress=None, starter: bool = False):
     """A run's states as they change, until its job ends: from the worker when this app runs it, else from the
-    run's folder (a job of an earlier start of the app, another process, or a Jobs container on the bucket)."""
+    run's folder (a job of an earlier start of the app, another process, or a Jobs container on the bucket).
+    `starter`: the request that submitted the job is watching (on ZeroGPU, its leaving pauses the job)."""
     job = RUNNER.job(run)
     record = hf_jobs.record_of(run, space.results_dir()) if job is None else None
     if job is not None:
-        states = RUNNER.watch(job)
+        states = RUNNER.watch(job, starter=starter)
     elif record is not None and not (Path(space.results_dir()) / run).exists():  # launched, not written yet
         states = hf_jobs.watch_launched(record, space.results_dir(), space.jobs_token())
     else:
@@ -262,7 +263,7 @@ def resume_job(run: str, progress=gr.Progress(), request: gr.Request = None):  #
     kept and a model that was in training continues from its last finished epoch. Streams like /run_job.
     On the public Space only the visitor who started the run may resume it, within its time limit."""
     found, cfg = resumable(run, request)
-    yield from follow(submit(cfg, resume=str(found.path), owner=who(request)).run, progress)
+    yield from follow(submit(cfg, resume=str(found.path), owner=who(request)).run, progress, starter=True)
 
 
 @user_errors
@@ -606,7 +607,7 @@ def quick_student(progress=gr.Progress(), request: gr.Request = None):  # noqa: 
     fine-tuned teacher included), streaming its progress as a line of text."""
     cfg = space.quick_job()
     space.check_job(cfg)
-    for state in follow(submit(cfg, owner=who(request)).run, progress):
+    for state in follow(submit(cfg, owner=who(request)).run, progress, starter=True):
         yield quick_line(state)
 
 

@@ -225,10 +225,11 @@ class JobRunner:
 
     # ------------------------------------------------------------ watching
 
-    def watch(self, job: Job, poll_seconds: float = 0.5) -> Iterator[dict[str, Any]]:
+    def watch(self, job: Job, poll_seconds: float = 0.5, *, starter: bool = False) -> Iterator[dict[str, Any]]:
         """The job's state each time it changes, until it ends; its failure is raised. Any number may watch; a
-        watcher leaving changes nothing, except for an attached job (ZeroGPU) that no one watches any more:
-        a running one pauses, keeping its finished models, and a queued one is dropped."""
+        watcher leaving changes nothing, except the `starter`'s (the request that submitted it) of an attached
+        job (ZeroGPU, where the job's GPU calls are charged to that visitor): a running one then pauses, keeping
+        its finished models, and a queued one is dropped."""
         with job.changed:
             job.watchers += 1
         try:
@@ -247,10 +248,9 @@ class JobRunner:
         finally:
             with job.changed:
                 job.watchers -= 1
-                left = job.watchers == 0 and not job.over
-                if left:
+                if job.watchers == 0:
                     job.unwatched_since = time.monotonic()
-            if left and job.attached:
+            if starter and job.attached and not job.over:
                 self._abandoned(job)
 
     def _abandoned(self, job: Job) -> None:

@@ -100,12 +100,14 @@ def test_stop_of_a_running_job_keeps_its_models_and_says_who_may(tiny_cfg):
 def test_on_zerogpu_a_job_nobody_watches_pauses_and_resumes_from_there(tiny_cfg):
     runner = JobRunner()
     job = runner.submit(longer(tiny_cfg, "attached").replace(strategies=["top_k", "even"]), attached=True)
-    watcher = runner.watch(job, poll_seconds=0.1)
+    watcher = runner.watch(job, poll_seconds=0.1, starter=True)
+    other = runner.watch(job, poll_seconds=0.1)  # someone else watching does not keep the visitor's GPU busy
+    next(other)
     for state in watcher:
         if any(m["model"] == "teacher" for m in state["models"]):
             break
     watcher.close()  # the visitor closed the tab
-    final = list(runner.watch(job))[-1]
+    final = list(other)[-1]
     assert final["state"] == "paused"
     run = Run(Path(tiny_cfg.results_dir) / "attached")
     assert run.status()["state"] == "paused" and "visitor left" in run.status()["message"]
@@ -119,7 +121,7 @@ def test_an_attached_job_still_queued_when_its_visitor_leaves_is_dropped(tiny_cf
     runner = JobRunner()
     first = runner.submit(longer(tiny_cfg, "ahead"))
     queued = runner.submit(tiny_cfg.replace(run_name="behind"), attached=True)
-    watcher = runner.watch(queued, poll_seconds=0.1)
+    watcher = runner.watch(queued, poll_seconds=0.1, starter=True)
     next(watcher)
     watcher.close()
     assert queued.snapshot()["state"] == "cancelled"
@@ -161,3 +163,13 @@ def test_a_run_written_by_another_process_is_watched_through_its_folder(tiny_cfg
     assert [m["model"] for m in final["models"]] == ["teacher", "top_k-seed0"]
     assert any("completed" in line for line in final["log"]) and final["curve"]
     assert len(states) >= 2, "it saw the job while it ran"
+
+
+def test_the_distill_tab_says_where_a_job_runs_before_it_starts(monkeypatch):
+    from distill import space
+
+    monkeypatch.delenv("SPACES_ZERO_GPU", raising=False)
+    assert "you can close this tab" in space.where_jobs_run()
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    said = space.where_jobs_run()
+    assert "runs only while this page is open" in said and "*pauses*" in said and "resume" in said
