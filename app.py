@@ -354,6 +354,12 @@ def watch_link(request: gr.Request = None):
     yield from follow(find_run_or_job(run))
 
 
+# Watchers of a job hold a thread each while they watch (the API's, the job events' and the pages'); the thread
+# pool is sized for all of them at once, plus chat and the rest.
+WATCHERS = {"concurrency_limit": 64}
+MAX_THREADS = 3 * 64 + 40
+
+
 # The page's address names the run it shows, so a reload or a shared link watches the same run.
 RUN_IN_ADDRESS = """(state) => {
   if (state && state.run) {
@@ -415,7 +421,9 @@ def render_job(state: dict | None) -> dict:
     if not state:
         return {"header": "", "log": "", "loss_plot": None}
     done, total, run = state.get("done", 0), state.get("total", 0), state.get("run")
-    header = f"**{state.get('state')}** · run `{run}` · {state.get('stage')} · step {done}/{total}"
+    header = f"**{state.get('state')}** · run `{run}` · {state.get('stage')}" + (
+        f" · step {done}/{total}" if total else ""
+    )
     if state.get("state") == "queued" and state.get("queue_position"):
         header += f" · {state['queue_position']} job(s) ahead"
     if run:
@@ -906,14 +914,16 @@ def build() -> gr.Blocks:
         wire_api(form, job, compare, chat_view)
         demo.load(named(show_comparison, compare), compare["run"], [compare[n] for n in COMPARISON_VIEW], **UI_ONLY)
         demo.load(named(refresh_models, chat_view), None, [chat_view[n] for n in CHAT_REFRESH], **UI_ONLY)
-        demo.load(watch_link, None, job["state"], concurrency_limit=16, concurrency_id="watch", **UI_ONLY)
+        demo.load(watch_link, None, job["state"], **WATCHERS, concurrency_id="page-watch", **UI_ONLY)
     demo.queue(default_concurrency_limit=4, max_size=64)
     return demo
 
 
 def wire_api(form: View, job: View, compare: View, chat_view: View) -> None:
     """The public API (stable names, plain data) and the events that cross tabs; the UI's own are undocumented."""
-    training = {"concurrency_limit": 1, "concurrency_id": "training"}
+    # The job events only submit to the app's worker (one job at a time, its own queue) and watch: they never
+    # wait in Gradio's queue behind another job's watcher, so a job is named and queued at once.
+    training = {"concurrency_limit": WATCHERS["concurrency_limit"], "concurrency_id": "jobs"}
     chat_refresh = [chat_view[n] for n in CHAT_REFRESH]
     run_event = job["run"].click(
         run_job,
@@ -930,7 +940,7 @@ def wire_api(form: View, job: View, compare: View, chat_view: View) -> None:
         resume_job, job["resume_name"], job["state"], api_name="resume_job", validator=resume_job.validator, **training
     )
     gr.api(stop_job, api_name="stop_job", queue=False)
-    gr.api(watch_job, api_name="watch_job", concurrency_limit=16, concurrency_id="watch")  # watchers never wait
+    gr.api(watch_job, api_name="watch_job", **WATCHERS, concurrency_id="watch")
     gr.api(runs, api_name="list_runs")
     gr.api(comparison_api, api_name="comparison")
     gr.api(models, api_name="models")
@@ -972,7 +982,13 @@ def launch(prevent_thread_lock: bool = False, **options) -> None:
     theme = gr.themes.Soft()
     start_quick_student()
     demo.launch(
-        max_file_size="50mb", show_error=True, theme=theme, mcp_server=True, prevent_thread_lock=True, **options
+        max_file_size="50mb",
+        show_error=True,
+        theme=theme,
+        mcp_server=True,
+        prevent_thread_lock=True,
+        max_threads=MAX_THREADS,
+        **options,
     )
     server = demo.mcp_server_obj
     if server is not None:  # tools named as their endpoints (chat, comparison, ...), not as Python functions

@@ -144,8 +144,8 @@ def check_inputs(cfg: JobConfig) -> None:
     teacher = cfg.teacher
     if teacher != EMBEDDED_TEACHER and (_is_path(teacher) or not HUB_ID.match(teacher) or ".." in teacher):
         raise UserError(
-            f"teacher {Path(teacher).name!r} is a folder on this machine; a job on HF Jobs downloads its teacher "
-            f"from the Hub: give a Hub id or '{EMBEDDED_TEACHER}'"
+            "the teacher is a path on this machine, not a Hub id; a job on HF Jobs downloads its teacher "
+            f"from the Hub: give a Hub id (owner/name) or '{EMBEDDED_TEACHER}'"
         )
     for name in [cfg.data, *cfg.eval_data]:
         if name not in (SAMPLE_DATA, HUB_DATA):
@@ -192,7 +192,7 @@ def _bucket(bucket: str) -> tuple[str, str]:
     """A bucket as (owner/name, results folder in the job): `owner/name` writes to <mount>/runs,
     `owner/name/sub/dir` to <mount>/sub/dir (to match where a Space that mounts it reads)."""
     if not BUCKET.match(bucket) or ".." in bucket:
-        raise UserError(f"--bucket must be a Hub bucket id owner/name (optionally /sub/folder), not {bucket!r}")
+        raise UserError("the bucket must be a Hub bucket id owner/name, optionally with /sub/folder (--bucket)")
     owner, name, *rest = bucket.split("/")
     s = settings()
     return f"{owner}/{name}", f"{s['mount_path']}/{'/'.join(rest) or s['results_subdir']}"
@@ -202,8 +202,8 @@ def check_destination(bucket: str | None, publish_repo: str | None) -> None:
     """Refuse a job whose results would be lost with its container: it needs a bucket or a repo to publish to."""
     if not bucket and not publish_repo:
         raise UserError(
-            "give --bucket (results written as the job runs) or --publish-repo (published when it ends): "
-            "a job's own disk is gone when it ends"
+            "give a bucket (--bucket: the run is written there as it goes) or a model repo (--publish-repo: "
+            "published when it ends): a job's own disk is gone when it ends"
         )
 
 

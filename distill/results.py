@@ -321,10 +321,14 @@ class Run:
                 view.data[key] = saved[key]
         if status["state"] == "running" and isinstance(saved.get("stage"), str):
             view.data["stage"] = saved["stage"]
-        if status["message"] and view.data["log"][-1:] != [status["message"]]:
-            view.log(status["message"])
         keys = ("model", "strategy", "layers", "accuracy", "failed")
         view.data["models"] = [{k: row.get(k) for k in keys} for row in self.summary()]
+        if not view.data["log"]:  # a run written before progress was saved: its models say what it did
+            for row in view.data["models"]:
+                said = row["failed"] or (f"accuracy {row['accuracy']:.4f}" if row["accuracy"] is not None else "")
+                view.log(f"{row['model']} (layers {row['layers']}): {said}")
+        if status["message"] and view.data["log"][-1:] != [status["message"]]:
+            view.log(status["message"])
         return view.snapshot()
 
     def owned_by(self, visitor: str | None) -> bool:

@@ -26,6 +26,9 @@ from .results import Run
 PAUSE = "pause"  # a StopFile holding this asks for a pause: the run stays resumable, marked paused
 LIVE = ("queued", "running")
 KEEP_FINISHED = 50  # finished jobs kept in memory for their watchers (their run folders keep everything anyway)
+# A watcher is sent the unchanged state after this long without news: Gradio ends a watcher that is cancelled or
+# gone only between two states, so a queued job's watcher would otherwise hold its thread until the job moves.
+KEEPALIVE_SECONDS = 2.0
 
 
 class StopFile:
@@ -200,7 +203,8 @@ class JobRunner:
             if job is None:
                 return False
             if who is not None and who != job.owner:
-                raise UserError("the running job was started by another visitor; only they can stop it")
+                which = f"run {job.run}" if run else "the running job"
+                raise UserError(f"{which} was started by another visitor; only they can stop it")
             if job in self._queue:
                 self._queue.remove(job)
                 self._renumber()
@@ -215,7 +219,7 @@ class JobRunner:
             job.publish(queue_position=position + ahead)
 
     def _finish(self, job: Job, **changes: Any) -> None:
-        job.publish(**changes)
+        job.publish(queue_position=None, **changes)
         with job.changed:
             job.over = True
             job.changed.notify_all()
@@ -233,14 +237,16 @@ class JobRunner:
         with job.changed:
             job.watchers += 1
         try:
-            seen = -1
+            seen, sent = -1, time.monotonic()
             while True:
                 with job.changed:
                     job.changed.wait_for(lambda seen=seen: job.version != seen or job.over, timeout=poll_seconds)
-                    if job.version == seen and not job.over:
+                    news = job.version != seen or job.over
+                    if not news and time.monotonic() - sent < KEEPALIVE_SECONDS:
                         continue
                     seen, over, snapshot = job.version, job.over, job.view.snapshot()
                 yield snapshot
+                sent = time.monotonic()
                 if over:
                     break
             if job.error is not None:

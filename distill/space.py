@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
@@ -189,7 +190,11 @@ def visitor(username: str | None, session: str | None) -> str | None:
     session. None on a duplicate or a local app, which stay open to whoever uses them."""
     if not is_public_space():
         return None
-    return f"user:{username}" if username else f"session:{session}"
+    if username:
+        return f"user:{username}"
+    # A caller without a session (a bare HTTP call) is nobody anyone can be again: no other caller may stop or
+    # resume what it started (gradio_client keeps one session for all its calls).
+    return f"session:{session}" if session else f"anonymous:{uuid.uuid4().hex}"
 
 
 def check_job(cfg: JobConfig) -> None:

@@ -70,6 +70,14 @@ def test_a_past_run_is_watched_from_its_folder(app_server, url):
     assert final["curve"] and any("completed" in line for line in final["log"])
 
 
+def test_a_run_without_saved_progress_shows_what_its_models_did(url):
+    """A run written before jobs saved their progress (the committed reference run) is watched from its summary."""
+    final = Client(url, verbose=False).predict("reference", api_name="/watch_job")
+    assert final["state"] == "completed" and final["total"] == 0
+    assert any(line.startswith("odd-seed0 (layers [0, 2, 4]): accuracy 0.") for line in final["log"])
+    assert {m["model"] for m in final["models"]} >= {"teacher", "top_k-seed0", "odd-seed2"}
+
+
 def job_args_as_config() -> dict:
     return {"teacher": "embedded", "train_size": 64, "eval_size": 32, "epochs": 1, "teacher_epochs": 1} | {
         "strategies": ["top_k"],

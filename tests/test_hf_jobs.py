@@ -198,16 +198,16 @@ def test_what_another_machine_cannot_read_is_refused(tiny_bert, tmp_path):
     data = tmp_path / "mine.csv"
     data.write_text("premise,hypothesis,label\na,b,entailment\n")
     for cfg, message in (
-        (JobConfig(teacher=str(tiny_bert)), "is a folder on this machine"),
+        (JobConfig(teacher=str(tiny_bert)), "is a path on this machine"),
         (JobConfig(data=str(data)), "data file 'mine.csv' is on this machine"),
         (JobConfig(eval_data=[str(data)]), "data file 'mine.csv' is on this machine"),
     ):
         with pytest.raises(UserError, match=message) as refused:
             hf_jobs.job_spec(cfg, "a10g-large", code_repo="me/space", revision="main", bucket="me/bucket")
         assert str(tmp_path) not in str(refused.value)
-    with pytest.raises(UserError, match="--bucket must be"):
+    with pytest.raises(UserError, match="bucket must be a Hub bucket id"):
         hf_jobs.job_spec(JobConfig(), "t4-small", code_repo="me/space", revision="main", bucket="../x")
-    with pytest.raises(UserError, match=r"give --bucket .* or --publish-repo"):
+    with pytest.raises(UserError, match=r"give a bucket \(--bucket.* or a model repo \(--publish-repo"):
         hf_jobs.launch(JobConfig(), "t4-small", TOKEN, code_repo="me/space", revision="main")
 
 
@@ -342,8 +342,8 @@ def test_cli_dry_run_prints_the_estimate_and_the_call_without_the_token(monkeypa
     [
         (["--flavor", "a10g-huge", "--bucket", "me/b"], "unknown Jobs flavor 'a10g-huge'"),
         (["--flavor", "h100", "--bucket", "me/b"], "h100 is not a Jobs flavor"),
-        ([], "give --bucket (results written as the job runs) or --publish-repo"),
-        (["--bucket", "not a bucket"], "--bucket must be a Hub bucket id"),
+        ([], "give a bucket (--bucket: the run is written there as it goes) or a model repo"),
+        (["--bucket", "not a bucket"], "the bucket must be a Hub bucket id"),
         (["--publish-repo", "nope"], "--repo must be a Hub repo id"),
         (["--bucket", "me/b", "--epochs", "0"], "epochs must be a positive number"),
     ],

@@ -173,3 +173,40 @@ def test_the_distill_tab_says_where_a_job_runs_before_it_starts(monkeypatch):
     monkeypatch.setenv("SPACES_ZERO_GPU", "true")
     said = space.where_jobs_run()
     assert "runs only while this page is open" in said and "*pauses*" in said and "resume" in said
+
+
+def test_a_watcher_of_a_waiting_job_hears_from_it_every_few_seconds(tiny_cfg):
+    """Gradio ends a cancelled or vanished watcher only between two states: one that waits behind another job
+    still gets its (unchanged) state every few seconds, so its thread is freed soon after it leaves."""
+    from distill.service import KEEPALIVE_SECONDS
+
+    runner = JobRunner()
+    first = runner.submit(longer(tiny_cfg, "busy").replace(epochs=4))
+    queued = runner.submit(tiny_cfg.replace(run_name="waiting"))
+    watcher = runner.watch(queued, poll_seconds=0.1)
+    assert next(watcher)["state"] == "queued"
+    asked = time.monotonic()
+    again = next(watcher)
+    assert again["state"] == "queued" and time.monotonic() - asked < KEEPALIVE_SECONDS + 1.5
+    watcher.close()
+    assert runner.stop(run="waiting")
+    dropped = {**again, "state": "cancelled", "stage": "cancelled", "queue_position": None}
+    assert list(runner.watch(queued))[-1] == dropped
+    assert list(runner.watch(first))[-1]["state"] == "completed"
+
+
+def test_callers_without_a_session_are_nobody_on_the_public_space(tiny_cfg, monkeypatch):
+    from distill import space
+
+    monkeypatch.setenv("SPACE_ID", space.settings()["original_space"])
+    starter, other = space.visitor(None, None), space.visitor(None, None)
+    assert starter != other and starter.startswith("anonymous:")
+    assert space.visitor(None, "abc") == space.visitor(None, "abc") == "session:abc"
+    runner = JobRunner()
+    job = runner.submit(longer(tiny_cfg, "anonymous"), owner=starter)
+    with pytest.raises(UserError, match="run anonymous was started by another visitor; only they can stop it"):
+        runner.stop(other, "anonymous")
+    with pytest.raises(UserError, match="the running job was started by another visitor"):
+        wait_until(lambda: runner.running() == "anonymous")
+        runner.stop(other)
+    assert list(runner.watch(job))[-1]["state"] == "completed"
