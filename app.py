@@ -168,10 +168,17 @@ def check_new_job(arguments: dict) -> JobConfig:
     """The checks a new job passes before the queue: its settings and the Space's limits, and a run name that no
     listed run has (the committed reference runs included: a visitor's run must not shadow them)."""
     cfg = job_settings(arguments)
-    if cfg.run_name and cfg.run_name in {r.name for r in find_runs(ROOTS)}:
-        raise ConfigError(f"a run named {cfg.run_name!r} already exists; choose another name", "run_name")
+    refuse_taken_name(cfg)
     space.check_job(cfg)
     return cfg
+
+
+def refuse_taken_name(cfg: JobConfig) -> None:
+    """A new run's name must be no listed run's: not a committed reference run (a visitor's run must not shadow
+    it), nor one launched on Hugging Face Jobs that has not written its folder yet."""
+    taken = {r.name for r in find_runs(ROOTS)} | {r["run"] for r in hf_jobs.launched(space.results_dir())}
+    if cfg.run_name and cfg.run_name in taken:
+        raise ConfigError(f"a run named {cfg.run_name!r} already exists; choose another name", "run_name")
 
 
 @checked_before_queue(check_new_job)
@@ -306,8 +313,7 @@ JOBS_INPUTS = ("flavor", "bucket", "publish_repo", "token", "confirm")
 def jobs_request(values: dict) -> tuple[JobConfig, dict]:
     """The job form's settings and the launch's (flavor, bucket, repo) from the Distill tab, by name."""
     cfg = job_settings({**values, "results_dir": space.results_dir()})
-    if cfg.run_name and cfg.run_name in {r["run"] for r in runs()}:
-        raise ConfigError(f"a run named {cfg.run_name!r} already exists; choose another name", "run_name")
+    refuse_taken_name(cfg)
     where = {key: _text(values[key]).strip() or None for key in ("bucket", "publish_repo")}
     return cfg.replace(run_name=cfg.run_name or hf_jobs.default_run_name()), where
 
@@ -318,8 +324,8 @@ def estimate_jobs(values: dict) -> str:
     cfg, where = jobs_request(values)
     repo, revision = hf_jobs.code_source()
     spec = hf_jobs.job_spec(cfg, values["flavor"], code_repo=repo, revision=revision, **where)
-    summary, call = hf_jobs.describe(spec, hf_jobs.estimate(cfg, values["flavor"])).split("\n", 1)
-    return f"**{summary.split(' (', 1)[0]}** ({summary.split(' (', 1)[1]}\n\n```python\n{call}\n```"
+    line = hf_jobs.estimate_line(hf_jobs.estimate(cfg, values["flavor"]))
+    return f"**{line}**\n\n```python\n{hf_jobs.call_text(spec)}\n```"
 
 
 @user_errors

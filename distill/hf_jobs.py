@@ -294,18 +294,25 @@ def redacted(spec: dict[str, Any]) -> dict[str, Any]:
 
 def describe(spec: dict[str, Any], est: dict[str, Any]) -> str:
     """The estimate in a line, then the `run_job` call as Python, secrets hidden."""
+    return f"{estimate_line(est)}\n{call_text(spec)}"
+
+
+def estimate_line(est: dict[str, Any]) -> str:
+    """The estimate in one line: time, cost, time limit and memory, with its assumptions and the prices' source."""
     gpus = f"{est['gpus']}x {est['gpu']}" if est["gpus"] else "CPU"
     memory = f"peak memory {est['peak_memory_gib']:.1f} of {est['memory_gib']} GiB"
-    lines = [
+    return (
         f"estimate for {est['flavor']} ({gpus}, ${est['usd_per_hour']:.2f}/h): {_duration(est['compute_hours'])} of "
         f"compute, {_duration(est['wall_hours'])} billed ({est['gpu_hours']:.2f} GPU hours), about "
         f"${est['cost_usd']:.2f}; time limit {_duration(est['timeout_s'] / 3600)}; "
         + (memory if est["fits"] else f"{memory}: MAY NOT FIT")
-        + f" ({est['assumptions']}; prices from {est['price_source']}, checked {est['price_checked']})",
-        "HfApi().run_job(",
-        *(f"    {key}={value!r}," for key, value in redacted(spec).items()),
-        ")",
-    ]
+        + f" ({est['assumptions']}; prices from {est['price_source']}, checked {est['price_checked']})"
+    )
+
+
+def call_text(spec: dict[str, Any]) -> str:
+    """The `run_job` call as Python, secrets hidden."""
+    lines = ["HfApi().run_job(", *(f"    {key}={value!r}," for key, value in redacted(spec).items()), ")"]
     return scrub("\n".join(lines))
 
 
