@@ -18,12 +18,19 @@ with contextlib.suppress(ImportError):  # on ZeroGPU, `spaces` comes before anyt
     import spaces  # noqa: F401
 
 import gradio as gr
+import gradio.queueing
+import gradio.utils
 import pandas as pd
+from fastapi.exception_handlers import http_exception_handler
+from gradio.context import LocalContext
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 
 from distill import hf_jobs, space
-from distill.config import PRECISIONS, ConfigError, JobConfig
-from distill.errors import UserError, user_message
+from distill.config import PRECISIONS, RUN_NAME, ConfigError, JobConfig
+from distill.errors import UserError, strip_paths, user_message
 from distill.inference import MAX_LENGTH_RANGE, TEMPERATURE_RANGE, chat, chat_models, describe
+from distill.lease import BEAT_SECONDS, holder_line, is_alive, read_lease, request_stop
 from distill.report import (
     column_widths,
     comparison,
@@ -33,14 +40,15 @@ from distill.report import (
     step_loss_figure,
     verdict,
 )
-from distill.results import DAMAGED, DamagedRun, Run, download_copies, find_runs, list_runs, open_run
+from distill.results import DAMAGED, DamagedRun, Run, download_copies, find_runs, finite, list_runs, open_run
 from distill.service import JobRunner, job_slice, watch_folder
 from distill.strategies import DESCRIPTIONS
 
 REFERENCE_DIR = Path(__file__).resolve().parent / "results"  # committed runs, e.g. results/reference
 REFERENCE_MODELS = space.reference_runs()  # published runs with their models: Chat opens on their best student
 ROOTS = [space.results_dir(), str(REFERENCE_DIR), *REFERENCE_MODELS]
-RUNNER = JobRunner(space.gpu_task(job_slice), space.unwatched_seconds())  # decorated once, as ZeroGPU expects
+# decorated once, as ZeroGPU expects
+RUNNER = JobRunner(space.gpu_task(job_slice), space.unwatched_seconds(), space.jobs_per_visitor)
 RUNNER.on_complete = space.upload_finished
 DEFAULT = space.default_job()
 EXAMPLES = [json.loads(line) for line in (Path(__file__).parent / "examples" / "chat_examples.jsonl").open()]
@@ -53,19 +61,24 @@ NO_STUDENTS = (
 
 def find_run(name: str, roots: list[str] = ROOTS):
     """A run by name only: visitors never reach folders by path."""
+    if not isinstance(name, str) or not name.strip():
+        raise UserError("name a run: /list_runs (or the Compare tab's list) gives their names")
     return open_run(name, roots, allow_paths=False)
 
 
 def user_errors(fn):
     """Turn errors into gr.Error, so the UI and API clients get one clear line (`errors.user_message`): never a
-    traceback, an exception type, a token or a server path."""
+    traceback, an exception type, a token or a server path. Answers (each streamed one too) pass through
+    `results.finite`: Gradio would send a NaN or infinity as a bare `NaN`, which is no JSON."""
 
     if inspect.isgeneratorfunction(fn):
 
         @functools.wraps(fn)
         def stream(*args, **kwargs):
             try:
-                yield from fn(*args, **kwargs)
+                with contextlib.closing(fn(*args, **kwargs)) as answers:  # a client that leaves closes it at once
+                    for answer in answers:
+                        yield finite(answer)
             except gr.Error:
                 raise
             except Exception as err:
@@ -76,7 +89,7 @@ def user_errors(fn):
     @functools.wraps(fn)
     def call(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            return finite(fn(*args, **kwargs))
         except gr.Error:
             raise
         except Exception as err:
@@ -88,7 +101,10 @@ def user_errors(fn):
 def checked_before_queue(check):
     """Make `check` (called with an event function's arguments by name) the event's Gradio validator: it runs
     when the event is submitted, before it joins the training queue, so a job that cannot work is refused at
-    once instead of after the jobs ahead of it. A ConfigError shows next to the input it names."""
+    once instead of after the jobs ahead of it. A ConfigError shows next to the input it names. Any other
+    refusal is left to the event function, which repeats the checks: job events never wait in Gradio's queue
+    (the app's worker is the jobs' queue), so it answers at once, in one line (Gradio shows a validator's
+    refusal as a list of inputs, and a raised one to API clients as a bare "400 Bad Request")."""
 
     def attach(fn):
         signature = inspect.signature(fn)
@@ -101,7 +117,8 @@ def checked_before_queue(check):
                 check(arguments)
             except Exception as err:
                 at = getattr(err, "setting", None)
-                at = at if at in inputs else inputs[0]
+                if at not in inputs:  # not about one input (a visitor's share, a run's state): the event function,
+                    return [gr.validate(True, "") for _ in inputs]  # which starts at once, refuses it in one line
                 return [gr.validate(name != at, user_message(err) if name == at else "") for name in inputs]
             return [gr.validate(True, "") for _ in inputs]
 
@@ -114,6 +131,14 @@ def checked_before_queue(check):
 def who(request: gr.Request | None) -> str | None:
     """The visitor, on the public Space (for stop and resume); None on a duplicate or a local app."""
     return space.visitor(getattr(request, "username", None), getattr(request, "session_hash", None))
+
+
+def share(request: gr.Request | None) -> str | None:
+    """Whose share of the public Space the request uses (`space.share_of`); None on a duplicate or a local app."""
+    headers = getattr(request, "headers", None) or {}
+    forwarded = (headers.get("x-forwarded-for") or "").split(",")[0].strip()  # a Space's proxy names the caller
+    address = forwarded or getattr(getattr(request, "client", None), "host", None)
+    return space.share_of(getattr(request, "username", None), getattr(request, "session_hash", None), address)
 
 
 # ---------------------------------------------------------------- public API (plain JSON-able data)
@@ -165,8 +190,10 @@ def job_settings(arguments: dict) -> JobConfig:
 
 
 def check_new_job(arguments: dict) -> JobConfig:
-    """The checks a new job passes before the queue: its settings and the Space's limits, and a run name that no
-    listed run has (the committed reference runs included: a visitor's run must not shadow them)."""
+    """The checks a new job passes before the queue: the visitor's share of the Space, its settings and the
+    Space's limits, and a run name that no listed run has (the committed reference runs included: a visitor's
+    run must not shadow them)."""
+    RUNNER.check_room(share(arguments["request"]))
     cfg = job_settings(arguments)
     refuse_taken_name(cfg)
     space.check_job(cfg)
@@ -224,19 +251,26 @@ def run_job(
     Settings are checked before the job joins the queue; a model that diverges is marked failed in `models`.
     """
     cfg = check_new_job(locals())  # the validator ran these checks already; a direct caller gets them here
-    yield from follow(submit(cfg, owner=who(request)).run, progress, starter=True)
+    yield from follow(submit(cfg, request=request).run, progress, starter=True)
 
 
-def submit(cfg: JobConfig, resume: str | None = None, owner: str | None = None):
+def submit(cfg: JobConfig, resume: str | None = None, request: gr.Request | None = None):
     """Hand the job to the app's worker (in time slices on ZeroGPU, time-limited on the public Space): it runs
-    there whether or not anyone watches, except on ZeroGPU, where it runs only while its visitor does."""
+    there whether or not anyone watches, except on ZeroGPU, where it runs only while its visitor does. A new
+    run of a visitor of the public Space first makes room among their kept runs (`space.prune_runs_of`)."""
+    if request is None:  # the app's own job (the quick student on start): nobody's
+        return RUNNER.submit(cfg, resume=resume, slice_seconds=space.slice_seconds(), time_limit=space.job_time_limit())
+    if resume is None:
+        space.prune_runs_of(who(request), busy=lambda run: RUNNER.live(run) is not None)
     return RUNNER.submit(
         cfg,
         resume=resume,
-        owner=owner,
+        owner=who(request),
         slice_seconds=space.slice_seconds(),
         time_limit=space.job_time_limit(),
         attached=space.on_zerogpu(),
+        share=share(request),
+        event=LocalContext.event_id.get(None),  # the request's id, which its client may cancel
     )
 
 
@@ -259,7 +293,12 @@ def follow(run: str, progress=None, starter: bool = False):
 
 
 def resumable(run: str, request: gr.Request | None) -> tuple[Run, JobConfig]:
+    """The checks a resume passes before the queue: the visitor's share, the run (this visitor's, not queued or
+    running here or in another process, resumable) and the Space's limits."""
+    RUNNER.check_room(share(request))
     found = find_run(run, [space.results_dir()])  # committed runs are read-only
+    if RUNNER.live(found.name) is not None:
+        raise UserError(f"run {found.name} is already queued or running; watch it instead")
     return found, space.check_resume(found, who(request))
 
 
@@ -270,7 +309,7 @@ def resume_job(run: str, progress=gr.Progress(), request: gr.Request = None):  #
     kept and a model that was in training continues from its last finished epoch. Streams like /run_job.
     On the public Space only the visitor who started the run may resume it, within its time limit."""
     found, cfg = resumable(run, request)
-    yield from follow(submit(cfg, resume=str(found.path), owner=who(request)).run, progress, starter=True)
+    yield from follow(submit(cfg, resume=str(found.path), request=request).run, progress, starter=True)
 
 
 @user_errors
@@ -299,12 +338,31 @@ def stop_job(run: str = "", token: str = "", request: gr.Request = None) -> dict
     run = _text(run).strip()
     record = hf_jobs.record_of(run, space.results_dir()) if run and RUNNER.live(run) is None else None
     if record is None:
-        return {"stopped": RUNNER.stop(who(request), run or None)}
+        elsewhere = stop_elsewhere(run, request) if run and RUNNER.live(run) is None else None
+        return elsewhere or {"stopped": RUNNER.stop(who(request), run or None)}
     token = _text(token).strip() or space.jobs_token()
     if not token:
         raise UserError(f"run {run} runs on Hugging Face Jobs: give the token that launched it to cancel it")
     hf_jobs.cancel(record["job_id"], token, namespace=record.get("namespace"))
     return {"stopped": True, "cancelled_job": record["job_id"]}
+
+
+def stop_elsewhere(run: str, request: gr.Request | None) -> dict | None:
+    """A run that another process writes (an earlier container on the same bucket, the CLI): its lease's holder
+    is asked to stop through a stop request in the run's folder, which it reads at its next beat. None when no
+    other live process holds the run."""
+    folder = Path(space.results_dir()) / run
+    lease = read_lease(folder) if RUN_NAME.fullmatch(run) and folder.is_dir() else None
+    if not is_alive(lease):
+        return None
+    if not Run(folder).owned_by(who(request)):
+        raise UserError(f"run {run} was started by another visitor; only they can stop it")
+    request_stop(folder, "stopped by a request from another process")
+    return {
+        "stopped": True,
+        "message": f"run {run} runs in {holder_line(lease)}, not in this app: asked it to stop, which it does "
+        f"within {BEAT_SECONDS:g} s, keeping its finished models",
+    }
 
 
 JOBS_INPUTS = ("flavor", "bucket", "publish_repo", "token", "confirm")
@@ -379,6 +437,7 @@ RUN_IN_ADDRESS = """(state) => {
 }"""
 
 
+@user_errors
 def runs() -> list[dict]:
     """Every run (newest first) with its state, teacher, number of models and best student; a run whose files
     cannot be read is listed with state 'damaged' and the reason."""
@@ -392,11 +451,14 @@ def comparison_api(run: str, ensemble: list[str] | None = None) -> dict:
     validation split counting seeds and examples, Holm-adjusted; p_value null and test '1 seed: untested' with one seed)
     and its per-epoch curves (records: model, strategy, seed, epoch, curve, value). `ensemble`: two or more of
     the run's strategies to add as one more row, their class probabilities averaged seed by seed."""
+    if ensemble is not None and not (isinstance(ensemble, list) and all(isinstance(s, str) for s in ensemble)):
+        raise UserError("ensemble must be a list of the run's strategy names, or null")
     found = find_run(run)
     table = comparison(found, ensemble)
     return {"run": found.name, "status": found.public_status(), "table": table, "curves": curves(found)}
 
 
+@user_errors
 def models() -> list[str]:
     """Models to chat with, as 'run/model' (and 'run/ensemble' for a run's students together)."""
     return chat_models(ROOTS)
@@ -615,13 +677,29 @@ def refresh_models() -> dict:
     }
 
 
-@user_errors
-def quick_student(progress=gr.Progress(), request: gr.Request = None):  # noqa: B008 (Gradio injects them)
-    """Train one student with the embedded default's fast settings (about two minutes on a 2-core CPU,
-    fine-tuned teacher included), streaming its progress as a line of text."""
+def check_quick_student(arguments: dict) -> JobConfig:
+    """The checks a quick student passes before the queue: no student to chat with exists yet (unless the
+    visitor asks for their own), the visitor's share of the Space, and the job's own checks."""
+    students = [m for m in models() if not m.endswith(("/teacher", "/ensemble"))]
+    if students and not arguments["own"]:
+        raise UserError(
+            f"a student to chat with exists already ({students[0]}): pick it in Chat; ask for your own "
+            "(own=True) to train one anyway"
+        )
+    RUNNER.check_room(share(arguments["request"]))
     cfg = space.quick_job()
     space.check_job(cfg)
-    for state in follow(submit(cfg, owner=who(request)).run, progress, starter=True):
+    return cfg
+
+
+@checked_before_queue(check_quick_student)
+@user_errors
+def quick_student(own: bool = False, progress=gr.Progress(), request: gr.Request = None):  # noqa: B008 (Gradio injects them)
+    """Train one student with the embedded default's fast settings (about two minutes on a 2-core CPU,
+    fine-tuned teacher included), streaming its progress as a line of text. Refused while a student to chat
+    with exists, unless `own`. It counts as the visitor's job on the public Space."""
+    cfg = check_quick_student(locals())
+    for state in follow(submit(cfg, request=request).run, progress, starter=True):
         yield quick_line(state)
 
 
@@ -876,6 +954,7 @@ def chat_tab() -> View:
     with gr.Row():
         view["model"] = gr.Dropdown(models(), label="Model (run/model)", allow_custom_value=False)
         view["refresh"] = gr.Button("Refresh models")
+    view["own"] = gr.Checkbox(False, visible=False, label="Train my own student")  # API: own=True
     view["timer"] = gr.Timer(5, active=False)  # while the Space's own quick student trains
     view["chatbot"] = gr.Chatbot(label="Relation of the query to the context", height=360)
     view["query"] = gr.Textbox(label="Query (hypothesis)", placeholder="A statement to check")
@@ -969,7 +1048,14 @@ def wire_api(form: View, job: View, compare: View, chat_view: View) -> None:
         event.then(refresh, None, chat_refresh, **UI_ONLY)
     chat_view["refresh"].click(refresh, None, chat_refresh, **UI_ONLY)
     chat_view["timer"].tick(refresh, None, chat_refresh, **UI_ONLY)
-    quick_event = chat_view["quick"].click(quick_student, None, chat_view["quick_progress"], **training, **UI_ONLY)
+    quick_event = chat_view["quick"].click(
+        quick_student,
+        chat_view["own"],
+        chat_view["quick_progress"],
+        validator=quick_student.validator,
+        api_name="quick_student",
+        **training,
+    )
     quick_event.then(refresh, None, chat_refresh, **UI_ONLY)
 
 
@@ -979,11 +1065,63 @@ demo = build()
 MCP_TOOLS = ("/chat", "/comparison", "/models", "/list_runs")
 
 
+class CancelJobs:
+    """ASGI middleware: a client's cancel of a job request (gradio_client's Job.cancel(): a POST to
+    /gradio_api/cancel naming the request's event id) drops the job that request submitted, and only it, while
+    it is queued (`JobRunner.cancel`); Gradio then ends the request as it always does."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].endswith("/cancel"):
+            return await self.app(scope, receive, send)
+        messages, body = [], b""
+        while True:
+            message = await receive()
+            messages.append(message)
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        with contextlib.suppress(ValueError, AttributeError):  # not JSON, or not an object: Gradio answers it
+            RUNNER.cancel(str(json.loads(body).get("event_id") or ""))
+
+        async def replay():
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
+
+
+def hide_server_paths() -> dict:
+    """Gradio's own error messages, without server paths (`errors.strip_paths`): a file payload outside its upload
+    folder is refused naming its absolute path (under the app's folder for a relative one), in a 400 or an error
+    event. Gradio 6.31 has no setting for that text (allowed_paths and blocked_paths decide access only), so its
+    error payload is wrapped, once; returns the handler of its HTTP errors, for launch's app_kwargs."""
+    if not getattr(gradio.utils.error_payload, "hides_paths", False):
+        shown = gradio.utils.error_payload
+
+        def error_payload(error: BaseException | None, show_error: bool) -> dict:
+            content = shown(error, show_error)
+            if isinstance(content.get("error"), str):
+                content["error"] = strip_paths(content["error"])
+            return content
+
+        error_payload.hides_paths = True
+        gradio.utils.error_payload = gradio.queueing.error_payload = error_payload
+
+    async def http_error(request, err: HTTPException):
+        detail = strip_paths(err.detail) if isinstance(err.detail, str) else err.detail
+        return await http_exception_handler(request, HTTPException(err.status_code, detail, err.headers))
+
+    return {HTTPException: http_error}
+
+
 def launch(prevent_thread_lock: bool = False, **options) -> None:
     """Start the app as a web page, a Python API and an MCP server.
 
-    show_error: a value Gradio itself refuses reaches the client with its message. Downloads are served from
-    copies in the temp folder (results.download_copies), never from the results folder.
+    show_error: a value Gradio itself refuses reaches the client with its message, less any server path
+    (`hide_server_paths`). Downloads are served from copies in the temp folder (results.download_copies), never
+    from the results folder.
     """
     theme = gr.themes.Soft()
     start_quick_student()
@@ -994,6 +1132,7 @@ def launch(prevent_thread_lock: bool = False, **options) -> None:
         mcp_server=True,
         prevent_thread_lock=True,
         max_threads=MAX_THREADS,
+        app_kwargs={"middleware": [Middleware(CancelJobs)], "exception_handlers": hide_server_paths()},
         **options,
     )
     server = demo.mcp_server_obj

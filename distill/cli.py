@@ -5,10 +5,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
+import os
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .config import JobConfig
-from .errors import UserError
+from . import paths
+from .config import HUB_DATA, SAMPLE_DATA, JobConfig, default_results_dir
+from .errors import UserError, user_message
+
+if TYPE_CHECKING:
+    from .results import Run
 
 LAYER_NOTE = "Layer indices are 0-based: layer 0 is the encoder layer next to the embeddings."
 
@@ -108,7 +116,9 @@ def add_job_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def job_config(args: argparse.Namespace) -> JobConfig:
+def job_config(args: argparse.Namespace, *, writes: bool = True) -> JobConfig:
+    """The job of --config and the flags, its data files and (when the job `writes` there) its results folder
+    checked."""
     values = {}
     if args.config:
         values = JobConfig.from_yaml(args.config).to_dict()
@@ -116,7 +126,35 @@ def job_config(args: argparse.Namespace) -> JobConfig:
         given = getattr(args, f.name)
         if given is not None:
             values[f.name] = None if given in ("none", "None", "") and "None" in f.type else given
-    return JobConfig.from_dict(values)
+    cfg = JobConfig.from_dict(values)
+    if cfg.data not in (SAMPLE_DATA, HUB_DATA):
+        paths.input_file(cfg.data, "--data")
+    for name in cfg.eval_data:
+        paths.input_file(name, "--eval-data")
+    if writes:
+        paths.output_folder(cfg.results_dir, "--results-dir")
+    return cfg
+
+
+def check_paths(args: argparse.Namespace) -> None:
+    """The path arguments every command reads, checked before it starts: --config a file, a --results-dir
+    given to read runs from a folder, publish's --dry-run an empty or new folder that can be written."""
+    if getattr(args, "config", None):
+        paths.input_file(args.config, "--config")
+    if args.command in ("jobs", "resume", "report", "publish", "list") and args.results_dir is not None:
+        paths.input_folder(args.results_dir, "--results-dir")
+    if args.command == "publish" and args.dry_run is not None:
+        paths.output_folder(args.dry_run, "--dry-run", empty=True)
+
+
+def writable_run(args: argparse.Namespace) -> Run:
+    """The run RUN names, its folder checked to be writable (resume trains there, report writes its plots)."""
+    from .results import open_run
+
+    run = open_run(args.run, args.results_dir)
+    given = args.run if Path(args.run).is_dir() else os.path.join(args.results_dir or default_results_dir(), args.run)
+    paths.output_folder(given, "run")
+    return run
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -131,13 +169,11 @@ def cmd_launch(args: argparse.Namespace) -> int:
     and launches it on Hugging Face Jobs."""
     if args.backend == "local":
         return cmd_run(args)
-    import os
-
     from huggingface_hub import get_token
 
     from . import hf_jobs
 
-    cfg = job_config(args)
+    cfg = job_config(args, writes=not args.dry_run)  # a launch records its job in the results folder
     cfg = cfg.replace(run_name=cfg.run_name or hf_jobs.default_run_name())
     flavor = args.flavor or hf_jobs.settings()["default_flavor"]
     code_repo, revision = hf_jobs.code_source()
@@ -175,13 +211,9 @@ def cmd_launch(args: argparse.Namespace) -> int:
 def cmd_jobs(args: argparse.Namespace) -> int:
     """`jobs status RUN` prints the job's state (and its run folder's, when it is here); `jobs cancel RUN`
     stops it."""
-    import os
-    from pathlib import Path
-
     from huggingface_hub import get_token
 
     from . import hf_jobs
-    from .config import default_results_dir
     from .results import Run
 
     results_dir = args.results_dir or default_results_dir()
@@ -206,9 +238,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     from .job import resume_job
-    from .results import open_run
 
-    run = open_run(args.run, args.results_dir)
+    run = writable_run(args)
     return _run_with_progress(args, lambda reporter: resume_job(run, reporter))
 
 
@@ -242,7 +273,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .report import comparison, format_pairwise, format_table, pairwise, write_plots
     from .results import open_run
 
-    run = open_run(args.run, args.results_dir)
+    run = open_run(args.run, args.results_dir) if args.no_plots else writable_run(args)
     controls = [open_run(name, args.results_dir) for name in args.controls or []]
     table = comparison(run, args.ensemble, controls)
     if args.json:
@@ -268,8 +299,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from .publish import check_repo, publish, publish_tree
     from .results import open_run
 
@@ -307,6 +336,9 @@ def cmd_strategies(_: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    log = logging.getLogger("distill")
+    if not os.environ.get("DISTILL_DEBUG") and not log.handlers:  # user_message logs tracebacks for a server
+        log.addHandler(logging.NullHandler())
     commands = {
         "run": cmd_run,
         "launch": cmd_launch,
@@ -319,6 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     command = commands[args.command]
     try:
+        check_paths(args)
         return command(args)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -326,3 +359,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted; finished models are kept and the run is marked stopped", file=sys.stderr)
         return 130
+    except Exception as err:  # unforeseen: still one line, the traceback on request
+        if os.environ.get("DISTILL_DEBUG"):
+            raise
+        text = user_message(err) if isinstance(err, OSError) and err.strerror else "unexpected error"
+        print(f"error: {text}; run again with DISTILL_DEBUG=1 for the traceback", file=sys.stderr)
+        return 1

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import traceback
+
+LOG = logging.getLogger("distill")
+UNEXPECTED = "unexpected error; the server's log has the details"
 
 # An absolute path of two or more parts (not the end of a URL): only its last part is shown.
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])/(?:[^\s'\"`,;()\[\]<>/]+/)+([^\s'\"`,;()\[\]<>/]*)")
@@ -28,12 +33,13 @@ def strip_paths(text: str) -> str:
 
 
 def user_message(err: BaseException) -> str:
-    """One line for the user: a UserError as it is, a failed write by its cause, anything else as unexpected."""
+    """One line for the user: a UserError as it is, a failed write by its cause, anything else as unexpected,
+    without its Python text (a TypeError's says nothing a user can act on); that goes to the server's log."""
     if isinstance(err, UserError):
         text = str(err)
     elif isinstance(err, OSError) and err.strerror:
         text = f"cannot read or write a file: {err.strerror}"
     else:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else "no details"
-        text = f"unexpected error ({first[:300]}); the job's log on the server has the details"
+        LOG.error("unexpected error, not shown to the user:\n%s", scrub("".join(traceback.format_exception(err))))
+        text = UNEXPECTED
     return strip_paths(scrub(text))

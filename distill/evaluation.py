@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -98,11 +99,23 @@ def probabilities(logits: np.ndarray) -> np.ndarray:
     return torch.softmax(torch.from_numpy(logits).float(), dim=-1).numpy()
 
 
+class TimingCut(Exception):
+    """Raised by `latency_ms` when its `time_is_up` says so: the timing is left unfinished, not made up."""
+
+
 @torch.inference_mode()
-def latency_ms(model: nn.Module, data: Encoded, pad_id: int, precision: str, n_examples: int) -> dict[str, float]:
+def latency_ms(
+    model: nn.Module,
+    data: Encoded,
+    pad_id: int,
+    precision: str,
+    n_examples: int,
+    time_is_up: Callable[[], bool] = lambda: False,
+) -> dict[str, float]:
     """Milliseconds per example at batch size 1 (median over examples) and at batch size 32 (over all batches).
 
-    Teacher and students are timed on the same examples, in the same precision, after a warm-up.
+    Teacher and students are timed on the same examples, in the same precision, after a warm-up. `time_is_up`
+    is asked before every forward pass; TimingCut when it says yes.
     """
     model.eval()
     device = next(model.parameters()).device
@@ -110,6 +123,8 @@ def latency_ms(model: nn.Module, data: Encoded, pad_id: int, precision: str, n_e
     rows = list(range(min(n_examples, len(data))))
 
     def run(batch_rows: list[int]) -> float:
+        if time_is_up():
+            raise TimingCut
         batch = {k: v.to(device) for k, v in batcher(batch_rows).items()}
         start = time.perf_counter()
         with autocast(device, precision):

@@ -65,6 +65,8 @@ def run_chat_models(run: Run) -> list[str]:
 
 def resolve_chat_model(name: str, results_dir: Roots) -> list[Path]:
     """The model folders behind a chat model name ('run/model' or 'run/ensemble')."""
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError("pick a model to chat with: /models gives their names (run/model)")
     run_name, _, model = name.partition("/")
     if not model or "/" in model or ".." in name:
         raise ConfigError(f"unknown model {name!r}; pick one from the list (run/model)")

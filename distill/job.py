@@ -18,7 +18,8 @@ from torch import nn
 from .config import ConfigError, JobConfig, about
 from .data import check_data, load_job_data
 from .errors import UserError, user_message
-from .evaluation import latency_ms, model_inputs
+from .evaluation import TimingCut, latency_ms, model_inputs
+from .lease import Lease, RunBusy, StopEither, holder_line, is_alive, read_lease
 from .losses import LossInputs, combined_loss, loss_weights
 from .models import (
     build_student,
@@ -37,6 +38,11 @@ from .strategies import RANDOM_INIT, StrategyContext, resolve_layers
 from .summary import summary_row
 from .teacher import TeacherOutputs, layer_importance_once, prepare_teacher, teacher_cache_dir, teacher_outputs
 from .training import ModelDiverged, Runtime, fit
+
+LATENCY_NOT_TIMED = (
+    "latency not timed side by side (the job's time ran out or it was stopped first): each model's figure is "
+    "its own timing, taken as it was saved"
+)
 
 
 def run_job(
@@ -59,8 +65,8 @@ def run_job(
     run = open_run_folder(cfg, runtime, resume)
     finished = {r["model"] for r in run.summary()}
     with (
+        held_by_this_job(run, runtime, resumed=resume is not None),
         progress_saved(run, runtime),
-        run.heartbeat() if runtime.is_main else contextlib.nullcontext(),
         outcome_recorded(run, runtime),
     ):
         job = prepare(cfg, plan, examples, run, runtime)
@@ -80,11 +86,10 @@ def run_job(
                     distil_or_record_failure(
                         job, run, runtime, teacher=teacher, outputs=outputs, variant=variant, layers=layers, seed=seed
                     )
-        if runtime.is_main:
-            runtime.deadline = None  # every model is saved: the closing timing is not cut into slices
-            time_side_by_side(job, run, runtime)
+        timed = time_side_by_side(job, run, runtime) if runtime.is_main else True
         failed = [r["model"] for r in run.summary() if r.get("failed")]
-        note = f"{len(failed)} model(s) failed and are left out: {', '.join(failed)}" if failed else ""
+        notes = [f"{len(failed)} model(s) failed and are left out: {', '.join(failed)}"] if failed else []
+        note = "; ".join(notes + ([] if timed else [LATENCY_NOT_TIMED]))
         if runtime.is_main:  # the other processes may finish first: the run is complete once the main one is
             run.set_status("completed", note)
         runtime.emit("stage", "done", f"run {run.name} completed" + (f"; {note}" if note else ""))
@@ -92,15 +97,29 @@ def run_job(
 
 
 def open_run_folder(cfg: JobConfig, runtime: Runtime, resume: Run | None) -> Run:
-    """The run being resumed, marked running again, or a new run folder (made by the main process, found by
-    the others)."""
+    """The run being resumed, or a new run folder (made by the main process, found by the others)."""
     if resume is not None:
-        if runtime.is_main:
-            resume.set_status("running", "resumed")
         return resume
     run = Run.create(cfg) if runtime.is_main else None
     run_path = broadcast_object_list([str(run.path) if run else None])[0]
     return run or Run(Path(run_path))
+
+
+@contextlib.contextmanager
+def held_by_this_job(run: Run, runtime: Runtime, resumed: bool) -> Iterator[None]:
+    """The run's lease (`lease.py`), held by the main process while the job writes the run: a run that another
+    live process writes is refused (RunBusy) before anything is written. A resumed run is marked running once
+    held, unless another process completed it meanwhile. Another process's stop request stops the job."""
+    if not runtime.is_main:
+        yield
+        return
+    with Lease(run.path) as lease:
+        runtime.stop = StopEither(runtime.stop, lease)
+        if resumed:
+            if run.status()["state"] == "completed":
+                raise ConfigError(f"run {run.name} is completed; only {', '.join(RESUMABLE)} runs can be resumed")
+            run.set_status("running", "resumed")
+        yield
 
 
 @contextlib.contextmanager
@@ -175,6 +194,10 @@ def check_resumable(run: Run) -> None:
     """Refuse a run that is damaged, running or completed, with the reason."""
     run.check()
     state = run.status()["state"]
+    if state == "running":
+        lease = read_lease(run.path)
+        by = f" by {holder_line(lease)}" if is_alive(lease) else ""
+        raise RunBusy(f"run {run.name} is being trained{by}; watch it instead, or stop it first")
     if state not in RESUMABLE:
         raise ConfigError(f"run {run.name} is {state}; only {', '.join(RESUMABLE)} runs can be resumed")
 
@@ -341,30 +364,54 @@ def distil_or_record_failure(
         runtime.emit("model", name, f"{name} failed: {err}", **row)
 
 
-def time_side_by_side(job: Prepared, run: Run, runtime: Runtime, rounds: int = 3) -> None:
+def time_side_by_side(job: Prepared, run: Run, runtime: Runtime, rounds: int = 3) -> bool:
     """Re-time one saved model of each architecture in interleaved rounds and keep each one's fastest round.
 
     Timing models one after another, minutes apart, lets a busy moment of the machine land on one model only;
     interleaving and taking the minimum makes the speed-up column a fair side-by-side ratio. Models of one
     architecture run the same operations, so they share its figure (students of one depth share one).
+
+    Every model is saved by now, so the job's deadline or a stop ends the timing, not the job: the complete
+    rounds so far count; with none, each model keeps the figure timed as it was saved (a round cut short is
+    no figure). Returns whether latency was timed side by side.
     """
     runtime.emit("stage", "latency", "timing every model architecture side by side")
     rows = run.summary()
     split = next(iter(job.eval_loaders))
     names = [r["model"] for r in rows if not r.get("failed")]
-    shape_of: dict[str, str] = {}
+    shape_of = {name: saved_architecture(run.model_dir(name)) for name in names}
     members: dict[str, str] = {}  # architecture: the model timed for it
     for name in names:
-        runtime.check_stop()
-        shape_of[name] = saved_architecture(run.model_dir(name))
         members.setdefault(shape_of[name], name)
     best: dict[str, dict[str, float]] = {}
-    for _ in range(rounds):
-        for shape, name in members.items():  # one model in memory at a time
-            runtime.check_stop()
-            model = load_classifier(str(run.model_dir(name))).to(runtime.device)
-            timed = latency_ms(
-                model, job.data[split], job.tokenizer.pad_token_id, runtime.precision, job.cfg.latency_examples
-            )
-            best[shape] = {k: min(v, best.get(shape, timed)[k]) for k, v in timed.items()}
-    run.write_summary([{**r, **best[shape_of[r["model"]]]} if r["model"] in shape_of else r for r in rows])
+    kept: dict[str, dict[str, float]] = {}  # the best of the complete rounds
+    try:
+        for _ in range(rounds):
+            for shape, name in members.items():  # one model in memory at a time
+                if time_is_up(runtime):
+                    raise TimingCut
+                model = load_classifier(str(run.model_dir(name))).to(runtime.device)
+                timed = latency_ms(
+                    model,
+                    job.data[split],
+                    job.tokenizer.pad_token_id,
+                    runtime.precision,
+                    job.cfg.latency_examples,
+                    lambda: time_is_up(runtime),
+                )
+                best[shape] = {k: min(v, best.get(shape, timed)[k]) for k, v in timed.items()}
+            kept = dict(best)
+    except TimingCut:
+        runtime.emit("log", "latency", "latency timed in fewer rounds: time ran out" if kept else LATENCY_NOT_TIMED)
+    if kept:
+        run.write_summary([{**r, **kept[shape_of[r["model"]]]} if r["model"] in shape_of else r for r in rows])
+    return bool(kept) or not members
+
+
+def time_is_up(runtime: Runtime) -> bool:
+    """Whether the job's deadline has passed or a stop (or pause) was asked for."""
+    try:
+        runtime.check_stop()
+    except JobStopped:
+        return True
+    return False

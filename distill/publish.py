@@ -373,7 +373,8 @@ def publish_tree(run: Run, target: Path, repo: str | None = None) -> list[Path]:
         raise UserError(f"run {run.name} is {state}; only a completed run can be published")
     target = Path(target)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise UserError(f"{target.name} is not an empty folder; publish writes into an empty or new one")
+        shown = target.name or str(target)  # "/" has no name
+        raise UserError(f"{shown} is not an empty folder; publish writes into an empty or new one")
     if not list(run.path.glob("plots/*.png")):
         write_plots(run)
     target.mkdir(parents=True, exist_ok=True)

@@ -126,6 +126,7 @@ def _control_rows(run: Run, controls: list[Run], predictions: dict) -> list[dict
     ours = next((r for r in run.summary() if r["role"] == "teacher"), None)
     out = []
     for control in controls:
+        control.check()  # a damaged control is reported as such, like the run
         if control.labels() != labels:
             raise ConfigError(f"run {control.name} was scored on other validation rows than run {run.name}")
         theirs = control.predictions()

@@ -3,7 +3,9 @@
 runs/<run>/
   config.json        the exact job settings       environment.json  package versions, device
   status.json        running / completed / failed / stopped / paused, with a message and the time spent running
-  heartbeat.json     rewritten every few seconds while a job runs: a stale one means the job is gone
+  heartbeat.json     the lease of the job writing the run (`lease.py`), renewed every 10 s: a stale one means
+                     the job is gone
+  stop-request.json  another process asking the lease's holder to stop
   progress.json      the job's live view (steps, log, loss per step, finished models), for watchers anywhere
   owner.json         on the public Space, a hash of the visitor who started the run (for stop and resume)
   data/              a copy of the user's data file(s), so the run resumes after the upload is gone
@@ -31,25 +33,37 @@ import re
 import shutil
 import socket
 import tempfile
-import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from . import lease  # lease writes run files too: imported as a module, the two may import each other
 from .config import RUN_NAME, ConfigError, JobConfig, default_results_dir
 from .errors import UserError, scrub
 from .progress import JobState
+from .schema import (
+    CONFIG,
+    HEARTBEAT,
+    OWNER,
+    PROGRESS,
+    finished,
+    labels_problem,
+    metrics_row,
+    predictions_problem,
+    probabilities_problem,
+    status_problem,
+    summary_file,
+    summary_rows,
+)
 from .summary import SummaryRow, flat, from_file
 
 STATES = ("running", "completed", "failed", "stopped", "paused", "interrupted")
 RESUMABLE = ("stopped", "paused", "interrupted", "failed")
 DAMAGED = "damaged"  # listed for a run whose files cannot be read; never stored
-HEARTBEAT_SECONDS = 10.0
-STALE_SECONDS = 60.0  # a running run without a heartbeat this long is gone (killed, or its container restarted)
 
 
 class DamagedRun(UserError):
@@ -89,18 +103,22 @@ def write_json(path: Path, value: Any) -> None:
 
 def to_json(value: Any, indent: int | None = None) -> str:
     """Strict JSON: numpy values as lists and numbers, and NaN or infinity as null (never a bare NaN)."""
-    return json.dumps(_finite(value), indent=indent, default=_jsonable, allow_nan=False)
+    return json.dumps(finite(value), indent=indent, default=_jsonable, allow_nan=False)
 
 
-def _finite(value: Any) -> Any:
+def finite(value: Any) -> Any:
+    """`value` with every NaN or infinity in it (in dicts, lists, tuples, numpy arrays) as None; other values
+    as they are. The app passes every answer through it: Gradio writes a bare NaN, which JSON does not allow."""
     if isinstance(value, float | np.floating):
         return float(value) if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, tuple):  # a Gradio function's several outputs
+        return tuple(finite(v) for v in value)
+    if isinstance(value, list):
+        return [finite(v) for v in value]
     if isinstance(value, np.ndarray):
-        return _finite(value.tolist())
+        return finite(value.tolist())
     return value
 
 
@@ -207,10 +225,14 @@ class Run:
         values["eval_data"] = [
             str(self.path / f) if str(f).startswith(f"{DATA_DIR}/") else f for f in values.get("eval_data") or []
         ]
+        return self._settings(values)
+
+    def _settings(self, values: dict[str, Any]) -> JobConfig:
         try:
             return JobConfig.from_dict(values)
         except ConfigError as err:
-            raise DamagedRun(f"run {self.name} is damaged: config.json: {err}") from None
+            field = f" field {err.setting}" if err.setting and err.setting not in str(err) else ""
+            raise DamagedRun(f"run {self.name} is damaged: config.json{field}: {err}") from None
 
     def log_failure(self, err: BaseException) -> None:
         """Append `err` with its traceback (tokens scrubbed) to the run's errors.log: the user is shown one line,
@@ -249,8 +271,7 @@ class Run:
         return {"state": status["state"], "message": status.get("message", ""), "busy_seconds": self.busy_seconds()}
 
     def _status(self) -> dict[str, Any]:
-        status = self._read("status.json", None, _status_problem)
-        return status if status is not None else {"state": "failed", "message": "no status file"}
+        return self._read("status.json", {"state": "failed", "message": "no status file"}, _status_problem)
 
     def busy_seconds(self) -> float:
         """Seconds spent running over all of the run's starts; a job that died counts up to its last heartbeat."""
@@ -260,44 +281,19 @@ class Run:
             busy += self._running_until(status, time.time()) - status["time"]
         return busy
 
-    @contextlib.contextmanager
-    def heartbeat(self, seconds: float | None = None) -> Iterator[None]:
-        """Rewrite heartbeat.json every few seconds while the block runs.
-
-        Liveness cannot trust a process id: on a Space every restart is a new container with a new host name,
-        and the run folder lives on in a mounted bucket. A heartbeat that has gone stale means the job is gone.
-        """
-        stop = threading.Event()
-
-        def beat() -> None:
-            while True:
-                with contextlib.suppress(OSError):  # a full disk must not end the job from this thread
-                    write_json(self.path / HEARTBEAT_FILE, {"time": time.time()})
-                if stop.wait(seconds or HEARTBEAT_SECONDS):
-                    return
-
-        thread = threading.Thread(target=beat, name=f"heartbeat-{self.name}", daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            thread.join()
-
     def _last_heartbeat(self) -> float:
-        beat = self._read(HEARTBEAT_FILE, {}, _mapping_problem)
-        return float(beat.get("time", 0.0)) if isinstance(beat.get("time"), int | float) else 0.0
+        return lease.beat_time(lease.read_lease(self.path)) or 0.0
 
     def _alive(self, status: dict) -> bool:
-        last = max(status.get("time", 0.0), self._last_heartbeat())
-        if time.time() - last > STALE_SECONDS:
-            return False
-        if status.get("host") == socket.gethostname():  # on this machine a dead process is known at once
-            try:
-                os.kill(int(status.get("pid", -1)), 0)
-            except (OSError, ValueError):
-                return False
-        return True
+        """Whether the run's job still runs: its holder (the lease's, else the status's writer) wrote the lease or
+        the status within a minute and, on this host, its process lives (`lease.is_alive`).
+
+        Liveness cannot trust a process id: on a Space every restart is a new container with a new host name,
+        and the run folder lives on in a mounted bucket. A lease that has gone stale means the job is gone.
+        """
+        held = lease.read_lease(self.path) or {}  # a lease of old holds its time only
+        times = [t for t in (lease.beat_time(status), lease.beat_time(held)) if t is not None]
+        return lease.is_alive({**status, **held, "time": max(times, default=None)})
 
     def _running_until(self, status: dict, now: float) -> float:
         """When the run last ran: now if its job is alive, else its last heartbeat (a restarted container may
@@ -310,15 +306,10 @@ class Run:
     def progress(self) -> dict[str, Any]:
         """What a watcher shows for a run that no job of this process is running: its last saved progress, with
         the stored state (and its message as the last log line) and the finished models from the summary."""
-        saved = self._read(PROGRESS_FILE, {}, _mapping_problem)
+        saved = self._read(PROGRESS_FILE, {}, PROGRESS)
         status = self.public_status()
         view = JobState(self.name, status["state"], status["state"])
-        for key, kind in (("log", str), ("curve", dict)):
-            if isinstance(saved.get(key), list):
-                view.data[key] = [item for item in saved[key] if isinstance(item, kind)]
-        for key in ("done", "total"):
-            if isinstance(saved.get(key), int) and saved[key] >= 0:
-                view.data[key] = saved[key]
+        view.data.update({key: saved[key] for key in ("log", "curve", "done", "total") if key in saved})
         if status["state"] == "running" and isinstance(saved.get("stage"), str):
             view.data["stage"] = saved["stage"]
         keys = ("model", "strategy", "layers", "accuracy", "failed")
@@ -336,15 +327,16 @@ class Run:
         every run is open. A run with no recorded owner belongs to no visitor."""
         if visitor is None:
             return True
-        return self._read(OWNER_FILE, {}, _mapping_problem).get("owner") == _hash(visitor)
+        return self._read(OWNER_FILE, {}, OWNER).get("owner") == _hash(visitor)
 
     def set_owner(self, visitor: str) -> None:
         write_json(self.path / OWNER_FILE, {"owner": _hash(visitor)})
 
     def config(self) -> dict[str, Any]:
-        """The stored settings; a run written before a setting existed ran with its behaviour of the time."""
-        stored = self._read("config.json", {}, _mapping_problem)
-        return {**BEFORE_SETTINGS_EXISTED, **stored} if stored else stored
+        """The stored settings, checked as a JobConfig (typed, in range); a run written before a setting existed
+        ran with its behaviour of the time."""
+        stored = self._read("config.json", {}, CONFIG)
+        return self._settings({**BEFORE_SETTINGS_EXISTED, **stored}).to_dict() if stored else stored
 
     def teacher(self) -> str:
         """The teacher as visitors may see it: a Hub id, 'embedded', or a local folder's name (never its path)."""
@@ -359,8 +351,9 @@ class Run:
             except DamagedRun as err:
                 raise DamagedRun(f"run {self.name} is damaged: {err}") from None
             for number, row in enumerate(rows, start=1):
-                if not isinstance(row, dict) or not isinstance(row.get("model"), str) or "epoch" not in row:
-                    raise DamagedRun(f"run {self.name} is damaged: metrics.jsonl line {number} is not a metrics row")
+                issue = metrics_row(row)
+                if issue:
+                    raise DamagedRun(f"run {self.name} is damaged: metrics.jsonl line {number} {issue}")
             self._metrics = rows
         return self._metrics
 
@@ -371,19 +364,21 @@ class Run:
     def summary(self) -> list[SummaryRow]:
         """One row per model (`summary.SummaryRow`); a model whose accuracy is not a finite number reads as
         failed."""
-        rows = self._read("summary.json", [], _summary_problem)
+        rows = self._read("summary.json", [], summary_file)
         splits = list(self.labels()) if any("splits" not in r for r in rows) else []
-        return [_mark_failed(from_file(r, splits)) for r in rows]
+        rows = [from_file(r, splits) for r in rows]
+        self._damaged_if("summary.json", summary_rows(rows))
+        return [_mark_failed(r) for r in rows]
 
     def write_summary(self, rows: list[SummaryRow]) -> None:
         write_json(self.path / "summary.json", rows)
         atomic_write(self.path / "summary.csv", to_csv([flat(r) for r in rows]))
 
     def predictions(self) -> dict[str, dict[str, list[int]]]:
-        return self._read("predictions.json", {}, _splits_problem(dict))
+        return self._read("predictions.json", {}, lambda value: predictions_problem(value, self.labels()))
 
     def labels(self) -> dict[str, list[int]]:
-        return self._read("labels.json", {}, _splits_problem(list))
+        return self._read("labels.json", {}, labels_problem)
 
     def add_predictions(self, model: str, predictions: dict[str, list[int]]) -> None:
         write_json(self.path / "predictions.json", {**self.predictions(), model: predictions})
@@ -395,9 +390,11 @@ class Run:
             return {}
         try:
             with np.load(path) as saved:
-                return {split: saved[split].astype(np.float32) for split in saved.files}
+                arrays = {split: saved[split] for split in saved.files}
         except Exception:  # a cut, flipped or replaced file raises zip, zlib, OS or value errors
             raise DamagedRun(f"run {self.name} is damaged: probabilities/{model}.npz cannot be read") from None
+        self._damaged_if(f"probabilities/{model}.npz", probabilities_problem(arrays, self.labels()))
+        return {split: array.astype(np.float32) for split, array in arrays.items()}
 
     def add_probabilities(self, model: str, probabilities: dict[str, np.ndarray]) -> None:
         buffer = io.BytesIO()
@@ -442,16 +439,32 @@ class Run:
             _CHECKED[self.path] = known
         if known[1]:
             raise DamagedRun(known[1])
+        beat = lease.read_lease(self.path)  # rewritten every few seconds: read each time, never kept
+        self._damaged_if(HEARTBEAT_FILE, HEARTBEAT(beat) if beat is not None else None)
 
     def _check_files(self) -> None:
         self.job_config()
         self.status()
         self.metrics  # noqa: B018 (read for its check)
-        self.predictions()
-        self.labels()
-        for row in self.summary():
+        self._read(PROGRESS_FILE, {}, PROGRESS)
+        self._read(OWNER_FILE, {}, OWNER)
+        predictions = self._read("predictions.json", None, lambda value: predictions_problem(value, self.labels()))
+        kept = (self.path / "probabilities").is_dir()  # runs made before probabilities were kept have none
+        labels = self.labels()
+        summary = self.summary()
+        if not summary and self._status()["state"] == "completed":
+            self._damaged_if("summary.json", "lists no models, yet the run is completed")
+        for row in summary:
             if row.get("failed"):
                 continue
+            if row["eval_split"] not in labels:
+                where = "is missing" if not labels else f"has no split {row['eval_split']}"
+                self._damaged_if("labels.json", f"{where} (summary.json scores {row['model']} on it)")
+            if predictions is None or row["model"] not in predictions:
+                missing = "is missing" if predictions is None else f"has no model {row['model']}"
+                self._damaged_if("predictions.json", f"{missing} (summary.json lists {row['model']} as finished)")
+            if kept and not (self.path / "probabilities" / f"{row['model']}.npz").is_file():
+                self._damaged_if(f"probabilities/{row['model']}.npz", "is missing")
             self.probabilities(row["model"])
             folder = self.model_dir(row["model"])
             if folder.is_dir():  # a run may be kept without its models (they are large)
@@ -463,17 +476,25 @@ class Run:
         return tuple(sorted((str(p.relative_to(self.path)), *_size_and_time(p)) for p in files))
 
     def _read(self, name: str, default: Any, problem: Callable[[Any], str | None]) -> Any:
+        """A JSON file's value checked by `problem` (its schema), or `default` when there is no file (a file
+        holding null is no missing file: it is checked like any other value)."""
         try:
-            value = read_json(self.path / name, default)
+            value = read_json(self.path / name, _MISSING)
         except DamagedRun as err:
             raise DamagedRun(f"run {self.name} is damaged: {err}") from None
-        issue = None if value is default else problem(value)
+        if value is _MISSING:
+            return default
+        self._damaged_if(name, problem(value))
+        return value
+
+    def _damaged_if(self, name: str, issue: str | None) -> None:
+        """Raise DamagedRun naming the run, its file `name` and the `issue` (its schema's answer), if any."""
         if issue:
             raise DamagedRun(f"run {self.name} is damaged: {name} {issue}")
-        return value
 
 
 _CHECKED: dict[Path, tuple[tuple, str | None]] = {}
+_MISSING = object()
 DATA_DIR = "data"
 HEARTBEAT_FILE = "heartbeat.json"
 PROGRESS_FILE = "progress.json"  # rewritten every few seconds while a job runs, like the heartbeat
@@ -492,48 +513,11 @@ def _size_and_time(path: Path) -> tuple[int, int]:
     return (stat.st_size, stat.st_mtime_ns)
 
 
-def _mapping_problem(value: Any) -> str | None:
-    return None if isinstance(value, dict) else "does not hold a JSON object"
-
-
-def _status_problem(value: Any) -> str | None:
-    if not isinstance(value, dict) or value.get("state") not in STATES:
-        return "does not hold a known state"
-    for key in ("time", "busy_seconds", "started", "pid"):
-        present = key in value or key == "time"  # only the time is required
-        if present and not isinstance(value.get(key), int | float):
-            return f"has no valid {key}"
-    return None
-
-
-def _summary_problem(value: Any) -> str | None:
-    if not isinstance(value, list):
-        return "does not hold a list of models"
-    for number, row in enumerate(value, start=1):
-        if not isinstance(row, dict) or not isinstance(row.get("model"), str):
-            return f"row {number} names no model"
-        if row.get("role") not in ("teacher", "student"):
-            return f"row {number} has no role (teacher or student)"
-        if not row.get("failed") and not isinstance(row.get("accuracy"), int | float | None):
-            return f"row {number} ({row['model']}) has no accuracy"
-        splits = row.get("splits", {})
-        if not isinstance(splits, dict) or not all(isinstance(m, dict) for m in splits.values()):
-            return f"row {number} ({row['model']}) has no metrics per split"
-    return None
-
-
-def _splits_problem(kind: type) -> Callable[[Any], str | None]:
-    def problem(value: Any) -> str | None:
-        if not isinstance(value, dict) or not all(isinstance(v, kind) for v in value.values()):
-            return "does not hold one entry per split" if kind is list else "does not hold one entry per model"
-        return None
-
-    return problem
+_status_problem = status_problem(STATES)
 
 
 def _mark_failed(row: dict) -> dict:
-    accuracy = row.get("accuracy")
-    if row.get("failed") or (isinstance(accuracy, int | float) and math.isfinite(accuracy)):
+    if row.get("failed") or finished(row):
         return row
     return {**row, "failed": "its accuracy is not a finite number"}
 
@@ -543,9 +527,11 @@ def _check_model_folder(folder: Path, what: str) -> None:
     from safetensors import safe_open
 
     try:
-        read_json(folder / "config.json")
+        config = read_json(folder / "config.json")
     except DamagedRun as err:
         raise DamagedRun(f"{what}/{err}") from None
+    if config is not None and not isinstance(config, dict):
+        raise DamagedRun(f"{what}/config.json does not hold a JSON object")
     for weights in folder.glob("*.safetensors"):
         try:
             with safe_open(str(weights), "np") as f:

@@ -20,6 +20,7 @@ from typing import Any
 from .config import JobConfig
 from .errors import UserError, user_message
 from .job import resume_job, run_job
+from .lease import RunBusy
 from .progress import Event, JobState
 from .results import Run
 
@@ -105,6 +106,8 @@ class Job:
     time_limit: float | None
     attached: bool  # ZeroGPU: runs only while watched (a GPU call needs its visitor's request)
     context: contextvars.Context
+    share: str | None = None  # whose share of the Space it uses (the visitor; None: unlimited)
+    event: str | None = None  # the id of the request that submitted it, which its client may cancel
     stop: StopFile = field(default_factory=StopFile)
     view: JobState = field(init=False)
     version: int = 0
@@ -132,9 +135,15 @@ class JobRunner:
     """The app's jobs: submitted ones wait in a queue and run one at a time in a worker thread the runner owns,
     so a job goes on when the client that started it goes away. Watchers follow a job by its run's name."""
 
-    def __init__(self, run_slice: Callable[..., Iterator] = job_slice, unwatched_seconds: float | None = None):
+    def __init__(
+        self,
+        run_slice: Callable[..., Iterator] = job_slice,
+        unwatched_seconds: float | None = None,
+        jobs_per_visitor: Callable[[], int | None] = lambda: None,
+    ):
         self.run_slice = run_slice
         self.unwatched_seconds = unwatched_seconds  # stop a job nobody has watched this long (None: never)
+        self.jobs_per_visitor = jobs_per_visitor  # queued or running jobs a visitor may have at once (None: any)
         self.on_complete: Callable[[dict[str, Any], Run], dict[str, Any]] | None = None  # e.g. a Hub upload
         self._jobs: dict[str, Job] = {}
         self._queue: deque[Job] = deque()
@@ -153,11 +162,16 @@ class JobRunner:
         slice_seconds: float | None = None,
         time_limit: float | None = None,
         attached: bool = False,
+        share: str | None = None,
+        event: str | None = None,
     ) -> Job:
         """Queue a job (a new run, or `resume`, a run folder, continued) and return it at once. A new run is named
         now, so it can be watched while it waits. Its slices run in the caller's context (on ZeroGPU, spaces
-        finds the visitor's request there and charges the visitor's quota)."""
+        finds the visitor's request there and charges the visitor's quota). `share`: the visitor whose share
+        of the Space it uses (the owner unless given); `event`: the submitting request, for `cancel`."""
+        share = share if share is not None else owner
         with self._lock:
+            self.check_room(share)
             if resume:
                 name = Path(resume).name
             else:
@@ -165,7 +179,9 @@ class JobRunner:
                 cfg = cfg.replace(run_name=name)
             if self.live(name):
                 raise UserError(f"run {name} is already queued or running; watch it instead")
-            job = Job(name, cfg, resume, owner, slice_seconds, time_limit, attached, contextvars.copy_context())
+            job = Job(
+                name, cfg, resume, owner, slice_seconds, time_limit, attached, contextvars.copy_context(), share, event
+            )
             self._jobs[name] = job
             self._queue.append(job)
             self._renumber()
@@ -181,6 +197,21 @@ class JobRunner:
             if name not in self._jobs and not (root / name).exists():
                 return name
         raise AssertionError("unreachable")
+
+    def check_room(self, visitor: str | None) -> None:
+        """Refuse a visitor who already has `jobs_per_visitor` queued or running jobs: one visitor must not
+        hold a shared Space. No limit without a visitor (a duplicate, a local app) or a limit."""
+        limit = self.jobs_per_visitor()
+        if visitor is None or limit is None:
+            return
+        with self._lock:
+            theirs = [job for job in self._jobs.values() if not job.over and job.share == visitor]
+        if len(theirs) >= limit:
+            job = theirs[0]
+            raise UserError(
+                f"you already have a job on this shared Space (run {job.run}, {job.snapshot()['state']}); each "
+                f"visitor runs {limit} at a time: watch it, or stop it, before starting another"
+            )
 
     def live(self, run: str) -> Job | None:
         """The queued or running job of that run, if this runner has one."""
@@ -205,13 +236,30 @@ class JobRunner:
             if who is not None and who != job.owner:
                 which = f"run {job.run}" if run else "the running job"
                 raise UserError(f"{which} was started by another visitor; only they can stop it")
+            self._end(job)
+            return True
+
+    def cancel(self, event: str) -> bool:
+        """The client of the request that submitted a job cancelled it (gradio_client's Job.cancel()): that job,
+        and no other, leaves the queue if it is still there, creating no run. A running job goes on, as when its
+        client goes away: only a stop ends it. False when no queued job has that event."""
+        with self._lock:
+            job = next((j for j in self._queue if event and j.event == event), None)
+            if job is None:
+                return False
+            self._end(job)
+            return True
+
+    def _end(self, job: Job, reason: str = "") -> None:
+        """A queued job leaves the queue (it never creates its run); a running one is asked to stop (`reason`,
+        or PAUSE to pause it)."""
+        with self._lock:
             if job in self._queue:
                 self._queue.remove(job)
                 self._renumber()
                 self._finish(job, state="cancelled", stage="cancelled")
-            else:
-                job.stop.set()
-            return True
+            elif job is self._running:
+                job.stop.set(reason)
 
     def _renumber(self) -> None:
         ahead = 1 if self._running else 0
@@ -257,16 +305,7 @@ class JobRunner:
                 if job.watchers == 0:
                     job.unwatched_since = time.monotonic()
             if starter and job.attached and not job.over:
-                self._abandoned(job)
-
-    def _abandoned(self, job: Job) -> None:
-        with self._lock:
-            if job in self._queue:
-                self._queue.remove(job)
-                self._renumber()
-                self._finish(job, state="cancelled", stage="cancelled")
-            elif job is self._running:
-                job.stop.set(PAUSE)
+                self._end(job, PAUSE)
 
     def stream(
         self,
@@ -297,8 +336,8 @@ class JobRunner:
                 job.error = err
                 with job.changed:
                     job.view.log(user_message(err))
-                with self._lock:
-                    state = self._stored_state(job) or "failed"
+                with self._lock:  # a run another process writes (RunBusy) is that process's: this job failed
+                    state = "failed" if isinstance(err, RunBusy) else self._stored_state(job) or "failed"
                     self._finish(job, state=state, stage=state, error=user_message(err))
             finally:
                 job.stop.clear()

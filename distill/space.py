@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,7 +19,7 @@ from .data import read_capped
 from .errors import UserError, scrub, user_message
 from .hub import HUB_ID
 from .job import check_resumable, preflight
-from .results import Run
+from .results import Run, find_runs
 from .search import variants
 
 SETTINGS_FILE = Path(__file__).resolve().parent.parent / "space_config" / "space.yaml"
@@ -128,6 +129,8 @@ def where_jobs_run() -> str:
         "Jobs run on this Space, not in your browser: **you can close this tab**. Once a job starts, the page's "
         "address (`?run=NAME`) and the link above its log watch it from anywhere, and Compare lists it."
     )
+    if visitor_rules():
+        text += " " + visitor_rules()
     if unwatched_seconds() is not None:
         text += f" A job that nobody watches for {unwatched_seconds() / 60:g} min is stopped, keeping its models."
     return text
@@ -195,6 +198,72 @@ def visitor(username: str | None, session: str | None) -> str | None:
     # A caller without a session (a bare HTTP call) is nobody anyone can be again: no other caller may stop or
     # resume what it started (gradio_client keeps one session for all its calls).
     return f"session:{session}" if session else f"anonymous:{uuid.uuid4().hex}"
+
+
+def share_of(username: str | None, session: str | None, address: str | None) -> str | None:
+    """Whose share of the public Space a request uses: the Hugging Face user, else the browser session, else the
+    caller's address (a bare HTTP call has no session, and each would otherwise be a new visitor). None on a
+    duplicate or a local app, which have no shares."""
+    if not is_public_space():
+        return None
+    return f"user:{username}" if username else f"session:{session}" if session else f"address:{address}"
+
+
+def jobs_per_visitor() -> int | None:
+    """Jobs a visitor may have queued or running at once on the public Space (None elsewhere: any number)."""
+    return settings()["visitor_limits"]["jobs_at_once"] if is_public_space() else None
+
+
+def visitor_rules() -> str:
+    """The public Space's share per visitor, as the Distill tab says it ("" elsewhere)."""
+    if not is_public_space():
+        return ""
+    limits = settings()["visitor_limits"]
+    return (
+        f"On this shared Space each visitor runs {limits['jobs_at_once']} job at a time and keeps their "
+        f"{limits['runs_kept']} newest runs: a new job deletes their oldest finished ones. Duplicate the Space "
+        "for more."
+    )
+
+
+def prune_runs_of(visitor: str | None, busy: Callable[[str], bool]) -> list[str]:
+    """Before a visitor's new job on the public Space: delete their oldest runs that are over, so that with the
+    new one they keep `runs_kept`; a run that `busy` names (queued or running in this app) or that another
+    process writes is never deleted. Returns the deleted runs' names."""
+    if visitor is None or not is_public_space():
+        return []
+    keep = settings()["visitor_limits"]["runs_kept"] - 1
+    theirs = [run for run in find_runs(results_dir()) if _owned(run, visitor)]
+    over = [run for run in theirs if not busy(run.name) and _is_over(run)]
+    over.sort(key=_started, reverse=True)
+    deleted = []
+    for run in over[max(0, keep - (len(theirs) - len(over))) :]:
+        trash = run.path.with_name(f".deleted-{run.name}-{uuid.uuid4().hex[:8]}")
+        run.path.rename(trash)  # one atomic step: listing never sees a half-deleted run
+        shutil.rmtree(trash, ignore_errors=True)
+        deleted.append(run.name)
+    return deleted
+
+
+def _owned(run: Run, visitor: str) -> bool:
+    try:
+        return run.owned_by(visitor)
+    except UserError:  # an owner file that cannot be read names nobody
+        return False
+
+
+def _started(run: Run) -> float:
+    try:
+        return (run.path / "config.json").stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _is_over(run: Run) -> bool:
+    try:
+        return run.status()["state"] != "running"
+    except UserError:  # damaged: over, and the visitor's to lose first
+        return True
 
 
 def check_job(cfg: JobConfig) -> None:

@@ -62,6 +62,26 @@ def good_run(tmp_path_factory, tiny_bert):
 
 
 @pytest.fixture
+def tiny_cfg(tiny_bert, tmp_path):
+    """A job of seconds on the tiny teacher (two students), writing into the test's own folder."""
+    from tiny import TINY
+
+    from distill.config import JobConfig
+
+    return JobConfig.from_dict(
+        {**TINY, "teacher": str(tiny_bert), "strategies": ["top_k", "even"], "results_dir": str(tmp_path)}
+    )
+
+
+@pytest.fixture
+def public_space(monkeypatch):
+    """The app in this process behaves as the original public Space while the test runs."""
+    from distill import space
+
+    monkeypatch.setenv("SPACE_ID", space.settings()["original_space"])
+
+
+@pytest.fixture
 def results_dir(tmp_path, monkeypatch):
     folder = tmp_path / "runs"
     monkeypatch.setenv("DISTILL_RESULTS_DIR", str(folder))

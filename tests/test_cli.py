@@ -35,7 +35,7 @@ BAD_RUNS = [
     (["--learning-rate", "-0.1"], "learning_rate must be a positive"),
     (["--batch-size", "0"], "batch_size must be a positive"),
     (["--temperature", "0"], "temperature must be a positive"),
-    (["--data", "/no/such/file.csv"], "data file not found"),
+    (["--data", "/no/such/file.csv"], "--data '/no/such/file.csv': file not found"),
     (["--teacher", "bert-base-uncased"], "offline"),
     (["--data", "glue"], "offline"),
     (["--run-name", "../outside"], "run name"),
@@ -81,3 +81,18 @@ def test_exit_code_in_a_real_process(results_dir):
     done = subprocess.run([sys.executable, "-m", "distill", "run", "--epochs", "-1"], capture_output=True, text=True)
     assert done.returncode == 2
     assert done.stderr.strip() == "error: epochs must be a positive number, not -1"
+
+
+def test_an_unforeseen_error_is_one_line_without_python_text(capsys, results_dir, monkeypatch):
+    from distill import cli
+
+    def broken(_):
+        raise TypeError("expected str, bytes or os.PathLike object, not NoneType")
+
+    monkeypatch.setattr(cli, "cmd_list", broken)
+    assert main(["list"]) == 1
+    err = capsys.readouterr().err
+    assert err == "error: unexpected error; run again with DISTILL_DEBUG=1 for the traceback\n"
+    monkeypatch.setenv("DISTILL_DEBUG", "1")
+    with pytest.raises(TypeError):
+        main(["list"])

@@ -8,20 +8,12 @@ import time
 from pathlib import Path
 
 import pytest
-from tiny import TINY
 
 from distill.config import JobConfig
 from distill.errors import UserError
 from distill.job import run_job
 from distill.results import Run
 from distill.service import JobRunner, watch_folder
-
-
-@pytest.fixture
-def tiny_cfg(tiny_bert, tmp_path):
-    return JobConfig.from_dict(
-        {**TINY, "teacher": str(tiny_bert), "strategies": ["top_k", "even"], "results_dir": str(tmp_path)}
-    )
 
 
 def longer(cfg: JobConfig, name: str) -> JobConfig:

@@ -13,16 +13,18 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from tiny import TINY, copy_run, cut
 
-from distill import results
+from distill import lease
 from distill.cli import main
 from distill.config import ConfigError, JobConfig
 from distill.data import SAMPLE_DIR
 from distill.errors import UserError, strip_paths, user_message
 from distill.inference import chat, chat_models
 from distill.job import preflight, resume_job, run_job
+from distill.lease import RunBusy
 from distill.report import comparison, display_rows
 from distill.results import DAMAGED, DamagedRun, Run, list_runs, open_run, to_json
 
@@ -68,7 +70,7 @@ DAMAGE = {
     "probabilities bit-flipped": (lambda run: flip(run.path / "probabilities" / "even-seed0.npz"), "even-seed0.npz"),
     "status running without busy time": (
         lambda run: (run.path / "status.json").write_text('{"state": "running", "time": 1, "busy_seconds": null}'),
-        "status.json has no valid busy_seconds",
+        "status.json field busy_seconds is not a number",
     ),
     "weights cut short": (
         lambda run: cut(run.model_dir("even-seed0") / "model.safetensors", 0.9),
@@ -169,7 +171,7 @@ def test_a_run_alive_on_another_host_reads_running_and_is_not_resumed(good_run, 
     run = copy_run(good_run, tmp_path, "elsewhere")
     pretend_running(run, host="another-container", pid=999_999, last_seen=time.time() - 2)
     assert run.status()["state"] == "running"
-    with pytest.raises(ConfigError, match="is running"):
+    with pytest.raises(RunBusy, match="is being trained"):
         resume_job(run)
 
 
@@ -181,8 +183,8 @@ def test_a_dead_process_on_this_host_reads_interrupted_at_once(good_run, tmp_pat
 
 
 def test_the_heartbeat_keeps_a_busy_job_alive_seen_from_another_host(tiny_bert, tmp_path, monkeypatch):
-    monkeypatch.setattr(results, "HEARTBEAT_SECONDS", 0.1)
-    monkeypatch.setattr(results, "STALE_SECONDS", 1.0)
+    monkeypatch.setattr(lease, "BEAT_SECONDS", 0.1)
+    monkeypatch.setattr(lease, "STALE_SECONDS", 1.0)
     seen = []
 
     def slow_step(event):  # the job's own thread is busy for 2.5 s, longer than STALE_SECONDS
@@ -190,14 +192,14 @@ def test_the_heartbeat_keeps_a_busy_job_alive_seen_from_another_host(tiny_bert, 
             run = open_run("beating", tmp_path)
             time.sleep(2.5)
             with monkeypatch.context() as m:
-                m.setattr(results.socket, "gethostname", lambda: "a-new-container")
+                m.setattr(lease.socket, "gethostname", lambda: "a-new-container")
                 seen.append(run.status()["state"])
 
     cfg = JobConfig.from_dict({**TINY, "teacher": str(tiny_bert), "strategies": ["top_k"], "run_name": "beating"})
     run = run_job(cfg.replace(results_dir=str(tmp_path)), slow_step)
     assert seen == ["running"]
     assert run.status()["state"] == "completed"
-    assert time.time() - json.loads((run.path / "heartbeat.json").read_text())["time"] < 5
+    assert not (run.path / "heartbeat.json").exists(), "the job gives its lease back as it ends"
 
 
 # ---------------------------------------------------------------- uploads are kept with the run
@@ -376,3 +378,101 @@ def test_the_time_limit_counts_the_busy_time_of_every_earlier_start(good_run, tm
     states = list(JobRunner().stream(run.job_config(), poll_seconds=0.1, time_limit=1000, resume=str(run.path)))
     assert states[-1]["state"] == "stopped" and "limit of" in states[-1]["log"][-1]
     assert [r["model"] for r in Run(run.path).summary()] == ["teacher", "top_k-seed0"], "it stopped at once"
+
+
+# ---------------------------------------------------------------- the closing timing keeps the job's time
+
+
+def closing_timing_under(monkeypatch, change) -> dict:
+    """Run a tiny job whose runtime `change` alters as its closing timing starts; returns that timing's seconds,
+    and the run."""
+    from distill import job as job_module
+
+    timing = job_module.time_side_by_side
+    took = {}
+
+    def timed(job, run, runtime, rounds=3):
+        took["before"] = [(r["model"], r["latency_b32_ms"]) for r in run.summary()]
+        change(runtime)
+        start = time.monotonic()
+        try:
+            return timing(job, run, runtime, rounds)
+        finally:
+            took["seconds"] = time.monotonic() - start
+
+    monkeypatch.setattr(job_module, "time_side_by_side", timed)
+    return took
+
+
+def test_a_deadline_passed_before_the_closing_timing_ends_the_job_at_once(tiny_bert, tmp_path, monkeypatch):
+    from distill.job import LATENCY_NOT_TIMED
+
+    def expire(runtime):
+        runtime.deadline = time.monotonic() - 0.01
+
+    took = closing_timing_under(monkeypatch, expire)
+    cfg = JobConfig.from_dict({**TINY, "teacher": str(tiny_bert), "strategies": ["top_k"], "latency_examples": 512})
+    events = []
+    run = run_job(cfg.replace(results_dir=str(tmp_path)), events.append, deadline=time.monotonic() + 600)
+    assert took["seconds"] < 0.5, "no model was loaded or timed once the deadline had passed"
+    status = run.status()
+    assert status["state"] == "completed" and LATENCY_NOT_TIMED in status["message"]
+    assert any(LATENCY_NOT_TIMED in e.message for e in events)
+    kept = [(r["model"], r["latency_b32_ms"]) for r in run.summary()]
+    assert kept == took["before"], "each model keeps the latency timed as it was saved; none is made up"
+
+
+class StopAfter:
+    """A stop signal that says stop from its `calls`-th question on."""
+
+    def __init__(self, calls: int):
+        self.calls = calls
+
+    def is_set(self) -> bool:
+        self.calls -= 1
+        return self.calls < 0
+
+
+def test_a_stop_cuts_the_closing_timing_between_two_forward_passes(tiny_bert, tmp_path, monkeypatch):
+    from distill.evaluation import TimingCut, latency_ms
+
+    passes = []
+
+    def count(runtime):
+        runtime.stop = StopAfter(20)  # the first round times 2 architectures of 8 + 1 + 8 + 1 passes each
+
+    took = closing_timing_under(monkeypatch, count)
+    cfg = JobConfig.from_dict({**TINY, "teacher": str(tiny_bert), "strategies": ["top_k"]})
+    run = run_job(cfg.replace(results_dir=str(tmp_path)))
+    status = run.status()
+    assert status["state"] == "completed" and "not timed side by side" in status["message"]
+    assert [(r["model"], r["latency_b32_ms"]) for r in run.summary()] == took["before"]
+
+    from transformers import AutoModelForSequenceClassification
+
+    from distill.data import Encoded
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_bert)
+    data = Encoded([[101, 2023, 102]] * 8, None, np.zeros(8, dtype=int))
+    with pytest.raises(TimingCut):
+        latency_ms(model, data, 0, "fp32", 8, lambda: passes.append(1) or len(passes) > 3)
+    assert len(passes) == 4, "asked before each pass, cut at the first yes"
+
+
+@pytest.mark.parametrize(
+    "err",
+    [
+        TypeError("expected str, bytes or os.PathLike object, not NoneType"),
+        AttributeError("'NoneType' object has no attribute 'partition'"),
+        KeyError("summary"),
+    ],
+)
+def test_an_unexpected_error_says_so_without_its_python_text_and_is_logged(err, caplog):
+    from distill.errors import UNEXPECTED
+
+    try:
+        raise err
+    except Exception as raised:
+        text = user_message(raised)
+    assert text == UNEXPECTED
+    assert str(err) in caplog.text and type(err).__name__ in caplog.text, "the server's log has the real error"
