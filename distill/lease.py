@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import socket
 import sys
@@ -23,6 +22,7 @@ from typing import Any
 
 from . import results  # results reads leases: imported as a module, the two may import each other
 from .errors import UserError
+from .schema import moment
 
 BEAT_SECONDS = 10.0
 STALE_SECONDS = 60.0  # a lease not renewed this long is gone: its job was killed or its container restarted
@@ -45,9 +45,7 @@ def read_lease(folder: Path) -> dict[str, Any] | None:
 def beat_time(lease: dict[str, Any] | None) -> float | None:
     """The lease's last beat, if it is a finite time no later than now (a time in the future is damage)."""
     beat = (lease or {}).get("time")
-    if isinstance(beat, bool) or not isinstance(beat, int | float) or not math.isfinite(beat):
-        return None
-    return float(beat) if beat <= time.time() + BEAT_SECONDS else None
+    return float(beat) if moment(beat) is None else None
 
 
 def is_alive(lease: dict[str, Any] | None) -> bool:

@@ -344,7 +344,8 @@ def test_a_running_run_with_a_nan_or_future_time_is_damaged_not_running_forever(
 def test_a_heartbeat_in_the_future_is_damage_and_never_keeps_a_dead_run_running(base, tmp_path):
     def damage(folder: Path) -> None:
         status = json.loads((folder / "status.json").read_text())
-        write(folder / "status.json", json.dumps({**status, "state": "running"}))
+        old = time.time() - 3600  # only the heartbeat could keep it alive
+        write(folder / "status.json", json.dumps({**status, "state": "running", "time": old, "started": old}))
         write(folder / "heartbeat.json", json.dumps({"host": "elsewhere", "pid": 7, "time": FUTURE}))
 
     run = damaged_copy(base, tmp_path, damage)
