@@ -11,6 +11,7 @@ import functools
 import inspect
 import json
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from starlette.middleware import Middleware
 
 from distill import hf_jobs, space
 from distill.config import PRECISIONS, RUN_NAME, ConfigError, JobConfig
-from distill.errors import UserError, strip_paths, user_message
+from distill.errors import UserError, echo, strip_paths, user_message
 from distill.inference import MAX_LENGTH_RANGE, TEMPERATURE_RANGE, chat, chat_models, describe
 from distill.lease import BEAT_SECONDS, holder_line, is_alive, read_lease, request_stop
 from distill.report import (
@@ -133,10 +134,12 @@ def who(request: gr.Request | None) -> str | None:
     return space.visitor(getattr(request, "username", None), getattr(request, "session_hash", None))
 
 
-def share(request: gr.Request | None) -> str | None:
-    """Whose share of the public Space the request uses (`space.share_of`); None on a duplicate or a local app."""
+def share(request: gr.Request | None) -> tuple[str, ...]:
+    """Whose share of the public Space the request uses (`space.share_of`); none on a duplicate or a local app."""
     headers = getattr(request, "headers", None) or {}
-    forwarded = (headers.get("x-forwarded-for") or "").split(",")[0].strip()  # a Space's proxy names the caller
+    # A Space's proxy appends the caller's address to X-Forwarded-For; the entries before it are the caller's own
+    # to write, so only the last one counts.
+    forwarded = (headers.get("x-forwarded-for") or "").split(",")[-1].strip()
     address = forwarded or getattr(getattr(request, "client", None), "host", None)
     return space.share_of(getattr(request, "username", None), getattr(request, "session_hash", None), address)
 
@@ -164,13 +167,15 @@ def job_settings(arguments: dict) -> JobConfig:
     a = arguments
     data = a["data"]
     if data not in DATA_CHOICES:  # inputs arrive unprocessed: the radio's choices are checked here
-        raise ConfigError(f"data must be one of {', '.join(DATA_CHOICES)}, not {data!r}", "data")
+        raise ConfigError(f"data must be one of {', '.join(DATA_CHOICES)}, not {echo(data)}", "data")
     if data == "upload":
         data = uploaded_file(a["data_file"])
         if not data:
             raise ConfigError("choose a CSV, TSV or JSONL file to upload, or pick another data source", "data_file")
     layer_list = _text(a["layer_list"]).strip()
     strategies = a["strategies"] if isinstance(a["strategies"], list) else [_text(a["strategies"])]
+    if not all(isinstance(name, str) for name in strategies):  # a number would read as a layer list
+        raise ConfigError("strategies must be names (top_k, odd, ...); put layer lists in layer_list", "strategies")
     names = ("train_size", "eval_size", "epochs", "teacher_epochs", "batch_size", "learning_rate", "temperature")
     weights = ("weight_ce", "weight_kl", "weight_cos", "weight_hidden")
     flags = ("seeds", "precision", "teacher_8bit", "optimizer_8bit", "search")
@@ -193,10 +198,10 @@ def check_new_job(arguments: dict) -> JobConfig:
     """The checks a new job passes before the queue: the visitor's share of the Space, its settings and the
     Space's limits, and a run name that no listed run has (the committed reference runs included: a visitor's
     run must not shadow them)."""
-    RUNNER.check_room(share(arguments["request"]))
     cfg = job_settings(arguments)
     refuse_taken_name(cfg)
     space.check_job(cfg)
+    RUNNER.check_room(share(arguments["request"]))
     return cfg
 
 
@@ -205,7 +210,7 @@ def refuse_taken_name(cfg: JobConfig) -> None:
     it), nor one launched on Hugging Face Jobs that has not written its folder yet."""
     taken = {r.name for r in find_runs(ROOTS)} | {r["run"] for r in hf_jobs.launched(space.results_dir())}
     if cfg.run_name and cfg.run_name in taken:
-        raise ConfigError(f"a run named {cfg.run_name!r} already exists; choose another name", "run_name")
+        raise ConfigError(f"a run named {echo(cfg.run_name)} already exists; choose another name", "run_name")
 
 
 @checked_before_queue(check_new_job)
@@ -680,6 +685,8 @@ def refresh_models() -> dict:
 def check_quick_student(arguments: dict) -> JobConfig:
     """The checks a quick student passes before the queue: no student to chat with exists yet (unless the
     visitor asks for their own), the visitor's share of the Space, and the job's own checks."""
+    if not isinstance(arguments["own"], bool):
+        raise ConfigError("own must be true or false", "own")
     students = [m for m in models() if not m.endswith(("/teacher", "/ensemble"))]
     if students and not arguments["own"]:
         raise UserError(
@@ -1092,8 +1099,23 @@ class CancelJobs:
         await self.app(scope, replay, send)
 
 
+GRADIO_TOO_FEW = re.compile(r"didn't receive enough input values \(needed: (\d+), got: (\d+)\)")
+
+
+def plain_gradio_text(text: str) -> str:
+    """Gradio's own refusal as one line that says what to do: its pydantic text for a file argument that is no
+    uploaded file, its event-handler text for missing arguments; any other less its server paths."""
+    if "validation error for FileData" in text:
+        return "a file argument must be a file uploaded with the request (gradio_client.handle_file), not a path"
+    if found := GRADIO_TOO_FEW.search(text):
+        needed, got = found.groups()
+        return f"this endpoint takes {needed} arguments, got {got}: see its parameters with client.view_api()"
+    return strip_paths(text)
+
+
 def hide_server_paths() -> dict:
-    """Gradio's own error messages, without server paths (`errors.strip_paths`): a file payload outside its upload
+    """Gradio's own error messages, in one plain line (`plain_gradio_text`) without server paths
+    (`errors.strip_paths`): a file payload outside its upload
     folder is refused naming its absolute path (under the app's folder for a relative one), in a 400 or an error
     event. Gradio 6.31 has no setting for that text (allowed_paths and blocked_paths decide access only), so its
     error payload is wrapped, once; returns the handler of its HTTP errors, for launch's app_kwargs."""
@@ -1103,14 +1125,14 @@ def hide_server_paths() -> dict:
         def error_payload(error: BaseException | None, show_error: bool) -> dict:
             content = shown(error, show_error)
             if isinstance(content.get("error"), str):
-                content["error"] = strip_paths(content["error"])
+                content["error"] = plain_gradio_text(content["error"])
             return content
 
         error_payload.hides_paths = True
         gradio.utils.error_payload = gradio.queueing.error_payload = error_payload
 
     async def http_error(request, err: HTTPException):
-        detail = strip_paths(err.detail) if isinstance(err.detail, str) else err.detail
+        detail = plain_gradio_text(err.detail) if isinstance(err.detail, str) else err.detail
         return await http_exception_handler(request, HTTPException(err.status_code, detail, err.headers))
 
     return {HTTPException: http_error}

@@ -128,11 +128,10 @@ def job_config(args: argparse.Namespace, *, writes: bool = True) -> JobConfig:
             values[f.name] = None if given in ("none", "None", "") and "None" in f.type else given
     cfg = JobConfig.from_dict(values)
     if cfg.data not in (SAMPLE_DATA, HUB_DATA):
-        paths.input_file(cfg.data, "--data")
-    for name in cfg.eval_data:
-        paths.input_file(name, "--eval-data")
+        cfg.data = paths.input_file(cfg.data, "--data")
+    cfg.eval_data = [paths.input_file(name, "--eval-data") for name in cfg.eval_data]
     if writes:
-        paths.output_folder(cfg.results_dir, "--results-dir")
+        cfg.results_dir = paths.output_folder(cfg.results_dir, "--results-dir")
     return cfg
 
 
@@ -140,11 +139,11 @@ def check_paths(args: argparse.Namespace) -> None:
     """The path arguments every command reads, checked before it starts: --config a file, a --results-dir
     given to read runs from a folder, publish's --dry-run an empty or new folder that can be written."""
     if getattr(args, "config", None):
-        paths.input_file(args.config, "--config")
+        args.config = paths.input_file(args.config, "--config")
     if args.command in ("jobs", "resume", "report", "publish", "list") and args.results_dir is not None:
-        paths.input_folder(args.results_dir, "--results-dir")
+        args.results_dir = paths.input_folder(args.results_dir, "--results-dir")
     if args.command == "publish" and args.dry_run is not None:
-        paths.output_folder(args.dry_run, "--dry-run", empty=True)
+        args.dry_run = paths.output_folder(args.dry_run, "--dry-run", empty=True)
 
 
 def writable_run(args: argparse.Namespace) -> Run:

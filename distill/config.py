@@ -216,6 +216,8 @@ class JobConfig:
             _positive(name, getattr(self, name))
         for name in ("learning_rate", "teacher_learning_rate", "temperature", "max_grad_norm"):
             _positive(name, getattr(self, name))
+        for name in ("learning_rate", "teacher_learning_rate", "temperature"):
+            _at_most(name, getattr(self, name))
         if self.teacher_epochs > 100 or self.epochs > 100:
             raise ConfigError("epochs must be at most 100")
         if self.batch_size > 4096:
@@ -233,6 +235,8 @@ class JobConfig:
         for name in ("weight_ce", "weight_kl", "weight_cos", "weight_hidden", "weight_decay"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative", name)
+            if name != "weight_decay":
+                _at_most(name, getattr(self, name))
         if self.weight_ce + self.weight_kl + self.weight_cos + self.weight_hidden <= 0:
             raise ConfigError("at least one loss weight must be positive")
         for name in ("train_size", "student_train_size", "eval_size"):
@@ -269,6 +273,7 @@ class JobConfig:
                 raise ConfigError(f"{name} needs at least one value", name)
             for value in values:
                 _positive(name, value)
+                _at_most(name, value)
         if not self.search_loss_weights:
             raise ConfigError("search_loss_weights needs at least one 'ce:kl:cos' value")
         for spec in self.search_loss_weights:
@@ -293,6 +298,28 @@ def parse_loss_weights(spec: str) -> tuple[float, float, float]:
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not {value!r}", name)
+
+
+# The largest value each bounded setting takes: a larger one is a typo (1e30) that would train nothing useful.
+UPPER_BOUNDS = {
+    "learning_rate": 1.0,
+    "teacher_learning_rate": 1.0,
+    "search_learning_rates": 1.0,
+    "temperature": 100.0,
+    "search_temperatures": 100.0,
+    "weight_ce": 100.0,
+    "weight_kl": 100.0,
+    "weight_cos": 100.0,
+    "weight_hidden": 100.0,
+}
+
+
+def _at_most(name: str, value: float) -> None:
+    """`value` within its setting's range; NaN and infinity were refused before (`_positive`, negative weights)."""
+    top = UPPER_BOUNDS[name]
+    if not value <= top:
+        allowed = f"from 0 to {top:g}" if name.startswith("weight_") else f"above 0 and at most {top:g}"
+        raise ConfigError(f"{name} must be {allowed}, not {value!r}", name)
 
 
 def _positive(name: str, value: float) -> None:

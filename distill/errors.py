@@ -19,6 +19,12 @@ class UserError(Exception):
     Its kind `config.ConfigError` names a job setting at fault."""
 
 
+def echo(value: object, limit: int = 60) -> str:
+    """A value a user sent, quoted for a message, cut to `limit` characters: an answer never repeats a long input."""
+    text = value if isinstance(value, str) else str(value)
+    return repr(text if len(text) <= limit else text[:limit] + "…")
+
+
 def scrub(text: str) -> str:
     """Remove the HF token (and anything shaped like one) from text meant for logs or users."""
     token = os.environ.get("HF_TOKEN")

@@ -12,6 +12,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from .config import ConfigError
 from .data import LABELS
+from .errors import echo
 from .results import DamagedRun, Roots, Run, intact_runs, open_run
 
 MAX_TEXT_CHARS = 10_000
@@ -69,14 +70,14 @@ def resolve_chat_model(name: str, results_dir: Roots) -> list[Path]:
         raise ConfigError("pick a model to chat with: /models gives their names (run/model)")
     run_name, _, model = name.partition("/")
     if not model or "/" in model or ".." in name:
-        raise ConfigError(f"unknown model {name!r}; pick one from the list (run/model)")
+        raise ConfigError(f"unknown model {echo(name)}; pick one from the list (run/model)")
     run = open_run(run_name, results_dir, allow_paths=False)
     run.check()
     students = [r["model"] for r in run.summary() if r["role"] == "student" and not r.get("failed")]
     members = students if model == ENSEMBLE else [model]
     folders = [run.model_dir(m) for m in members]
     if not folders or not all(f.is_dir() for f in folders):
-        raise ConfigError(f"unknown model {name!r}; pick one from the list (run/model)")
+        raise ConfigError(f"unknown model {echo(name)}; pick one from the list (run/model)")
     return folders
 
 
@@ -87,11 +88,13 @@ def check_chat_input(query: str, context: str | None, temperature: float, max_le
     for what, text in (("query", query), ("context", context)):
         if len(text) > MAX_TEXT_CHARS:
             raise ConfigError(f"the {what} has {len(text):,} characters; the limit is {MAX_TEXT_CHARS:,}")
-    if not isinstance(temperature, int | float) or not TEMPERATURE_RANGE[0] <= temperature <= TEMPERATURE_RANGE[1]:
+    number = isinstance(temperature, int | float) and not isinstance(temperature, bool)
+    if not number or not TEMPERATURE_RANGE[0] <= temperature <= TEMPERATURE_RANGE[1]:
         raise ConfigError(f"temperature must be between {TEMPERATURE_RANGE[0]} and {TEMPERATURE_RANGE[1]}")
     if isinstance(max_length, float) and max_length.is_integer():
         max_length = int(max_length)
-    if not isinstance(max_length, int) or not MAX_LENGTH_RANGE[0] <= max_length <= MAX_LENGTH_RANGE[1]:
+    whole = isinstance(max_length, int) and not isinstance(max_length, bool)
+    if not whole or not MAX_LENGTH_RANGE[0] <= max_length <= MAX_LENGTH_RANGE[1]:
         raise ConfigError(f"max length must be a whole number between {MAX_LENGTH_RANGE[0]} and {MAX_LENGTH_RANGE[1]}")
     clean = "".join(ch for ch in query if ch.isprintable() or ch in "\n\t").strip()
     if not clean:
@@ -152,6 +155,8 @@ def chat(
     results_dir: Roots,
 ) -> dict[str, Any]:
     """The chat endpoint: one model's answer, plus every model of the same run side by side on request."""
+    if not isinstance(every_model, bool):
+        raise ConfigError("every_model must be true or false")
     result = {"model": name, **predict(resolve_chat_model(name, results_dir), query, context, temperature, max_length)}
     if every_model:  # only this run's models: no need to read every other run
         others = run_chat_models(open_run(name.partition("/")[0], results_dir, allow_paths=False))

@@ -27,10 +27,9 @@ EMBEDDED_TEACHER_ID = "sentence-transformers/all-MiniLM-L6-v2"
 MNLI_DATASET = "nyu-mll/glue"
 LICENSE = "apache-2.0"
 CARD = "README.md"
-# What a published run holds besides models/ (a tree without checkpoints/, cache/, data/, heartbeat or owner).
+# What a published run holds besides models/ and its summary (a tree without checkpoints/, cache/, data/, heartbeat
+# or owner).
 RUN_FILES = (
-    "summary.json",
-    "summary.csv",
     "labels.json",
     "predictions.json",
     "metrics.jsonl",
@@ -381,6 +380,7 @@ def publish_tree(run: Run, target: Path, repo: str | None = None) -> list[Path]:
     write_json(target / "config.json", _public_config(run.config()))
     status = {k: v for k, v in run.status().items() if k not in ("pid", "host")}  # no server details
     write_json(target / "status.json", status)
+    Run(target).write_summary(run.summary())  # as read: a model whose figure is not finite is failed, never NaN
     for name in RUN_FILES:
         if (run.path / name).is_file():
             shutil.copyfile(run.path / name, target / name)

@@ -43,7 +43,7 @@ import numpy as np
 
 from . import lease  # lease writes run files too: imported as a module, the two may import each other
 from .config import RUN_NAME, ConfigError, JobConfig, default_results_dir
-from .errors import UserError, scrub
+from .errors import UserError, echo, scrub
 from .progress import JobState
 from .schema import (
     CONFIG,
@@ -614,7 +614,7 @@ def open_run(name_or_path: str | Path, results_dir: Roots = None, *, allow_paths
                 return run
     path = Path(name_or_path)
     if not allow_paths or not path.is_dir():
-        raise UserError(f"no run named {name!r}")
+        raise UserError(f"no run named {echo(name)}")
     if not (path / "config.json").is_file():
         raise UserError(f"{name} is not a run folder (no config.json)")
     return Run(path)

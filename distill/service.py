@@ -106,7 +106,7 @@ class Job:
     time_limit: float | None
     attached: bool  # ZeroGPU: runs only while watched (a GPU call needs its visitor's request)
     context: contextvars.Context
-    share: str | None = None  # whose share of the Space it uses (the visitor; None: unlimited)
+    share: tuple[str, ...] = ()  # the keys of the visitor whose share of the Space it uses (none: unlimited)
     event: str | None = None  # the id of the request that submitted it, which its client may cancel
     stop: StopFile = field(default_factory=StopFile)
     view: JobState = field(init=False)
@@ -162,14 +162,14 @@ class JobRunner:
         slice_seconds: float | None = None,
         time_limit: float | None = None,
         attached: bool = False,
-        share: str | None = None,
+        share: tuple[str, ...] | None = None,
         event: str | None = None,
     ) -> Job:
         """Queue a job (a new run, or `resume`, a run folder, continued) and return it at once. A new run is named
         now, so it can be watched while it waits. Its slices run in the caller's context (on ZeroGPU, spaces
-        finds the visitor's request there and charges the visitor's quota). `share`: the visitor whose share
-        of the Space it uses (the owner unless given); `event`: the submitting request, for `cancel`."""
-        share = share if share is not None else owner
+        finds the visitor's request there and charges the visitor's quota). `share`: the keys of the visitor
+        whose share of the Space it uses (the owner unless given); `event`: the submitting request, for `cancel`."""
+        share = share if share is not None else (owner,) if owner else ()
         with self._lock:
             self.check_room(share)
             if resume:
@@ -198,14 +198,15 @@ class JobRunner:
                 return name
         raise AssertionError("unreachable")
 
-    def check_room(self, visitor: str | None) -> None:
-        """Refuse a visitor who already has `jobs_per_visitor` queued or running jobs: one visitor must not
-        hold a shared Space. No limit without a visitor (a duplicate, a local app) or a limit."""
+    def check_room(self, visitor: tuple[str, ...]) -> None:
+        """Refuse a visitor (known by any of their keys: login, session, address) who already has
+        `jobs_per_visitor` queued or running jobs: one visitor must not hold a shared Space. No limit without
+        keys (a duplicate, a local app) or a limit."""
         limit = self.jobs_per_visitor()
-        if visitor is None or limit is None:
+        if not visitor or limit is None:
             return
         with self._lock:
-            theirs = [job for job in self._jobs.values() if not job.over and job.share == visitor]
+            theirs = [job for job in self._jobs.values() if not job.over and set(job.share) & set(visitor)]
         if len(theirs) >= limit:
             job = theirs[0]
             raise UserError(
@@ -226,11 +227,12 @@ class JobRunner:
         return self._running.run if self._running else None
 
     def stop(self, who: str | None = None, run: str | None = None) -> bool:
-        """Stop a job cleanly (False when there is none): `run`'s, or the running one. A queued job is taken out
-        of the queue and never creates its run. With `who` (a visitor of the public Space), only the visitor who
-        started the job may stop it; anyone else gets a UserError."""
+        """Stop a job cleanly (False when there is none): `run`'s, else `who`'s own (queued or running), else the
+        running one. A queued job is taken out of the queue and never creates its run. With `who` (a visitor of
+        the public Space), only the visitor who started the job may stop it; anyone else gets a UserError."""
         with self._lock:
-            job = self.live(run) if run else self._running
+            theirs = next((j for j in self._jobs.values() if who and j.owner == who and not j.over), None)
+            job = self.live(run) if run else theirs or self._running
             if job is None:
                 return False
             if who is not None and who != job.owner:

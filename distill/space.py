@@ -200,13 +200,16 @@ def visitor(username: str | None, session: str | None) -> str | None:
     return f"session:{session}" if session else f"anonymous:{uuid.uuid4().hex}"
 
 
-def share_of(username: str | None, session: str | None, address: str | None) -> str | None:
-    """Whose share of the public Space a request uses: the Hugging Face user, else the browser session, else the
-    caller's address (a bare HTTP call has no session, and each would otherwise be a new visitor). None on a
-    duplicate or a local app, which have no shares."""
+def share_of(username: str | None, session: str | None, address: str | None) -> tuple[str, ...]:
+    """Whose share of the public Space a request uses, as the keys it is known by: the Hugging Face user when
+    signed in; else the browser session and the caller's address together, since any HTTP call can name a new
+    session (Gradio even makes one up for a call without one), so a visitor without a login has one share per
+    address. None of them on a duplicate or a local app, which have no shares."""
     if not is_public_space():
-        return None
-    return f"user:{username}" if username else f"session:{session}" if session else f"address:{address}"
+        return ()
+    if username:
+        return (f"user:{username}",)
+    return tuple(key for key in (session and f"session:{session}", address and f"address:{address}") if key)
 
 
 def jobs_per_visitor() -> int | None:

@@ -32,11 +32,37 @@ from distill.config import ConfigError, JobConfig
         ({"search": True, "search_loss_weights": ["0:0:0"]}, "ce:kl:cos"),
         ({"search": True, "search_loss_weights": ["a:b:c"]}, "ce:kl:cos"),
         ({"search": True, "search_temperatures": list(range(1, 66))}, "at most 64"),
+        ({"learning_rate": 1e30}, r"learning_rate must be above 0 and at most 1\b"),
+        ({"learning_rate": 1.5}, "learning_rate must be above 0 and at most 1"),
+        ({"teacher_learning_rate": 1e30}, "teacher_learning_rate must be above 0 and at most 1"),
+        ({"temperature": 1e30}, "temperature must be above 0 and at most 100"),
+        ({"temperature": 101}, "temperature must be above 0 and at most 100"),
+        ({"weight_ce": 1e30}, "weight_ce must be from 0 to 100"),
+        ({"weight_kl": 1e30}, "weight_kl must be from 0 to 100"),
+        ({"weight_cos": 1e30}, "weight_cos must be from 0 to 100"),
+        ({"weight_hidden": 1e30}, "weight_hidden must be from 0 to 100"),
+        ({"weight_kl": float("nan")}, "weight_kl must be from 0 to 100"),
+        ({"search": True, "search_learning_rates": [1e30]}, "search_learning_rates must be above 0 and at most 1"),
+        ({"search": True, "search_temperatures": [1e30]}, "search_temperatures must be above 0 and at most 100"),
     ],
 )
 def test_bad_settings_are_refused_with_a_clear_message(changes, message):
     with pytest.raises(ConfigError, match=message):
         JobConfig.from_dict(changes)
+
+
+def test_largest_allowed_values_are_accepted():
+    cfg = JobConfig.from_dict(
+        {"learning_rate": 1, "teacher_learning_rate": 1, "temperature": 100, "weight_ce": 100, "weight_hidden": 100}
+    )
+    assert cfg.learning_rate == 1 and cfg.temperature == 100 and cfg.weight_hidden == 100
+
+
+@pytest.mark.parametrize("name", ["learning_rate", "temperature", "weight_kl"])
+def test_a_too_large_value_names_its_setting(name):
+    with pytest.raises(ConfigError) as err:
+        JobConfig.from_dict({name: 1e30})
+    assert err.value.setting == name
 
 
 def test_unknown_setting():

@@ -8,6 +8,7 @@ import os
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from gradio_client import Client
 from test_app import job_args
@@ -19,6 +20,11 @@ from distill.errors import UserError
 from distill.service import JobRunner
 
 LONG = {"train_size": 640, "epochs": 3, "strategies": ["top_k"]}  # a minute or so on the embedded teacher
+
+
+def visitor(url: str, address: str) -> Client:
+    """A visitor from their own address (a Space's proxy appends it to X-Forwarded-For; the app reads the last)."""
+    return Client(url, verbose=False, headers={"X-Forwarded-For": address})
 
 
 def started(job, timeout: float = 180) -> dict:
@@ -52,7 +58,7 @@ def test_on_the_public_space_every_refusal_arrives_within_two_seconds_while_a_jo
     app_server, public_space, good_run
 ):
     url, results = app_server
-    owner, other = Client(url, verbose=False), Client(url, verbose=False)
+    owner, other = visitor(url, "10.0.0.1"), visitor(url, "10.0.0.2")
     job = owner.submit(**job_args(run_name="fair-long", **LONG), api_name="/run_job")
     started(job)
     minutes = space.settings()["public_limits"]["max_job_minutes"]
@@ -134,30 +140,62 @@ def test_cancel_drops_that_queued_job_and_nothing_else(app_server):
 def test_a_visitor_has_one_job_at_a_time_on_the_public_space_and_any_number_elsewhere(tiny_cfg):
     limit = {"value": 1}
     runner = JobRunner(jobs_per_visitor=lambda: limit["value"])
-    first = runner.submit(longer(tiny_cfg, "share-1"), owner="session:a")
+    a = ("session:a", "address:1.2.3.4")
+    first = runner.submit(longer(tiny_cfg, "share-1"), owner="session:a", share=a)
     with pytest.raises(UserError, match=r"you already have a job on this shared Space \(run share-1"):
-        runner.submit(tiny_cfg.replace(run_name="share-2"), owner="session:a")
-    with pytest.raises(UserError, match="you already have a job"):  # the same address without a session
-        runner.submit(tiny_cfg.replace(run_name="share-3"), owner="anonymous:1", share="session:a")
-    other = runner.submit(tiny_cfg.replace(run_name="share-4"), owner="session:b")  # another visitor's share
-    assert runner.stop(run="share-1") is True
+        runner.submit(tiny_cfg.replace(run_name="share-2"), owner="session:a", share=a)
+    with pytest.raises(UserError, match="you already have a job"):  # a new session from the same address
+        runner.submit(tiny_cfg.replace(run_name="share-3"), owner="session:new", share=("session:new", a[1]))
+    b = ("session:b", "address:5.6.7.8")
+    other = runner.submit(tiny_cfg.replace(run_name="share-4"), owner="session:b", share=b)  # their own share
+    assert runner.stop("session:a") is True, "with no run named, a visitor's stop is of their own job"
     assert list(runner.watch(first))[-1]["state"] in ("stopped", "cancelled")  # running yet, or still queued
-    again = runner.submit(tiny_cfg.replace(run_name="share-5"), owner="session:a")  # their job ended: room again
+    assert runner.live("share-4") is other, "the other visitor's job was not the one stopped"
+    again = runner.submit(tiny_cfg.replace(run_name="share-5"), owner="session:a", share=a)  # room again
     limit["value"] = None  # a duplicate or a local app: no limit
-    extra = [runner.submit(tiny_cfg.replace(run_name=f"share-{i}"), owner="session:a") for i in (6, 7)]
+    extra = [runner.submit(tiny_cfg.replace(run_name=f"share-{i}"), owner="session:a", share=a) for i in (6, 7)]
     for job in (other, again, *extra):
         assert list(runner.watch(job))[-1]["state"] == "completed"
 
 
-def test_the_share_of_a_caller_is_its_login_else_its_session_else_its_address(monkeypatch):
-    assert space.share_of("ann", "s1", "10.0.0.1") is None, "a duplicate or a local app has no shares"
+def test_the_share_of_a_caller_is_its_login_else_its_session_and_its_address(monkeypatch):
+    assert space.share_of("ann", "s1", "10.0.0.1") == (), "a duplicate or a local app has no shares"
     monkeypatch.setenv("SPACE_ID", space.settings()["original_space"])
-    assert space.share_of("ann", "s1", "10.0.0.1") == "user:ann"
-    assert space.share_of(None, "s1", "10.0.0.1") == "session:s1"
-    assert space.share_of(None, None, "10.0.0.1") == space.share_of(None, None, "10.0.0.1") == "address:10.0.0.1"
+    assert space.share_of("ann", "s1", "10.0.0.1") == ("user:ann",)
+    assert space.share_of(None, "s1", "10.0.0.1") == ("session:s1", "address:10.0.0.1")
+    assert space.share_of(None, None, "10.0.0.1") == ("address:10.0.0.1",)
     assert space.jobs_per_visitor() == space.settings()["visitor_limits"]["jobs_at_once"] == 1
     kept = space.settings()["visitor_limits"]["runs_kept"]
     assert f"each visitor runs 1 job at a time and keeps their {kept} newest runs" in space.where_jobs_run()
+
+
+def test_bare_http_calls_without_a_session_share_one_address(app_server, public_space):
+    """Gradio makes up a session for a call without one, and any call may name a new one: the address counts."""
+    import app
+
+    url, results = app_server
+    call = f"{url}gradio_api/call/run_job"
+
+    def submit(name: str, **body) -> str:
+        answer = httpx.post(call, json={"data": list(job_args(run_name=name, **LONG).values()), **body}, timeout=30)
+        answer.raise_for_status()
+        with httpx.stream("GET", f"{call}/{answer.json()['event_id']}", timeout=30) as stream:
+            lines = stream.iter_lines()
+            for line in lines:  # the first event: a state of the job, or its refusal
+                if line.startswith("event:") and "heartbeat" not in line:
+                    return line + " " + next(lines)
+        raise AssertionError("no event")
+
+    try:
+        assert "error" not in submit("bare-1")
+        for name, body in [("bare-2", {}), ("bare-3", {"session_hash": "a-new-one"})]:
+            asked = time.monotonic()
+            refused = submit(name, **body)
+            assert refused.startswith("event: error") and "you already have a job" in refused, refused
+            assert time.monotonic() - asked < 2.0
+        assert not (results / "bare-2").exists() and not (results / "bare-3").exists()
+    finally:
+        app.RUNNER.stop(run="bare-1")
 
 
 def test_a_new_job_deletes_the_visitors_oldest_finished_runs_beyond_their_share(good_run, tmp_path, monkeypatch):

@@ -123,3 +123,48 @@ def test_a_folder_where_a_file_is_expected(cli, tmp_path):
 @pytest.mark.parametrize("command", [["list"], ["report", "x"], ["resume", "x"], ["jobs", "status", "x"]])
 def test_a_missing_results_folder_to_read(command, cli):
     refused(cli(*command, "--results-dir", "/proc/x"), "/proc/x", "no such folder")
+
+
+def test_dot_dot_through_a_missing_folder_means_the_folder_beside_it(cli, tmp_path):
+    """ "missing/../used" is "used", as given: refused as not empty, naming the path as given, and the missing
+    folder is not made (the kernel would refuse the path, and making folders first would make it)."""
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "kept.txt").write_text("mine")
+    given = str(tmp_path / "missing" / ".." / "used")
+    refused(cli("publish", "some-run", "--repo", REPO, "--dry-run", given), given, "not an empty folder")
+    refused(cli("run", "--config", str(tmp_path / "missing" / ".." / "used")), given, "is a folder, not a file")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["used"]
+    assert [p.name for p in used.iterdir()] == ["kept.txt"]
+
+
+def test_checks_make_nothing_and_return_the_normalised_path(tmp_path):
+    from distill import paths
+
+    given = str(tmp_path / "missing" / ".." / "new")
+    assert paths.output_folder(given, "--dry-run", empty=True) == str(tmp_path / "new")
+    (tmp_path / "data.csv").write_text("text,label\n")
+    assert paths.input_file(str(tmp_path / "gone" / ".." / "data.csv"), "--data") == str(tmp_path / "data.csv")
+    assert paths.input_folder(str(tmp_path / "gone" / ".."), "--results-dir") == str(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.csv"]
+
+
+def test_a_relative_path_is_made_absolute(tmp_path, monkeypatch):
+    from distill import paths
+
+    monkeypatch.chdir(tmp_path)
+    assert paths.output_folder("missing/../out", "--results-dir") == str(tmp_path / "out")
+    assert not list(tmp_path.iterdir())
+
+
+def test_publish_dry_run_through_a_missing_folder_makes_only_the_folder_named(tmp_path):
+    """The dry run writes into the normalised folder; the missing folder on the way is never made."""
+    import argparse
+
+    from distill import cli as cli_module
+
+    given = str(tmp_path / "missing" / ".." / "new")
+    args = argparse.Namespace(command="publish", config=None, results_dir=None, dry_run=given)
+    cli_module.check_paths(args)
+    assert args.dry_run == str(tmp_path / "new")
+    assert not list(tmp_path.iterdir())

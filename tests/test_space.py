@@ -149,7 +149,11 @@ def test_a_restart_onto_damaged_runs_serves_everything_else(restarted_app):
 
 @pytest.fixture(scope="module")
 def visitors(app_server):
-    return Client(app_server[0], verbose=False), Client(app_server[0], verbose=False)
+    """Two visitors, each from an address of their own (a Space's proxy appends it to X-Forwarded-For)."""
+    return tuple(
+        Client(app_server[0], verbose=False, headers={"X-Forwarded-For": address})
+        for address in ("10.1.0.1", "10.1.0.2")
+    )
 
 
 def wait_for(job, predicate, seconds=240):

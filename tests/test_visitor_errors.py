@@ -72,3 +72,41 @@ def test_gradio_refusing_a_server_path_names_no_server_path(app_server, path):
     for answer in answers:
         assert "not uploaded" in answer
         assert os.getcwd() not in answer and "/work" not in answer and "/etc" not in answer, answer
+
+
+GRADIO_TEXT = ("validation error for", "[type=", "pydantic", "Javascript", "object at 0x", "FileData")
+
+
+def one_plain_line(answer: str, told: str) -> None:
+    assert told in answer and "\n" not in answer.strip(), answer
+    assert not any(text in answer for text in GRADIO_TEXT), answer
+
+
+@pytest.mark.parametrize("sent", ["zzz", {"x": 1}, {"path": "/etc/passwd"}])
+def test_a_file_argument_that_is_no_uploaded_file_says_what_to_do(app_server, sent):
+    """Gradio refuses it with pydantic's text (a 400 to /call and queue/join, a 500 to run/predict)."""
+    api = app_server[0] + "gradio_api/"
+    fn_index, data = with_file("run_job", sent)
+    session = {"session_hash": "visitor-file", "trigger_id": None}
+    told = "must be a file uploaded with the request (gradio_client.handle_file)"
+    with httpx.Client(timeout=60) as http:
+        called = http.post(api + "call/run_job", json={"data": data})
+        joined = http.post(api + "queue/join", json={"data": data, "fn_index": fn_index, **session})
+        direct = http.post(api + "run/predict", json={"data": data, "fn_index": fn_index, **session})
+    assert called.status_code == joined.status_code == 400 and direct.status_code == 500
+    for answer in (called.json()["detail"], joined.json()["detail"], direct.json()["error"]):
+        one_plain_line(answer, told)
+
+
+def test_missing_arguments_say_how_many_and_where_to_look(app_server):
+    api = app_server[0] + "gradio_api/"
+    told = "see its parameters with client.view_api()"
+    with httpx.Client(timeout=60) as http:
+        refused = http.post(api + "call/run_job", json={"data": []})
+        assert refused.status_code == 400
+        one_plain_line(refused.json()["detail"], "this endpoint takes ")
+        assert refused.json()["detail"].endswith(told) and ", got 0:" in refused.json()["detail"]
+        event = http.post(api + "call/chat", json={"data": []}).raise_for_status().json()["event_id"]
+        stream = http.get(api + f"call/chat/{event}").text
+    error = next(line for line in stream.splitlines() if line.startswith("data:"))
+    one_plain_line(json.loads(error.removeprefix("data:"))["error"], "this endpoint takes 6 arguments, got 0: " + told)
