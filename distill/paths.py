@@ -1,7 +1,8 @@
 """The command line's path arguments, checked before any work: each refusal is one line that names the path as
-it was given (never resolved), with what is wrong with it. Each check works on the path made absolute and
-lexically normalised (`os.path.abspath`: "missing/../x" is "x", as the command line means it, where the kernel
-would refuse or the missing folder be made), returns that path for the command to use, and creates nothing."""
+it was given (never resolved), with what is wrong with it. Each check works on the path lexically normalised
+(`os.path.normpath`: "missing/../x" is "x", as the command line means it, where the kernel would refuse or the
+missing folder be made), returns that path for the command to use, and creates nothing. A relative path stays
+relative: a job launched on another machine (Hugging Face Jobs) resolves it there."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ def refused(flag: str, given: str, why: str) -> UserError:
 
 
 def normalised(given: str) -> Path:
-    """`given` absolute, with "." and ".." taken away lexically (never following a link, never touching the disk)."""
-    return Path(os.path.abspath(given))
+    """`given` with "." and ".." taken away lexically (never following a link, never touching the disk)."""
+    return Path(os.path.normpath(given))
 
 
 def input_file(given: str, flag: str) -> str:

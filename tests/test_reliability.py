@@ -4,6 +4,7 @@ late errors. Library and command line; the app's side is in test_space.py."""
 import csv
 import gzip
 import json
+import math
 import os
 import shutil
 import socket
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 from tiny import TINY, copy_run, cut
 
-from distill import lease
+from distill import config, lease
 from distill.cli import main
 from distill.config import ConfigError, JobConfig
 from distill.data import SAMPLE_DIR
@@ -237,7 +238,14 @@ def test_a_run_on_an_upload_resumes_after_the_upload_is_gone(tiny_bert, tmp_path
 # ---------------------------------------------------------------- divergence: failed models, never results
 
 
-def test_diverging_students_are_failed_and_the_run_keeps_its_other_models(tiny_bert, tmp_path):
+@pytest.fixture
+def absurd_learning_rates(monkeypatch):
+    """Learning rates past the settings' bounds, so that a model surely diverges."""
+    for name in ("learning_rate", "teacher_learning_rate", "search_learning_rates"):
+        monkeypatch.setitem(config.UPPER_BOUNDS, name, math.inf)
+
+
+def test_diverging_students_are_failed_and_the_run_keeps_its_other_models(tiny_bert, tmp_path, absurd_learning_rates):
     cfg = JobConfig.from_dict(
         {
             **TINY,
@@ -280,7 +288,7 @@ def test_diverging_students_are_failed_and_the_run_keeps_its_other_models(tiny_b
     assert events[-1].done == events[-1].total == 8, "the progress bar still reaches its end"
 
 
-def test_a_diverging_teacher_fails_the_run_with_a_clear_message(tiny_bert, tmp_path):
+def test_a_diverging_teacher_fails_the_run_with_a_clear_message(tiny_bert, tmp_path, absurd_learning_rates):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     plain = tmp_path / "two-label-teacher"  # not an MNLI classifier: it is fine-tuned first, and diverges
