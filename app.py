@@ -37,13 +37,17 @@ from distill.report import (
     comparison,
     curves,
     display_rows,
+    glossary,
+    notes,
     plotted_strategies,
     step_loss_figure,
+    teacher_name,
     verdict,
 )
 from distill.results import DAMAGED, DamagedRun, Run, download_copies, find_runs, finite, list_runs, open_run
+from distill.results import run_label as describe_run
 from distill.service import JobRunner, job_slice, watch_folder
-from distill.strategies import DESCRIPTIONS
+from distill.strategies import DESCRIPTIONS, parse_layer_list
 
 REFERENCE_DIR = Path(__file__).resolve().parent / "results"  # committed runs, e.g. results/reference
 REFERENCE_MODELS = space.reference_runs()  # published runs with their models: Chat opens on their best student
@@ -162,6 +166,93 @@ def _text(value) -> str:
     return "" if value is None else str(value)
 
 
+# The Distill form's fields by setting: the form shows these labels, and every message about a setting names it
+# by its label (`in_form_words`). A label's "(…)" is its hint: "Train examples must be a whole number (0 = all)".
+LABELS = {
+    "teacher": "Teacher",
+    "data": "Data",
+    "data_file": "Your data file (CSV / TSV / JSONL with premise, hypothesis, label)",
+    "train_size": "Train examples (0 = all)",
+    "eval_size": "Validation examples per split (0 = all)",
+    "student_layers": "Student layers (0 = half)",
+    "seeds": "Seeds",
+    "strategies": "Strategies",
+    "layer_list": "Explicit layer list (optional)",
+    "epochs": "Student epochs",
+    "teacher_epochs": "Teacher epochs",
+    "batch_size": "Batch size",
+    "learning_rate": "Learning rate",
+    "temperature": "Temperature T",
+    "weight_ce": "Weight: hard-label CE",
+    "weight_kl": "Weight: KL (× T²)",
+    "weight_cos": "Weight: cosine on logits",
+    "weight_hidden": "Weight: hidden states",
+    "precision": "Precision",
+    "teacher_8bit": "8-bit teacher (bitsandbytes)",
+    "optimizer_8bit": "8-bit AdamW (bitsandbytes)",
+    "run_name": "Run name (optional)",
+    "search": "Search instead of comparing strategies",
+    "search_temperatures": "Temperatures",
+    "search_learning_rates": "Learning rates",
+    "search_loss_weights": "Loss weights ce:kl:cos",
+}
+WHOLE_NUMBERS = ("train_size", "eval_size", "student_layers", "epochs", "teacher_epochs", "batch_size")
+NUMBERS = (*WHOLE_NUMBERS, "learning_rate", "temperature", "weight_ce", "weight_kl", "weight_cos", "weight_hidden")
+
+
+def short_label(name: str) -> str:
+    """A field's label without its hint: 'Train examples (0 = all)' -> 'Train examples'."""
+    return LABELS[name].split(" (")[0]
+
+
+def in_form_words(text: str, setting: str | None) -> str:
+    """A message about the job's settings in the form's words: every setting's name (train_size, and the
+    message's own subject, such as epochs) is replaced by its field's label, and a message about a field starts
+    with its label: 'Explicit layer list: layer index 9 is out of range …'."""
+    for name in LABELS:
+        if "_" in name or (name == setting and text.startswith(name + " ")):
+            text = re.sub(rf"\b{name}\b", short_label(name), text)
+    if setting in LABELS and not text.startswith(short_label(setting)):
+        return f"{short_label(setting)}: {text}"
+    return text[:1].upper() + text[1:]
+
+
+@contextlib.contextmanager
+def form_words(arguments: dict) -> Iterator[None]:
+    """A ConfigError raised in the block, worded with the form's labels and attached to the field it is about
+    (a fault of the uploaded data is the file field's)."""
+    try:
+        yield
+    except ConfigError as err:
+        at = "data_file" if err.setting == "data" and arguments.get("data") == "upload" else err.setting
+        raise ConfigError(in_form_words(str(err), at), at) from None
+
+
+def form_number(name: str, value) -> int | float:
+    """A number field's value as sent: an emptied field (text typed into a number field empties it) or text is
+    refused by the field's label, before any default could stand in for it."""
+    whole = name in WHOLE_NUMBERS
+    hint = LABELS[name][len(short_label(name)) :]
+    wanted = f"{name} must be {'a whole number' if whole else 'a number'}{hint}"
+    if value is None or isinstance(value, bool) or (isinstance(value, str) and not value.strip()):
+        raise ConfigError(wanted, name)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{wanted}, not {echo(value)}", name) from None
+    if whole and not number.is_integer():
+        raise ConfigError(f"{wanted}, not {echo(value)}", name)
+    return int(number) if whole else number
+
+
+def layer_list_of(value) -> str:
+    """The explicit layer list field: empty, or 0-based layer numbers such as 0,2,4."""
+    text = _text(value).strip()
+    if text and parse_layer_list(text) is None:
+        raise ConfigError(f"layer_list must be layer numbers such as 0,2,4, not {echo(text)}", "layer_list")
+    return text
+
+
 def job_settings(arguments: dict) -> JobConfig:
     """The JobConfig of /run_job's arguments (by name, as sent: JobConfig checks and converts every value)."""
     a = arguments
@@ -172,21 +263,21 @@ def job_settings(arguments: dict) -> JobConfig:
         data = uploaded_file(a["data_file"])
         if not data:
             raise ConfigError("choose a CSV, TSV or JSONL file to upload, or pick another data source", "data_file")
-    layer_list = _text(a["layer_list"]).strip()
+    layer_list = layer_list_of(a["layer_list"])
     strategies = a["strategies"] if isinstance(a["strategies"], list) else [_text(a["strategies"])]
     if not all(isinstance(name, str) for name in strategies):  # a number would read as a layer list
         raise ConfigError("strategies must be names (top_k, odd, ...); put layer lists in layer_list", "strategies")
-    names = ("train_size", "eval_size", "epochs", "teacher_epochs", "batch_size", "learning_rate", "temperature")
-    weights = ("weight_ce", "weight_kl", "weight_cos", "weight_hidden")
+    numbers = {name: form_number(name, a[name]) for name in NUMBERS}
     flags = ("seeds", "precision", "teacher_8bit", "optimizer_8bit", "search")
     searched = ("search_temperatures", "search_learning_rates")
     return JobConfig.from_dict(
         {
-            **{name: a[name] for name in (*names, *weights, *flags, *searched)},
+            **numbers,
+            **{name: a[name] for name in (*flags, *searched)},
             "teacher": a["teacher"],
             "data": data,
             "strategies": [*filter(None, strategies), *([layer_list] if layer_list else [])],
-            "student_layers": a["student_layers"] or None,
+            "student_layers": numbers["student_layers"] or None,
             "run_name": a["run_name"] or None,
             "search_loss_weights": _text(a["search_loss_weights"]).replace(";", " ").split(),
             "results_dir": space.results_dir(),
@@ -198,9 +289,10 @@ def check_new_job(arguments: dict) -> JobConfig:
     """The checks a new job passes before the queue: the visitor's share of the Space, its settings and the
     Space's limits, and a run name that no listed run has (the committed reference runs included: a visitor's
     run must not shadow them)."""
-    cfg = job_settings(arguments)
-    refuse_taken_name(cfg)
-    space.check_job(cfg)
+    with form_words(arguments):
+        cfg = job_settings(arguments)
+        refuse_taken_name(cfg)
+        space.check_job(cfg)
     RUNNER.check_room(share(arguments["request"]))
     return cfg
 
@@ -375,8 +467,9 @@ JOBS_INPUTS = ("flavor", "bucket", "publish_repo", "token", "confirm")
 
 def jobs_request(values: dict) -> tuple[JobConfig, dict]:
     """The job form's settings and the launch's (flavor, bucket, repo) from the Distill tab, by name."""
-    cfg = job_settings({**values, "results_dir": space.results_dir()})
-    refuse_taken_name(cfg)
+    with form_words(values):
+        cfg = job_settings(values)
+        refuse_taken_name(cfg)
     where = {key: _text(values[key]).strip() or None for key in ("bucket", "publish_repo")}
     return cfg.replace(run_name=cfg.run_name or hf_jobs.default_run_name()), where
 
@@ -445,7 +538,8 @@ RUN_IN_ADDRESS = """(state) => {
 @user_errors
 def runs() -> list[dict]:
     """Every run (newest first) with its state, teacher, number of models and best student; a run whose files
-    cannot be read is listed with state 'damaged' and the reason."""
+    cannot be read is listed with state 'damaged' and the reason. Each run's name is the `run` that the
+    `comparison` tool takes; its chat models are listed by the `models` tool."""
     launched = hf_jobs.listing(space.results_dir(), space.jobs_token())  # on Jobs, not written here yet
     return sorted(list_runs(ROOTS) + launched, key=lambda r: r["started"], reverse=True)
 
@@ -454,8 +548,12 @@ def runs() -> list[dict]:
 def comparison_api(run: str, ensemble: list[str] | None = None) -> dict:
     """A run's comparison table (records: teacher first, mean and spread over seeds, a test vs the best on each
     validation split counting seeds and examples, Holm-adjusted; p_value null and test '1 seed: untested' with one seed)
-    and its per-epoch curves (records: model, strategy, seed, epoch, curve, value). `ensemble`: two or more of
-    the run's strategies to add as one more row, their class probabilities averaged seed by seed."""
+    and its per-epoch curves (records: model, strategy, seed, epoch, curve, value).
+
+    Args:
+        run: a run name, the `run` of an entry from the `list_runs` tool (e.g. 'reference', the committed run).
+        ensemble: null, or 2+ of the run's strategies (table's `strategy`) as one more row, probabilities averaged.
+    """
     if ensemble is not None and not (isinstance(ensemble, list) and all(isinstance(s, str) for s in ensemble)):
         raise UserError("ensemble must be a list of the run's strategy names, or null")
     found = find_run(run)
@@ -465,7 +563,8 @@ def comparison_api(run: str, ensemble: list[str] | None = None) -> dict:
 
 @user_errors
 def models() -> list[str]:
-    """Models to chat with, as 'run/model' (and 'run/ensemble' for a run's students together)."""
+    """Models to chat with, as 'run/model' (and 'run/ensemble' for a run's students together): each is a `model`
+    that the `chat` tool takes."""
     return chat_models(ROOTS)
 
 
@@ -479,7 +578,16 @@ def chat_api(
     every_model: bool = False,
 ) -> dict:
     """Classify the relation between context (premise) and query (hypothesis): entailment, neutral or
-    contradiction, with softmax(logits / temperature) probabilities; every_model adds the run's other models."""
+    contradiction, with softmax(logits / temperature) probabilities; every_model adds the run's other models.
+
+    Args:
+        model: a model name from the `models` tool, as 'run/model' (e.g. 'my-run/top_k-seed0') or 'run/ensemble'.
+        query: the hypothesis to classify, up to 10,000 characters.
+        context: the premise the query is judged against, up to 10,000 characters; empty classifies the query alone.
+        temperature: softmax temperature, from 0.05 to 10 (1 gives the model's own probabilities).
+        max_length: the most tokens of context and query the model reads, a whole number from 8 to 512.
+        every_model: true adds `answers`, the same classification by every other model of the model's run.
+    """
     return chat(model, query, context, temperature, max_length, every_model, ROOTS)
 
 
@@ -501,6 +609,8 @@ def render_job(state: dict | None) -> dict:
         header += f" · {state['queue_position']} job(s) ahead"
     if run:
         header += f" · [link to watch this run](?run={run})"
+    if run and comparable(state):
+        header += f" · [see how its models compare]({compare_link(run)})"
     return {
         "header": header,
         "log": "\n".join(state.get("log", [])),
@@ -508,9 +618,48 @@ def render_job(state: dict | None) -> dict:
     }
 
 
+COMPARE_IN_ADDRESS = "compare"  # ?compare=RUN opens the Compare tab on that run (a finished job links to it)
+
+
+def compare_link(run: str) -> str:
+    """The address, relative to the app's page, that opens the Compare tab on `run`."""
+    return f"?{COMPARE_IN_ADDRESS}={run}"
+
+
+def comparable(state: dict) -> bool:
+    """Whether a job's state has results to compare: it completed, or it ended (stopped, failed, interrupted)
+    after finishing some models."""
+    if state.get("state") == "completed":
+        return True
+    ended = state.get("state") in ("stopped", "failed", "interrupted")
+    return ended and any(m.get("accuracy") is not None for m in state.get("models") or [])
+
+
+def run_label(run: Run, request: gr.Request | None = None) -> str:
+    """What a run is, in plain words (`results.run_label`): the committed and published runs by their kind, any
+    other as the viewer's own or, on the public Space, a visitor's."""
+    committed = run.path.parent == REFERENCE_DIR or str(run.path) in REFERENCE_MODELS
+    return describe_run(run, committed=committed, viewer=who(request), shared=space.is_public_space())
+
+
 def run_choices() -> list[tuple[str, str]]:
-    """The Compare picker's runs, a damaged one labelled as such (picking it shows why)."""
-    return [(f"{r['run']} (damaged)" if r["state"] == DAMAGED else r["run"], r["run"]) for r in list_runs(ROOTS)]
+    """The Compare picker's runs, each with what it is ("search · hyperparameter search"), a damaged one labelled
+    as such (picking it shows why)."""
+    found: dict[str, Run] = {}
+    for run in find_runs(ROOTS):
+        found.setdefault(run.name, run)  # the first root's, as `find_run` picks it
+    out = []
+    for r in list_runs(ROOTS):
+        name = r["run"]
+        if r["state"] == DAMAGED or name not in found:
+            out.append((f"{name} (damaged)" if r["state"] == DAMAGED else name, name))
+            continue
+        try:
+            label = run_label(found[name])
+            out.append((name if label == name else f"{name} · {label}", name))
+        except Exception:  # a run whose settings cannot be read: listed by its name, picking it shows why
+            out.append((name, name))
+    return out
 
 
 def refresh_run_choices() -> dict:
@@ -526,6 +675,7 @@ def default_run() -> str | None:
 COMPARISON_VIEW = (
     "header",
     "table",
+    "glossary",
     "accuracy_plot",
     "latency_plot",
     "downloads",
@@ -535,10 +685,19 @@ COMPARISON_VIEW = (
 )
 
 
+def statistics_docs() -> str:
+    """docs/statistics.md (how sure the comparison is, and why) on the Hub, in this Space's repo."""
+    return f"https://huggingface.co/spaces/{hf_jobs.space_repo()}/blob/main/docs/statistics.md"
+
+
 @user_errors
-def show_comparison(run: str | None, ensemble: list[str] | None = None) -> dict:
+def show_comparison(
+    run: str | None,
+    ensemble: list[str] | None = None,
+    request: gr.Request = None,  # Gradio gives it: whose run this is, on the public Space
+) -> dict:
     """The Compare tab's view of a run, by component name (COMPARISON_VIEW)."""
-    empty = dict.fromkeys(("table", "accuracy_plot", "latency_plot", "downloads", "loss_plot"))
+    empty = dict.fromkeys(("table", "glossary", "accuracy_plot", "latency_plot", "downloads", "loss_plot"))
     if not run:
         return {"header": "No runs yet: start one in the Distill tab.", **empty}
     found = find_run(run)
@@ -552,16 +711,11 @@ def show_comparison(run: str | None, ensemble: list[str] | None = None) -> dict:
             "ensemble": gr.update(choices=[], value=[]),
         }
     status = found.public_status()
-    label = " (the committed reference run)" if found.path.parent == REFERENCE_DIR else ""
     said = verdict(table)
     header = (
         (f"**{said}**\n\n" if said else "")
-        + f"### Run `{found.name}`{label} · {status['state']} · teacher `{found.teacher()}`\n"
-        f"Accuracy on {table[0]['eval_split'] if table else '-'} ({table[0]['eval_rows'] if table else 0} "
-        "examples). *vs best*: difference to the best student (chosen on this split) with its 95% interval, "
-        "counting training noise (seeds) and validation examples, Holm-adjusted over all pairs; (n.s.): p ≥ 0.05. "
-        "One seed gives no verdict (*untested*). *confirm (other split)*: the same test on the other validation "
-        "split, the confirmation. How: docs/statistics.md."
+        + f"### Run `{found.name}` · {run_label(found, request)} · {status['state']} · "
+        f"teacher: {teacher_name(found.teacher())}\n{notes(table, statistics_docs())}"
     )
     points = pd.DataFrame(curves(found))
     # A legend has room for so many names: the plots show the teacher and the best students (the table has all);
@@ -585,15 +739,37 @@ def show_comparison(run: str | None, ensemble: list[str] | None = None) -> dict:
     return {
         "header": header,
         "table": gr.update(value=pd.DataFrame(rows), column_widths=column_widths(rows) or None),
-        "accuracy_plot": gr.update(
-            value=_mean_curve(points, "val_accuracy", shown),
-            label=f"Validation accuracy per epoch (mean over seeds{note})",
+        "glossary": glossary(table, statistics_docs()),
+        "accuracy_plot": _whole_epochs(
+            _mean_curve(points, "val_accuracy", shown),
+            "strategy",
+            f"Validation accuracy per epoch (mean over seeds{note})",
         ),
         "latency_plot": gr.update(value=scatter, label=f"Accuracy vs latency (ms/example at batch 32{note})"),
         "downloads": download_copies(found),
         "loss_plot": _loss_curves(points, strategies[0] if strategies else None),
         "loss_strategy": gr.update(choices=strategies, value=strategies[0] if strategies else None),
         "ensemble": gr.update(choices=strategies, value=ensemble or []),
+    }
+
+
+COMPARISON_OPEN = ("tabs", "run", *COMPARISON_VIEW)  # the page's first view: the tab, the picked run, its view
+
+
+def open_comparison(run: str | None, request: gr.Request = None) -> dict:
+    """On opening the app, by component name (COMPARISON_OPEN): the Compare tab's view of the picked run or, with
+    ?compare=RUN in the address (a finished job links there), of that run, with the Compare tab selected."""
+    linked = (getattr(request, "query_params", None) or {}).get(COMPARE_IN_ADDRESS)
+    choices = run_choices()  # the runs as they are now, not as the page was built: newer ones are listed
+    if not linked:
+        return {"tabs": gr.update(), "run": gr.update(choices=choices), **show_comparison(run, request=request)}
+    if linked not in {value for _, value in choices}:
+        gr.Warning(f"No run named {linked!r}: pick one in the Compare tab's list.")
+        return {"tabs": gr.update(), "run": gr.update(choices=choices), **show_comparison(run, request=request)}
+    return {
+        "tabs": gr.update(selected="compare"),
+        "run": gr.update(choices=choices, value=linked),
+        **show_comparison(linked, request=request),
     }
 
 
@@ -606,7 +782,8 @@ def redraw_plot(plot: dict | None) -> dict:
     if not plot or not plot.get("data"):
         return gr.update()
     types = plot.get("datatypes") or {}
-    column = next((i for i, c in enumerate(plot["columns"]) if types.get(c) == "nominal"), None)
+    # the colour's column: the first nominal one but the x axis's epochs (text, for whole-epoch ticks)
+    column = next((i for i, c in enumerate(plot["columns"]) if types.get(c) == "nominal" and c != "epoch"), None)
     return gr.update(colors_in_legend=None if column is None else list(dict.fromkeys(r[column] for r in plot["data"])))
 
 
@@ -628,7 +805,31 @@ def _loss_curves(points: pd.DataFrame, strategy: str | None) -> dict:
         & points["curve"].isin(["train_loss", "train_ce", "train_kl", "train_cos", "val_loss"])
     ]
     means = rows.groupby(["curve", "epoch"], as_index=False, sort=False)["value"].mean()
-    return gr.update(value=means, label=f"Loss curves of {strategy} (mean over seeds)")
+    return _whole_epochs(means, "curve", f"Loss curves of {strategy} (mean over seeds)")
+
+
+def _whole_epochs(means: pd.DataFrame | None, series: str, label: str) -> dict:
+    """A LinePlot's update for curves (`series`, epoch, value) on an axis of whole epochs: the epochs as text, in
+    their order (a number axis ticks at 1.1, 1.2 ...). A line needs two points: a series measured at one epoch
+    only (a quick run's teacher) is drawn flat across the epochs at its value, and the label says so."""
+    if means is None or means.empty:
+        return gr.update(value=means, label=label)
+    epochs = sorted(means["epoch"].unique())
+    counts = means.groupby(series, sort=False)["epoch"].nunique()
+    once = [name for name, n in counts.items() if n == 1] if len(epochs) > 1 else []
+    order = list(dict.fromkeys(means[series]))  # the legend's order
+    if once:
+        level = means[means[series].isin(once)].drop(columns="epoch")
+        level = level.merge(pd.DataFrame({"epoch": epochs}), how="cross")
+        means = pd.concat([means[~means[series].isin(once)], level], ignore_index=True)
+        label = label.removesuffix(")") + f"; {', '.join(once)}: measured once, drawn flat)"
+    means = means.sort_values([series, "epoch"], key=lambda c: c.map(order.index) if c.name == series else c)
+    means = means.assign(epoch=means["epoch"].map(_epoch_text)).reset_index(drop=True)
+    return gr.update(value=means, sort=[_epoch_text(e) for e in epochs], label=label)
+
+
+def _epoch_text(epoch: float) -> str:
+    return str(int(epoch)) if float(epoch).is_integer() else f"{epoch:g}"
 
 
 @user_errors
@@ -680,6 +881,20 @@ def refresh_models() -> dict:
         "quick": gr.update(visible=not names and quick is None),
         "timer": gr.Timer(active=quick is not None),
     }
+
+
+ENDED = ("completed", "stopped", "failed", "interrupted", "cancelled", "paused")
+
+
+def lists_after(state: dict | None = None) -> dict:
+    """When the job shown ends (or, without a state, the quick student's): Compare's runs, opened on the job's
+    run when it has results, and Chat's models, as they are now; nothing while a job runs (by component name:
+    compare_run and CHAT_REFRESH)."""
+    if state is not None and state.get("state") not in ENDED:
+        return {}
+    shown = state is not None and comparable(state)
+    runs = gr.update(choices=run_choices(), value=state["run"]) if shown else gr.update(choices=run_choices())
+    return {"compare_run": runs, **refresh_models()}
 
 
 def check_quick_student(arguments: dict) -> JobConfig:
@@ -771,8 +986,8 @@ def job_inputs(fn, form: View) -> list[gr.components.Component]:
     """The form's components in the order of `fn`'s parameters, found by name: a setting cannot reach another's
     parameter, and a parameter without a component (or a component without one) fails at start-up."""
     names = [p for p in inspect.signature(fn).parameters if p not in ("progress", "request")]
-    if set(names) != set(form):
-        raise RuntimeError(f"the job form and {fn.__name__} disagree: {sorted(set(names) ^ set(form))}")
+    if set(names) != set(form) or set(form) != set(LABELS):
+        raise RuntimeError(f"the job form, its labels and {fn.__name__} disagree: {sorted(set(names) ^ set(LABELS))}")
     return [form[name] for name in names]
 
 
@@ -784,33 +999,33 @@ def distill_tab() -> tuple[View, View]:
             space.teacher_choices(),
             value=DEFAULT.teacher,
             allow_custom_value=not space.is_public_space(),
-            label="Teacher",
+            label=LABELS["teacher"],
             info="'embedded' = packaged all-MiniLM-L6-v2 (offline); or a Hub id / folder",
         )
         form["data"] = gr.Radio(
             list(DATA_CHOICES),
             value=DEFAULT.data,
-            label="Data",
+            label=LABELS["data"],
             info="shipped real MNLI sample, GLUE MNLI from the Hub, or your own file",
         )
         form["data_file"] = gr.File(
-            label="Upload CSV / TSV / JSONL (premise, hypothesis, label)",
+            label=LABELS["data_file"],
             file_types=[".csv", ".tsv", ".jsonl"],
             type="filepath",
         )
     with gr.Row():
-        form["train_size"] = gr.Number(DEFAULT.train_size or 0, precision=0, label="Train examples (0 = all)")
-        form["eval_size"] = gr.Number(DEFAULT.eval_size or 0, precision=0, label="Validation examples per split")
-        form["student_layers"] = gr.Number(DEFAULT.student_layers or 0, precision=0, label="Student layers (0 = half)")
-        form["seeds"] = gr.Textbox(" ".join(map(str, DEFAULT.seeds)), label="Seeds", info="e.g. 0 1 2")
+        form["train_size"] = gr.Number(DEFAULT.train_size or 0, precision=0, label=LABELS["train_size"])
+        form["eval_size"] = gr.Number(DEFAULT.eval_size or 0, precision=0, label=LABELS["eval_size"])
+        form["student_layers"] = gr.Number(DEFAULT.student_layers or 0, precision=0, label=LABELS["student_layers"])
+        form["seeds"] = gr.Textbox(" ".join(map(str, DEFAULT.seeds)), label=LABELS["seeds"], info="e.g. 0 1 2")
     with gr.Row():
         form["strategies"] = gr.CheckboxGroup(
             list(DESCRIPTIONS),
             value=DEFAULT.strategies,
-            label="Strategies",
+            label=LABELS["strategies"],
             info="; ".join(f"{k}: {v}" for k, v in DESCRIPTIONS.items()),
         )
-        form["layer_list"] = gr.Textbox("", label="Explicit layer list (optional)", placeholder="e.g. 0,2,4")
+        form["layer_list"] = gr.Textbox("", label=LABELS["layer_list"], placeholder="e.g. 0,2,4")
     with gr.Accordion("Training settings", open=False):
         training_settings(form)
     with gr.Accordion("Hyperparameter search (a job mode)", open=False):
@@ -819,10 +1034,12 @@ def distill_tab() -> tuple[View, View]:
             "Compare then shows one row per setting, with its paired test against the best."
         )
         with gr.Row():
-            form["search"] = gr.Checkbox(False, label="Search instead of comparing strategies")
-            form["search_temperatures"] = gr.Textbox("1 2 4", label="Temperatures")
-            form["search_learning_rates"] = gr.Textbox("5e-5 1e-4 2e-4", label="Learning rates")
-            form["search_loss_weights"] = gr.Textbox("1:1:1", label="Loss weights ce:kl:cos", info="e.g. 1:1:1 2:1:0")
+            form["search"] = gr.Checkbox(False, label=LABELS["search"])
+            form["search_temperatures"] = gr.Textbox("1 2 4", label=LABELS["search_temperatures"])
+            form["search_learning_rates"] = gr.Textbox("5e-5 1e-4 2e-4", label=LABELS["search_learning_rates"])
+            form["search_loss_weights"] = gr.Textbox(
+                "1:1:1", label=LABELS["search_loss_weights"], info="e.g. 1:1:1 2:1:0"
+            )
     job: View = {}
     job["backend"] = gr.Radio(
         list(BACKENDS), value=next(iter(BACKENDS)), label="Where to run", info=" · ".join(BACKENDS.values())
@@ -878,21 +1095,21 @@ def jobs_settings(job: View) -> None:
 def training_settings(form: View) -> None:
     """The accordion of training settings, added to the job form."""
     with gr.Row():
-        form["epochs"] = gr.Number(DEFAULT.epochs, precision=0, label="Student epochs")
-        form["teacher_epochs"] = gr.Number(DEFAULT.teacher_epochs, precision=0, label="Teacher epochs")
-        form["batch_size"] = gr.Number(DEFAULT.batch_size, precision=0, label="Batch size")
-        form["learning_rate"] = gr.Number(DEFAULT.learning_rate, label="Learning rate")
-        form["temperature"] = gr.Number(DEFAULT.temperature, label="Temperature T")
+        form["epochs"] = gr.Number(DEFAULT.epochs, precision=0, label=LABELS["epochs"])
+        form["teacher_epochs"] = gr.Number(DEFAULT.teacher_epochs, precision=0, label=LABELS["teacher_epochs"])
+        form["batch_size"] = gr.Number(DEFAULT.batch_size, precision=0, label=LABELS["batch_size"])
+        form["learning_rate"] = gr.Number(DEFAULT.learning_rate, label=LABELS["learning_rate"])
+        form["temperature"] = gr.Number(DEFAULT.temperature, label=LABELS["temperature"])
     with gr.Row():
-        form["weight_ce"] = gr.Number(round(DEFAULT.weight_ce, 4), label="Weight: hard-label CE")
-        form["weight_kl"] = gr.Number(round(DEFAULT.weight_kl, 4), label="Weight: KL (× T²)")
-        form["weight_cos"] = gr.Number(round(DEFAULT.weight_cos, 4), label="Weight: cosine on logits")
-        form["weight_hidden"] = gr.Number(DEFAULT.weight_hidden, label="Weight: hidden states")
+        form["weight_ce"] = gr.Number(round(DEFAULT.weight_ce, 4), label=LABELS["weight_ce"])
+        form["weight_kl"] = gr.Number(round(DEFAULT.weight_kl, 4), label=LABELS["weight_kl"])
+        form["weight_cos"] = gr.Number(round(DEFAULT.weight_cos, 4), label=LABELS["weight_cos"])
+        form["weight_hidden"] = gr.Number(DEFAULT.weight_hidden, label=LABELS["weight_hidden"])
     with gr.Row():
-        form["precision"] = gr.Dropdown(list(PRECISIONS), value=DEFAULT.precision, label="Precision")
-        form["teacher_8bit"] = gr.Checkbox(False, label="8-bit teacher (bitsandbytes)")
-        form["optimizer_8bit"] = gr.Checkbox(False, label="8-bit AdamW (bitsandbytes)")
-        form["run_name"] = gr.Textbox("", label="Run name (optional)", placeholder="letters, digits, . _ -")
+        form["precision"] = gr.Dropdown(list(PRECISIONS), value=DEFAULT.precision, label=LABELS["precision"])
+        form["teacher_8bit"] = gr.Checkbox(False, label=LABELS["teacher_8bit"])
+        form["optimizer_8bit"] = gr.Checkbox(False, label=LABELS["optimizer_8bit"])
+        form["run_name"] = gr.Textbox("", label=LABELS["run_name"], placeholder="letters, digits, . _ -")
 
 
 def compare_tab() -> View:
@@ -907,7 +1124,10 @@ def compare_tab() -> View:
         info="pick two or more: one more row averages their class probabilities, seed by seed",
         elem_id="ensemble-picker",
     )
-    view["table"] = gr.Dataframe(label="Strategy comparison", wrap=True, interactive=False, max_height=900)
+    view["table"] = gr.Dataframe(
+        label="Strategy comparison", wrap=True, interactive=False, max_height=900, elem_id="comparison-table"
+    )
+    view["glossary"] = gr.Markdown(elem_id="glossary")  # the table's words explained, under it
     # No fixed height: Gradio sizes the chart to it and cuts off the legend below. Full width: the legend
     # is one row, so it needs the room for the strategies' names.
     view["accuracy_plot"] = gr.LinePlot(
@@ -917,6 +1137,7 @@ def compare_tab() -> View:
         x_title="epoch",
         y_title="validation accuracy",
         y_axis_format=".0%",
+        y_aggregate="mean",  # epochs are text (whole-epoch ticks): Gradio would otherwise sum each epoch's values
         label="Validation accuracy per epoch (mean over seeds)",
         elem_id="accuracy-plot",
     )
@@ -939,6 +1160,7 @@ def compare_tab() -> View:
         color="curve",
         x_title="epoch",
         y_title="loss (mean over seeds)",
+        y_aggregate="mean",
         label="Loss curves",
         elem_id="loss-plot",
     )
@@ -997,14 +1219,16 @@ def build() -> gr.Blocks:
             "layers, and see which choice wins, by how much, and how sure that is. "
             "Layer indices are 0-based (layer 0 is next to the embeddings)."
         )
-        with gr.Tab("Distill"):
-            form, job = distill_tab()
-        with gr.Tab("Compare"):
-            compare = compare_tab()
-        with gr.Tab("Chat"):
-            chat_view = chat_tab()
+        with gr.Tabs() as tabs:  # ids: ?compare=RUN selects the Compare tab (open_comparison)
+            with gr.Tab("Distill", id="distill"):
+                form, job = distill_tab()
+            with gr.Tab("Compare", id="compare"):
+                compare = compare_tab()
+            with gr.Tab("Chat", id="chat"):
+                chat_view = chat_tab()
+        compare["tabs"] = tabs
         wire_api(form, job, compare, chat_view)
-        demo.load(named(show_comparison, compare), compare["run"], [compare[n] for n in COMPARISON_VIEW], **UI_ONLY)
+        demo.load(named(open_comparison, compare), compare["run"], [compare[n] for n in COMPARISON_OPEN], **UI_ONLY)
         demo.load(named(refresh_models, chat_view), None, [chat_view[n] for n in CHAT_REFRESH], **UI_ONLY)
         demo.load(watch_link, None, job["state"], **WATCHERS, concurrency_id="page-watch", **UI_ONLY)
     demo.queue(default_concurrency_limit=4, max_size=64)
@@ -1017,7 +1241,7 @@ def wire_api(form: View, job: View, compare: View, chat_view: View) -> None:
     # wait in Gradio's queue behind another job's watcher, so a job is named and queued at once.
     training = {"concurrency_limit": WATCHERS["concurrency_limit"], "concurrency_id": "jobs"}
     chat_refresh = [chat_view[n] for n in CHAT_REFRESH]
-    run_event = job["run"].click(
+    job["run"].click(
         run_job,
         job_inputs(run_job, form),
         job["state"],
@@ -1028,7 +1252,7 @@ def wire_api(form: View, job: View, compare: View, chat_view: View) -> None:
         preprocess=False,
         **training,
     )
-    resume_event = job["resume"].click(
+    job["resume"].click(
         resume_job, job["resume_name"], job["state"], api_name="resume_job", validator=resume_job.validator, **training
     )
     gr.api(stop_job, api_name="stop_job", queue=False)
@@ -1049,10 +1273,9 @@ def wire_api(form: View, job: View, compare: View, chat_view: View) -> None:
     job["state"].change(None, job["state"], None, js=RUN_IN_ADDRESS, **UI_ONLY)
     job_view = [job[n] for n in JOB_VIEW]
     job["state"].change(named(render_job, job), job["state"], job_view, queue=False, **UI_ONLY)
-    run_event.then(refresh_run_choices, None, compare["run"], **UI_ONLY)
     refresh = named(refresh_models, chat_view)
-    for event in (run_event, resume_event):
-        event.then(refresh, None, chat_refresh, **UI_ONLY)
+    lists = {"compare_run": compare["run"], **{name: chat_view[name] for name in CHAT_REFRESH}}
+    job["state"].change(named(lists_after, lists), job["state"], list(lists.values()), queue=False, **UI_ONLY)
     chat_view["refresh"].click(refresh, None, chat_refresh, **UI_ONLY)
     chat_view["timer"].tick(refresh, None, chat_refresh, **UI_ONLY)
     quick_event = chat_view["quick"].click(
@@ -1063,13 +1286,35 @@ def wire_api(form: View, job: View, compare: View, chat_view: View) -> None:
         api_name="quick_student",
         **training,
     )
-    quick_event.then(refresh, None, chat_refresh, **UI_ONLY)
+    quick_event.then(named(lists_after, lists), None, list(lists.values()), **UI_ONLY)
 
 
 demo = build()
 # Reading tools for MCP clients; the job endpoints are not tools: they run for minutes and, on a shared Space,
 # spend its GPU.
 MCP_TOOLS = ("/chat", "/comparison", "/models", "/list_runs")
+
+
+def json_tool_results(server) -> None:
+    """MCP tool results as JSON text. Gradio 6.31's GradioMCPServer.postprocess_output_data sends a value that
+    is no file as str(value), a Python repr (single quotes, False, None) that json.loads cannot read: on this
+    server object a dict goes as its JSON instead, and a list (list_runs, models) as {"result": [...]}, an object as
+    Gradio's structured_output and the MCP SDK wrap one. Only the MCP text changes, not the API's answers."""
+    from gradio_client.utils import is_file_obj_with_meta  # a file goes as Gradio sends it
+
+    shown = server.postprocess_output_data
+
+    def postprocess_output_data(data: list, root_url: str) -> list:
+        contents = []
+        for value in data:
+            if isinstance(value, list) or (isinstance(value, dict) and not is_file_obj_with_meta(value)):
+                text = json.dumps(value if isinstance(value, dict) else {"result": value})
+                contents.append(server.types.TextContent(type="text", text=text))
+            else:
+                contents.extend(shown([value], root_url))
+        return contents
+
+    server.postprocess_output_data = postprocess_output_data
 
 
 class CancelJobs:
@@ -1138,6 +1383,11 @@ def hide_server_paths() -> dict:
     return {HTTPException: http_error}
 
 
+# On a phone every column of the comparison table keeps one readable width and the table scrolls sideways in its
+# frame: elsewhere they are shares of the table's width (`report.column_widths`), which 390 px cut to a letter.
+NARROW_PX, CELL_EM = 800, 9
+
+
 def launch(prevent_thread_lock: bool = False, **options) -> None:
     """Start the app as a web page, a Python API and an MCP server.
 
@@ -1146,11 +1396,15 @@ def launch(prevent_thread_lock: bool = False, **options) -> None:
     from the results folder.
     """
     theme = gr.themes.Soft()
+    cells = "#comparison-table :is(th, td, .body-cell)"  # header cells, and the body's rows of cells
+    width = "; ".join(f"{side}: {CELL_EM}em !important" for side in ("width", "min-width", "max-width"))
+    css = f"@media (max-width: {NARROW_PX}px) {{ {cells} {{ {width} }} }}"
     start_quick_student()
     demo.launch(
         max_file_size="50mb",
         show_error=True,
         theme=theme,
+        css=css,
         mcp_server=True,
         prevent_thread_lock=True,
         max_threads=MAX_THREADS,
@@ -1160,6 +1414,7 @@ def launch(prevent_thread_lock: bool = False, **options) -> None:
     server = demo.mcp_server_obj
     if server is not None:  # tools named as their endpoints (chat, comparison, ...), not as Python functions
         server.tool_to_endpoint = {server.tool_prefix + api.lstrip("/"): api for api in MCP_TOOLS}
+        json_tool_results(server)
     if not prevent_thread_lock:
         demo.block_thread()
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from .errors import UserError
+from .errors import UserError, echo
 
 EMBEDDED_TEACHER = "embedded"
 SAMPLE_DATA = "mnli-sample"
@@ -29,6 +29,7 @@ RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
 
 
 MAX_SEED = 2**32 - 1  # numpy's seeds: 0 to 2^32 - 1
+MAX_ROWS = 10_000_000  # a training or validation size above any dataset's (MNLI has 392,702 training pairs)
 
 
 class ConfigError(UserError, ValueError):
@@ -42,12 +43,15 @@ class ConfigError(UserError, ValueError):
 
 @contextlib.contextmanager
 def about(setting: str) -> Iterator[None]:
-    """Name `setting` as the one at fault for a ConfigError raised in the block, unless the error names one."""
+    """Name `setting` as the one at fault for a UserError raised in the block (a teacher that cannot be fetched,
+    a data file that cannot be read), unless it names one."""
     try:
         yield
     except ConfigError as err:
         err.setting = err.setting or setting
         raise
+    except UserError as err:
+        raise ConfigError(str(err), setting) from err
 
 
 def default_results_dir() -> str:
@@ -205,11 +209,12 @@ class JobConfig:
             setattr(self, f.name, _coerce(f.name, getattr(self, f.name), f.type))
         if self.run_name is not None and not RUN_NAME.match(self.run_name):
             raise ConfigError(
-                f"run name {self.run_name!r} is not allowed: use letters, digits, '.', '_' and '-' only "
-                "(no path separators or '..'), at most 80 characters"
+                f"run_name {echo(self.run_name)} is not allowed: use letters, digits, '.', '_' and '-' only "
+                "(no path separators or '..'), at most 80 characters",
+                "run_name",
             )
         if self.run_name and ".." in self.run_name:
-            raise ConfigError(f"run name {self.run_name!r} must not contain '..'")
+            raise ConfigError(f"run_name {echo(self.run_name)} must not contain '..'", "run_name")
         _choice("precision", self.precision, PRECISIONS)
         _choice("hidden_loss", self.hidden_loss, HIDDEN_LOSSES)
         for name in ("epochs", "batch_size", "teacher_epochs", "max_length", "latency_examples"):
@@ -218,12 +223,10 @@ class JobConfig:
             _positive(name, getattr(self, name))
         for name in ("learning_rate", "teacher_learning_rate", "temperature"):
             _at_most(name, getattr(self, name))
-        if self.teacher_epochs > 100 or self.epochs > 100:
-            raise ConfigError("epochs must be at most 100")
-        if self.batch_size > 4096:
-            raise ConfigError("batch_size must be at most 4096")
+        for name in ("epochs", "teacher_epochs", "batch_size"):
+            _at_most(name, getattr(self, name))
         if self.max_length > 512 or self.max_length < 8:
-            raise ConfigError("max_length must be between 8 and 512 tokens")
+            raise ConfigError("max_length must be between 8 and 512 tokens", "max_length")
         if self.max_tokens_per_pass < 0:
             raise ConfigError("max_tokens_per_pass must be 0 (never split) or a positive number", "max_tokens_per_pass")
         for name in ("dropout", "teacher_dropout"):
@@ -231,26 +234,26 @@ class JobConfig:
             if value is not None and not 0 <= value < 1:
                 raise ConfigError(f"{name} must be in [0, 1)", name)
         if not 0 <= self.warmup_ratio < 1:
-            raise ConfigError("warmup_ratio must be in [0, 1)")
+            raise ConfigError("warmup_ratio must be in [0, 1)", "warmup_ratio")
         for name in ("weight_ce", "weight_kl", "weight_cos", "weight_hidden", "weight_decay"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative", name)
             if name != "weight_decay":
                 _at_most(name, getattr(self, name))
         if self.weight_ce + self.weight_kl + self.weight_cos + self.weight_hidden <= 0:
-            raise ConfigError("at least one loss weight must be positive")
+            raise ConfigError("at least one loss weight must be positive", "weight_ce")
         for name in ("train_size", "student_train_size", "eval_size"):
             value = getattr(self, name)
-            if value is not None and value < 0:
-                raise ConfigError(f"{name} must be 0 (all) or a positive number", name)
+            if value is not None and not 0 <= value <= MAX_ROWS:
+                raise ConfigError(f"{name} must be a whole number from 0 (all) to {MAX_ROWS:,}", name)
             if value == 0:
                 setattr(self, name, None)
         if self.student_layers is not None and self.student_layers < 1:
-            raise ConfigError("student_layers must be at least 1")
+            raise ConfigError("student_layers must be at least 1 (or 0: half the teacher's)", "student_layers")
         if not self.strategies:
-            raise ConfigError("choose at least one strategy")
+            raise ConfigError("choose at least one strategy", "strategies")
         if len(set(self.strategies)) != len(self.strategies):
-            raise ConfigError("a strategy is listed twice")
+            raise ConfigError("a strategy is listed twice", "strategies")
         if not self.seeds:
             raise ConfigError("give at least one seed", "seeds")
         if len(set(self.seeds)) != len(self.seeds):
@@ -259,9 +262,9 @@ class JobConfig:
             if any(not 0 <= seed <= MAX_SEED for seed in values):
                 raise ConfigError(f"{name} must be whole numbers from 0 to {MAX_SEED}", name)
         if not self.teacher.strip():
-            raise ConfigError("teacher must not be empty")
+            raise ConfigError("teacher must not be empty", "teacher")
         if not self.data.strip():
-            raise ConfigError("data must not be empty")
+            raise ConfigError("data must not be empty", "data")
         if self.search:
             self._check_search()
         return self
@@ -275,12 +278,15 @@ class JobConfig:
                 _positive(name, value)
                 _at_most(name, value)
         if not self.search_loss_weights:
-            raise ConfigError("search_loss_weights needs at least one 'ce:kl:cos' value")
+            raise ConfigError("search_loss_weights needs at least one 'ce:kl:cos' value", "search_loss_weights")
         for spec in self.search_loss_weights:
-            parse_loss_weights(spec)
+            with about("search_loss_weights"):
+                parse_loss_weights(spec)
         points = len(self.search_temperatures) * len(self.search_learning_rates) * len(self.search_loss_weights)
         if points > MAX_SEARCH_POINTS:
-            raise ConfigError(f"the search grid has {points} settings; at most {MAX_SEARCH_POINTS} are allowed")
+            raise ConfigError(
+                f"the search grid has {points} settings; at most {MAX_SEARCH_POINTS} are allowed", "search_temperatures"
+            )
 
 
 def parse_loss_weights(spec: str) -> tuple[float, float, float]:
@@ -290,14 +296,14 @@ def parse_loss_weights(spec: str) -> tuple[float, float, float]:
     except ValueError:
         values = []
     if len(values) != 3 or any(v < 0 or not math.isfinite(v) for v in values) or sum(values) <= 0:
-        raise ConfigError(f"loss weights {spec!r} must be three non-negative numbers ce:kl:cos, such as 1:1:1")
+        raise ConfigError(f"loss weights {echo(spec)} must be three non-negative numbers ce:kl:cos, such as 1:1:1")
     total = sum(values)
     return values[0] / total, values[1] / total, values[2] / total
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not {value!r}", name)
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not {echo(value)}", name)
 
 
 # The largest value each bounded setting takes: a larger one is a typo (1e30) that would train nothing useful.
@@ -311,6 +317,9 @@ UPPER_BOUNDS = {
     "weight_kl": 100.0,
     "weight_cos": 100.0,
     "weight_hidden": 100.0,
+    "epochs": 100,
+    "teacher_epochs": 100,
+    "batch_size": 4096,
 }
 
 
@@ -319,12 +328,14 @@ def _at_most(name: str, value: float) -> None:
     top = UPPER_BOUNDS[name]
     if not value <= top:
         allowed = f"from 0 to {top:g}" if name.startswith("weight_") else f"above 0 and at most {top:g}"
-        raise ConfigError(f"{name} must be {allowed}, not {value!r}", name)
+        if isinstance(value, int):
+            allowed = f"a whole number from 1 to {top}"
+        raise ConfigError(f"{name} must be {allowed}, not {value:g}", name)
 
 
 def _positive(name: str, value: float) -> None:
     if not value > 0 or not math.isfinite(value):
-        raise ConfigError(f"{name} must be a positive number, not {value!r}", name)
+        raise ConfigError(f"{name} must be a positive number, not {value:g}", name)
 
 
 def _coerce(name: str, value: Any, annotation: str) -> Any:
@@ -358,8 +369,20 @@ def _coerce(name: str, value: Any, annotation: str) -> Any:
                 raise TypeError
             return value.strip()
     except (TypeError, ValueError):
-        raise ConfigError(f"{name} has the wrong type: {value!r}", name) from None
+        wanted = next(text for kind, text in WANTED.items() if annotation.startswith(kind))
+        raise ConfigError(f"{name} must be {wanted}, not {echo(value)}", name) from None
     return value
+
+
+WANTED = {  # what a value of each annotated type must be, in words
+    "list[str]": "a list of names",
+    "list[float]": "numbers separated by spaces",
+    "list[int]": "whole numbers separated by spaces",
+    "bool": "true or false",
+    "int": "a whole number",
+    "float": "a number",
+    "str": "text",
+}
 
 
 def _float(value: Any) -> float:

@@ -475,8 +475,13 @@ def code_source() -> tuple[str, str]:
     variable with the running commit (SPACE_ID, SPACE_AUTHOR_NAME, SPACE_REPO_NAME, SPACE_TITLE, SPACE_HOST,
     SPACE_CREATOR_USER_ID): on a Space without DISTILL_CODE_REVISION the job runs the Space's main.
     """
-    repo = os.environ.get("SPACE_ID") or yaml.safe_load(SPACE_FILE.read_text(encoding="utf-8"))["original_space"]
-    return repo, os.environ.get("DISTILL_CODE_REVISION") or _git_head() or "main"
+    return space_repo(), os.environ.get("DISTILL_CODE_REVISION") or _git_head() or "main"
+
+
+def space_repo() -> str:
+    """The Space's repo: SPACE_ID on a Space (its own repo, a duplicate's included), else the original Space of
+    space_config/space.yaml."""
+    return os.environ.get("SPACE_ID") or yaml.safe_load(SPACE_FILE.read_text(encoding="utf-8"))["original_space"]
 
 
 def _git_head() -> str | None:

@@ -34,7 +34,7 @@ from .prepared import Prepared, TeacherPlan, Validation, prepare, record_model
 from .progress import EventHandler, JobPaused, JobStopped, SavedProgress, StopSignal, ignore
 from .results import RESUMABLE, Run
 from .search import Variant, setting, variants
-from .strategies import RANDOM_INIT, StrategyContext, resolve_layers
+from .strategies import RANDOM_INIT, StrategyContext, parse_layer_list, resolve_layers
 from .summary import summary_row
 from .teacher import TeacherOutputs, layer_importance_once, prepare_teacher, teacher_cache_dir, teacher_outputs
 from .training import ModelDiverged, Runtime, fit
@@ -237,8 +237,9 @@ def check_strategies(specs: list[str], n_teacher: int, n_student: int) -> None:
     def placeholder() -> list[float]:
         return [0.0] * n_teacher  # the data-driven scores are not known yet; only the shape is checked here
 
-    for spec in specs:
-        resolve_layers(spec, StrategyContext(n_teacher, n_student, placeholder))
+    for spec in specs:  # an explicit list's faults are the layer list's (a form's own field), a name's the strategies'
+        with about("strategies" if parse_layer_list(spec) is None else "layer_list"):
+            resolve_layers(spec, StrategyContext(n_teacher, n_student, placeholder))
 
 
 def distillation_step(cfg: JobConfig, teacher: nn.Module | None, outputs: TeacherOutputs | None, layers: list[int]):

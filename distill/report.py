@@ -10,37 +10,47 @@ from typing import Any
 
 import numpy as np
 
-from .config import ConfigError
+from .config import EMBEDDED_TEACHER, ConfigError
 from .evaluation import classification_metrics
 from .results import Run
-from .stats import Difference, holm, seed_example_test
+from .stats import UNTESTED, Difference, holm, seed_example_test
 from .strategies import RANDOM_INIT
 from .summary import metric, other_split, summary_row
 
+EMBEDDED_MODEL = "all-MiniLM-L6-v2"  # the packaged teacher's model (`hub.embedded_teacher`)
 TABLE_COLUMNS = [
     ("strategy", "strategy", "{}"),
-    ("layers", "layers", "{}"),
+    ("layers", "teacher layers", "{}"),
     ("seeds", "seeds", "{}"),
-    ("train_loss", "train loss", "{:.4f}"),
-    ("loss", "val loss", "{:.4f}"),
-    ("accuracy", "val acc", "{:.2%}"),
-    ("accuracy_std", "± sd", "{:.2%}"),
-    ("other_accuracy", "other split acc", "{:.2%}"),
-    ("macro_f1", "macro-F1", "{:.3f}"),
-    ("params_m", "params (M)", "{:.1f}"),
-    ("speedup_b32", "speed-up", "{:.2f}x"),
-    ("accuracy_kept", "acc kept", "{:.1%}"),
-    ("vs_best", "vs best (95% CI)", "{}"),
-    ("p_value", "p", "p"),
-    ("other_vs_best", "confirm (other split)", "{}"),
+    ("train_loss", "training loss", "{:.4f}"),
+    ("loss", "validation loss", "{:.4f}"),
+    ("accuracy", "accuracy", "{:.2%}"),
+    ("accuracy_std", "± spread over seeds", "{:.2%}"),
+    ("other_accuracy", "accuracy, other check set", "{:.2%}"),
+    ("macro_f1", "balanced score (macro-F1)", "{:.3f}"),
+    ("params_m", "size (M parameters)", "{:.1f}"),
+    ("speedup_b32", "speed-up vs teacher", "{:.2f}x"),
+    ("accuracy_kept", "accuracy kept vs teacher", "{:.1%}"),
+    ("vs_best", "vs best student (95% range)", "{}"),
+    ("p_value", "sure? (p)", "p"),
+    ("other_vs_best", "vs best, other check set", "{}"),
 ]
 SETTING_COLUMNS = [
-    ("temperature", "T", "{:g}"),
-    ("learning_rate", "lr", "{:g}"),
-    ("weight_ce", "w ce", "{:.2f}"),
-    ("weight_kl", "w kl", "{:.2f}"),
-    ("weight_cos", "w cos", "{:.2f}"),
+    ("temperature", "temperature (T)", "{:g}"),
+    ("learning_rate", "learning rate (lr)", "{:g}"),
+    ("weight_ce", "weight: labels (ce)", "{:.2f}"),
+    ("weight_kl", "weight: teacher's answers (kl)", "{:.2f}"),
+    ("weight_cos", "weight: teacher's features (cos)", "{:.2f}"),
 ]
+# Validation splits by the names a reader knows; another split (a held-out or uploaded one) keeps its own name.
+SPLIT_NAMES = {
+    "validation_matched": "MNLI validation, matched genres",
+    "validation_mismatched": "MNLI validation, unseen genres",
+    "validation": "held-out validation rows",
+}
+NOT_CLEAR = "not clear (could be noise)"
+ONE_SEED = "one seed: can't tell yet, run more seeds"
+RANDOM_START = "none (random start)"  # a student whose encoder layers start from random weights
 # A search's own table: its settings instead of layers and speed, which are the same for every row.
 SEARCH_COLUMNS = [
     ("strategy", "setting", "{}"),
@@ -267,13 +277,13 @@ def add_tests(run: Run, table: list[dict], predictions: dict) -> None:
                 record = family[(r["strategy"], best["strategy"])].record()
                 _put_test(r, split, main, record, best["strategy"])
         if ensemble and not baseline:
-            note = f"untested: {best['strategy']} has too few seeds for a compute-matched baseline"
+            note = f"can't tell yet: {best['strategy']} has too few seeds for a fair comparison, run more seeds"
             record = {"difference": None, "low": None, "high": None, "p_value": None, "significant": None}
             _put_test(ensemble, split, main, {**record, "test": note}, best["strategy"])
         elif ensemble:
             record = seed_example_test(correct(ensemble), correct(baseline)).record()
             if record["p_value"] is None and baseline["seeds"] < 2:
-                record["test"] = f"baseline has {baseline['seeds']} replicate: untested"
+                record["test"] = "only one group of seeds to compare with: can't tell yet, run more seeds"
             _put_test(ensemble, split, main, record, baseline["strategy"])
 
 
@@ -369,8 +379,8 @@ def _mean(values) -> float | None:
 
 
 def verdict(table: list[dict]) -> str:
-    """The comparison in one sentence or three: the best student, by how much, how sure (only what the tests
-    say), whether the other split confirms it, and what the controls and an ensemble reach."""
+    """The comparison in one sentence or three, in plain words: the best student, by how much, how sure (only
+    what the tests say), whether the other check set confirms it, and what the controls and an ensemble reach."""
     students = [r for r in table if r.get("role") == "student" and r.get("accuracy") is not None]
     if not students:
         return ""
@@ -380,7 +390,7 @@ def verdict(table: list[dict]) -> str:
         return f"{name} is the only student ({best['accuracy']:.1%}): nothing to compare it with."
     if all(r.get("p_value") is None for r in others):
         one_seed = best["seeds"] < 2 or any(r["seeds"] < 2 for r in others)
-        why = "one seed gives no verdict: run 3 or more seeds" if one_seed else "its lead is untested"
+        why = "with one seed we can't tell yet: run 3 or more seeds" if one_seed else "its lead can't be tested"
         return f"{name} scored highest ({best['accuracy']:.1%}), but {why}."
     rivals = [r for r in others if not _is_control(r)]
     close = [r for r in rivals if r.get("significant") is False]
@@ -390,7 +400,7 @@ def verdict(table: list[dict]) -> str:
         first, rest = close[0], close[1:]
         text = (
             f"{name} is best ({best['accuracy']:.1%}), but not clearly ahead of {first['strategy']} "
-            f"({_points(first['diff_vs_best'])}, 95% CI {_number(first['diff_low'])} to "
+            f"({_points(first['diff_vs_best'])}, 95% range {_number(first['diff_low'])} to "
             f"{_number(first['diff_high'])})"
             + "".join(f", {r['strategy']} ({_points(r['diff_vs_best'])})" for r in rest[:-1])
             + (f" and {rest[-1]['strategy']} ({_points(rest[-1]['diff_vs_best'])})" if rest else "")
@@ -403,19 +413,19 @@ def verdict(table: list[dict]) -> str:
         nearest = beaten[0]
         every = "every other strategy" if not untested else "every tested strategy"
         text = (
-            f"{name} is best ({best['accuracy']:.1%}), ahead of {every} (nearest: {nearest['strategy']}, "
+            f"{name} is best ({best['accuracy']:.1%}), clearly ahead of {every} (nearest: {nearest['strategy']}, "
             f"{_points(nearest['diff_vs_best'])}, {_p_text(nearest)})"
         )
     else:
         text = f"{name} scored highest ({best['accuracy']:.1%})"
     text += _confirmation(beaten)
     if untested:
-        text += f"; no verdict against {_names(untested)} (one seed)"
+        text += f"; can't tell yet against {_names(untested)} (one seed)"
     sentences = [text + "."]
     controls = [r for r in others if _is_control(r)]
     if controls:
         reached = [
-            f"{r['strategy']}{' (random init)' if r['strategy'].split(':')[-1] in RANDOM_INIT else ''} reaches "
+            f"{r['strategy']}{' (random start)' if r['strategy'].split(':')[-1] in RANDOM_INIT else ''} reaches "
             f"{r['accuracy']:.1%} ({_against(r)})"
             for r in controls
         ]
@@ -425,6 +435,110 @@ def verdict(table: list[dict]) -> str:
             versus = "" if r.get("diff_vs_best") is None else f", {_points(r['diff_vs_best'])} vs {r['against']}"
             sentences.append(f"{r['strategy']} reaches {r['accuracy']:.1%}{versus} ({_test_word(r)}).")
     return " ".join(sentences)
+
+
+def split_name(split: str | None) -> str:
+    """A validation split as a reader knows it: 'validation_matched' is 'MNLI validation, matched genres'."""
+    return SPLIT_NAMES.get(split, split) if split else "-"
+
+
+def plain_test(test: str | None) -> str | None:
+    """A test's note in plain words: '1 seed: untested' reads "one seed: can't tell yet, run more seeds"."""
+    return ONE_SEED if test == UNTESTED else test
+
+
+def teacher_name(teacher: str) -> str:
+    """The teacher as a reader knows it: the packaged one by its model's name."""
+    return f"{EMBEDDED_MODEL} (packaged)" if teacher == EMBEDDED_TEACHER else teacher
+
+
+def holm_family(table: list[dict]) -> tuple[int, int]:
+    """(pairs, students): the family each student's p is Holm-adjusted over on a split, as `add_tests` forms it:
+    every pair of the students that have two or more seeds (a one-seed pair is shown untested, outside it)."""
+    tested = [r for r in table if r.get("role") == "student" and r.get("accuracy") is not None and r["seeds"] > 1]
+    return len(tested) * (len(tested) - 1) // 2, len(tested)
+
+
+def notes(table: list[dict], docs_url: str) -> str:
+    """What the table shows and how sure it is, in plain words: the check sets, the family each p is adjusted
+    over (its size: this table's pairs, not another table's), and the link to how the tests work."""
+    split = table[0].get("eval_split") if table else None
+    rows = table[0].get("eval_rows") if table else 0
+    other = next((r.get("other_split") for r in table if r.get("other_split")), None)
+    text = (
+        f"Accuracy on {split_name(split)} ({rows or 0} examples): the share of examples a model gets right, "
+        "averaged over its seeds. Each student is compared with the best one, chosen on these examples"
+    )
+    text += f"; the last column repeats the test on {split_name(other)}. " if other else ". "
+    pairs, students = holm_family(table)
+    if pairs:
+        comparisons = "the one comparison" if pairs == 1 else f"the {pairs} comparisons"
+        text += (
+            f"Each p is adjusted (Holm) for {comparisons} between the {students} students in this table with "
+            "two or more seeds (every pair, one p per pair, on each check set), so that picking the best of "
+            "many does not make its lead look surer than it is. "
+        )
+    finished_students = [r for r in table if r.get("role") == "student" and r.get("accuracy") is not None]
+    if len(finished_students) > 1 and any(r["seeds"] < 2 for r in finished_students):
+        text += f"A student with one seed gets no p: {ONE_SEED.removeprefix('one seed: ')}. "
+    if any(r.get("role") == "ensemble" for r in table):
+        text += "The ensemble's own test, against its fair baseline, stands alone (not adjusted). "
+    return text + f"[How sure, and why: docs/statistics.md]({docs_url})"
+
+
+def glossary(table: list[dict], docs_url: str) -> str:
+    """The technical words of the table, each with a short explanation, for someone who knows what accuracy is."""
+    terms = [
+        ("strategy", "which teacher layers a student starts from (its name says how they are picked)"),
+        ("teacher layers", f"the teacher's layers copied into the student, counted from 0; {RANDOM_START}: no layer"),
+        ("seeds", "how many times it was trained, each time from another random start: more seeds, surer results"),
+        ("± spread over seeds", "how much the accuracy varies from seed to seed (standard deviation)"),
+        ("training / validation loss", "the error that training lowers, on training and on validation examples"),
+        (
+            "balanced score (macro-F1)",
+            "like accuracy, but each answer (entailment, neutral, contradiction) counts "
+            "equally, however often it occurs",
+        ),
+        ("size (M parameters)", "millions of learned numbers in the model"),
+        ("speed-up vs teacher", "how many times faster than the teacher, in batches of 32 examples"),
+        ("accuracy kept vs teacher", "the student's accuracy as a share of the teacher's"),
+        (
+            "vs best student (95% range)",
+            "the difference in accuracy to the best student, and the range the true "
+            "difference lies in 95 times out of 100 (a confidence interval); it counts the luck of training (seeds) "
+            "and of which examples were scored",
+        ),
+        (
+            "sure? (p)",
+            "the chance of a difference this large if the two were really equal: below 0.05 reads as "
+            f"clear, otherwise {NOT_CLEAR}; Holm-adjusted, see above",
+        ),
+        (
+            "other check set",
+            "MNLI validation has matched genres (kinds of text training saw) and unseen genres "
+            "(mismatched): the best is chosen on the first and confirmed on the second",
+        ),
+    ]
+    if any(r.get("role") == "ensemble" for r in table):
+        terms.append(
+            (
+                "ensemble",
+                "students answering together, their class probabilities averaged; its fair "
+                "baseline (×N seeds) averages as many seeds of the best strategy: the same compute",
+            )
+        )
+    if any(r.get("search") for r in table):
+        terms.append(("temperature (T)", "how much the teacher's answers are softened before the student copies them"))
+        terms.append(("learning rate (lr)", "how big each training step is"))
+        terms.append(
+            (
+                "weights (ce, kl, cos)",
+                "how much the student learns from the labels (cross-entropy), the "
+                "teacher's answers (KL divergence) and the teacher's features (cosine)",
+            )
+        )
+    lines = "\n".join(f"- **{term}**: {meaning}" for term, meaning in terms)
+    return f"**What the words mean**\n\n{lines}\n\nHow sure is sure: [docs/statistics.md]({docs_url})"
 
 
 def _is_control(row: dict) -> bool:
@@ -451,24 +565,25 @@ def _names(rows: list[dict]) -> str:
 
 
 def _confirmation(beaten: list[dict]) -> str:
-    """Whether each lead that is significant on the main split is significant the same way on the other."""
+    """Whether each lead that is clear on the main split is clear the same way on the other check set."""
     split = next((r.get("other_split") for r in beaten if r.get("other_p_value") is not None), None)
     if not split:
         return ""
+    where = f"the other check set ({split_name(split)})"
     held = [r for r in beaten if r.get("other_significant") and r["other_diff_vs_best"] < 0]
     if len(held) == len(beaten):
-        return f", confirmed on {split}"
+        return f", confirmed on {where}"
     if not held:
-        return f", not confirmed on {split}"
+        return f", not confirmed on {where}"
     lost = [r for r in beaten if r not in held]
-    return f", confirmed on {split} against {_names(held)} but not against {_names(lost)}"
+    return f", confirmed on {where} against {_names(held)} but not against {_names(lost)}"
 
 
 def _test_word(row: dict) -> str:
-    """What a row's test says: its p, marked when not significant, or why it is untested."""
+    """What a row's test says: its p, marked when not clear, or why it can't tell yet."""
     if row.get("p_value") is None:
-        return row.get("test") or "untested"
-    return _p_text(row) + ("" if row["significant"] else ", not significant")
+        return plain_test(row.get("test")) or ONE_SEED
+    return _p_text(row) + ("" if row["significant"] else f", {NOT_CLEAR}")
 
 
 def _against(row: dict) -> str:
@@ -514,7 +629,7 @@ def display_rows(table: list[dict]) -> list[dict[str, str]]:
     out = []
     for r in table:
         r = dict(r)
-        r["layers"] = ",".join(str(i) for i in r["layers"]) or ("random init" if r["role"] == "student" else "-")
+        r["layers"] = ",".join(str(i) for i in r["layers"]) or (RANDOM_START if r["role"] == "student" else "-")
         if r.get("failed_seeds"):
             r["seeds"] = f"{r['seeds']} (+{r['failed_seeds']} failed)"
         r["vs_best"] = "best" if r.get("best") else _verdict(r, "")
@@ -524,17 +639,20 @@ def display_rows(table: list[dict]) -> list[dict[str, str]]:
 
 
 def _verdict(r: dict, prefix: str) -> str | None:
-    """A difference with its test as one cell: '-1.2% [-2.0%, -0.4%]', '... (n.s.)' or '-1.2% (1 seed: untested)'."""
+    """A difference with its test as one cell, in plain words: '-1.2% (-2.0% to -0.4%), clearly behind',
+    '... not clear (could be noise)' or "-1.2% (one seed: can't tell yet, run more seeds)"."""
     difference = r.get(f"{prefix}diff_vs_best")
     if difference is None:
-        return r.get(f"{prefix}test")
+        return plain_test(r.get(f"{prefix}test"))
     against = f" vs {r['against']}" if r["role"] == "ensemble" else ""
     if r.get(f"{prefix}p_value") is None:
-        return f"{difference:+.1%} ({r[f'{prefix}test']}){against}"
-    mark = "" if r[f"{prefix}significant"] else " (n.s.)"
+        return f"{difference:+.1%}{against} ({plain_test(r[f'{prefix}test'])})"
+    mark = f", {NOT_CLEAR}"
+    if r[f"{prefix}significant"]:
+        mark = ", clearly ahead" if difference > 0 else ", clearly behind"
     if prefix:
-        return f"{difference:+.1%}, p {_p(r[f'{prefix}p_value'])}{mark}{against}"
-    return f"{difference:+.1%} [{r[f'{prefix}diff_low']:+.1%}, {r[f'{prefix}diff_high']:+.1%}]{mark}{against}"
+        return f"{difference:+.1%}{against}, p {_p(r[f'{prefix}p_value'])}{mark}"
+    return f"{difference:+.1%}{against} ({r[f'{prefix}diff_low']:+.1%} to {r[f'{prefix}diff_high']:+.1%}){mark}"
 
 
 def _fmt(fmt: str, value: Any) -> str:
@@ -585,6 +703,7 @@ def write_plots(run: Run) -> list[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     folder = run.path / "plots"
     folder.mkdir(exist_ok=True)
@@ -600,6 +719,7 @@ def write_plots(run: Run) -> list[Path]:
                     ax.plot(epochs, values, marker="o", label=curve.replace("train_", ""))
             ax.set_title(strategy)
             ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs: no tick at 1.25
         axes[0][0].set_ylabel("loss (mean over seeds)")
         axes[0][-1].legend()
         paths.append(_save(fig, folder / "loss_curves.png"))
@@ -609,6 +729,7 @@ def write_plots(run: Run) -> list[Path]:
             epochs, values = _series(points, strategy, "val_accuracy")
             ax.plot(epochs, values, marker="o", label=strategy)
         ax.set(xlabel="epoch", ylabel="validation accuracy (mean over seeds)", title="Validation accuracy per epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend()
         paths.append(_save(fig, folder / "val_accuracy.png"))
 
@@ -630,14 +751,17 @@ def step_loss_figure(points: list[dict]):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(9, 3))
     stages: dict[str, list[dict]] = defaultdict(list)
     for p in points:
         stages[p["stage"]].append(p)
     for stage, rows in stages.items():
-        ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], label=stage, linewidth=1)
+        marker = "o" if len(rows) == 1 else None  # a line needs two points: one is drawn as a marker
+        ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], label=stage, linewidth=1, marker=marker)
     ax.set(xlabel="training step of the job", ylabel="loss")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if stages:
         ax.legend(fontsize="small", ncol=min(len(stages), 6))
     fig.tight_layout()

@@ -59,7 +59,8 @@ from .schema import (
     summary_file,
     summary_rows,
 )
-from .summary import SummaryRow, flat, from_file
+from .strategies import RANDOM_INIT
+from .summary import SummaryRow, flat, from_file, recommended_student
 
 STATES = ("running", "completed", "failed", "stopped", "paused", "interrupted")
 RESUMABLE = ("stopped", "paused", "interrupted", "failed")
@@ -661,20 +662,46 @@ def list_runs(results_dir: Roots = None) -> list[dict[str, Any]]:
     return sorted((_listing(run) for run in find_runs(results_dir)), key=lambda r: r["started"], reverse=True)
 
 
+def run_kind(run: Run) -> str | None:
+    """What a run was set up to test, read from its own settings: a hyperparameter search, or a control (every
+    student starting from random layers, or learning from the labels only, no teacher); None for a comparison
+    of layer choices."""
+    cfg = run.config()
+    if cfg.get("search"):
+        return "hyperparameter search"
+    strategies = cfg.get("strategies") or []
+    if strategies and all(s in RANDOM_INIT for s in strategies):
+        return "control: random layers"
+    if cfg.get("weight_ce") and not any(cfg.get(w) for w in ("weight_kl", "weight_cos", "weight_hidden")):
+        return "control: hard labels only"
+    return None
+
+
+def run_label(run: Run, *, committed: bool = False, viewer: str | None = None, shared: bool = False) -> str:
+    """A run in plain, true words: a committed run by what it is ("reference", "hyperparameter search",
+    "control: random layers", "control: hard labels only"); any other is "your run" (with its kind), except on
+    a shared Space (`shared`), where only the viewer's own runs are theirs and any other is "a visitor's run"."""
+    kind = run_kind(run)
+    if committed:
+        return kind or "reference"
+    whose = "your run" if not shared or (viewer is not None and run.owned_by(viewer)) else "a visitor's run"
+    return f"{whose} ({kind})" if kind else whose
+
+
 def _listing(run: Run) -> dict[str, Any]:
     entry = {"run": run.name, "started": _size_and_time(run.path / "config.json")[1] / 1e9}
     try:
         run.check()
         status = run.public_status()
         summary = run.summary()
-        students = [r for r in summary if r["role"] == "student" and not r.get("failed")]
+        best = recommended_student(summary)
         return {
             **entry,
             **status,
             "teacher": run.teacher(),
             "models": len(summary),
             "failed_models": sum(bool(r.get("failed")) for r in summary),
-            "best_student": max(students, key=lambda r: r["accuracy"])["model"] if students else None,
+            "best_student": best["model"] if best else None,
         }
     except Exception as err:  # DamagedRun names the file; anything unforeseen still lists the run, as damaged
         reason = str(err) if isinstance(err, DamagedRun) else f"run {run.name} is damaged: its files cannot be read"

@@ -123,7 +123,8 @@ def resolve_layers(spec: str, ctx: StrategyContext) -> list[int]:
             )
         if ctx.n_student >= ctx.n_teacher:
             raise ConfigError(
-                f"a student must have fewer layers than the teacher ({ctx.n_teacher}), not {ctx.n_student}"
+                f"student_layers must give fewer layers than the teacher's {ctx.n_teacher}, not {ctx.n_student}",
+                "student_layers",
             )
         layers = STRATEGIES[spec](ctx)
     check_layers(layers, ctx.n_teacher)
@@ -137,6 +138,6 @@ def check_layers(layers: list[int], n_teacher: int) -> None:
     if len(set(layers)) != len(layers):
         raise ConfigError(f"layer list {layers} repeats a layer")
     if len(layers) >= n_teacher:
-        raise ConfigError(f"a student must have fewer layers than the teacher ({n_teacher}), not {len(layers)}")
+        raise ConfigError(f"a layer list must have fewer layers than the teacher's {n_teacher}, not {len(layers)}")
     if layers != sorted(layers):
         raise ConfigError(f"layer list {layers} must be in ascending order")

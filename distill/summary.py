@@ -7,6 +7,8 @@ this is the row's one definition. Metrics are kept per validation split, in the 
 
 from __future__ import annotations
 
+import math
+from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any, NotRequired, TypedDict
 
@@ -110,3 +112,30 @@ def from_file(row: dict, splits: Sequence[str]) -> dict:
     out.setdefault("eval_split", next(iter(nested), None))
     out.setdefault("eval_rows", None)
     return out
+
+
+def finite_student(row: dict) -> bool:
+    """A student that finished with a finite accuracy on every split it was scored on: one that failed,
+    diverged or reads NaN anywhere is never recommended."""
+    accuracies = [m.get("accuracy") for m in row.get("splits", {}).values()] + [row.get("accuracy")]
+    return (
+        row.get("role") == "student"
+        and not row.get("failed")
+        and all(isinstance(a, int | float) and not isinstance(a, bool) and math.isfinite(a) for a in accuracies)
+    )
+
+
+def recommended_student(rows: Sequence[dict]) -> dict | None:
+    """The student to use, chosen the way the comparison chooses (docs/statistics.md): on the
+    main validation split (validation_matched for MNLI), the strategy with the best mean accuracy over its
+    seeds, then that strategy's seed with the best accuracy there. The other split (validation_mismatched) plays
+    no part in the choice, so the model's accuracy on it is the unbiased confirmation. Only students with finite
+    figures count; None when there is none. The published card recommends it and Chat opens on it."""
+    strategies: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        if finite_student(row):
+            strategies[row["strategy"]].append(row)
+    if not strategies:
+        return None
+    best = max(strategies.values(), key=lambda seeds: sum(r["accuracy"] for r in seeds) / len(seeds))
+    return max(best, key=lambda r: r["accuracy"])

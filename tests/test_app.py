@@ -103,7 +103,7 @@ def test_ensemble_row_in_comparison(client, finished_job, app_server):
     by_strategy = {r["strategy"]: r for r in table}
     assert row["params"] == by_strategy["top_k"]["params"] + by_strategy["even"]["params"]
     # one seed: no compute-matched baseline (two seeds of the best strategy), so no verdict either
-    assert row["p_value"] is None and "untested" in row["test"] and "untested" in row["other_test"]
+    assert row["p_value"] is None and "can't tell yet" in row["test"] and "can't tell yet" in row["other_test"]
     with pytest.raises(Exception, match="two or more of this run's strategies"):
         client.predict("api-run", ["top_k", "odd"], api_name="/comparison")
 
@@ -160,47 +160,6 @@ def test_bad_chat_input_gets_a_clear_error(client, finished_job, args, message):
     with pytest.raises(Exception, match=message):
         client.predict(*args, api_name="/chat")
     assert client.predict(api_name="/models"), "the app keeps serving"
-
-
-@pytest.mark.parametrize(
-    ("changes", "message"),
-    [
-        ({"epochs": -1}, "epochs must be a positive"),
-        ({"batch_size": 0}, "batch_size"),
-        ({"learning_rate": -1.0}, "learning_rate"),
-        ({"temperature": 0}, "temperature"),
-        ({"strategies": [], "layer_list": "0,0"}, "repeats"),
-        ({"layer_list": "0,17"}, "out of range"),
-        ({"layer_list": "0,1,2,3,4,5"}, "fewer layers"),
-        ({"run_name": "../x"}, "run name"),
-        ({"teacher": "no-such-org/no-such-model"}, "offline"),
-        ({"data": "upload"}, "choose a CSV"),
-        ({"seeds": "zero"}, "wrong type"),
-        ({"train_size": -5}, "train_size must be 0"),
-        ({"eval_size": -1}, "eval_size must be 0"),
-        ({"epochs": "three"}, "epochs has the wrong type: 'three'"),
-        ({"seeds": "-1"}, "seeds must be whole numbers from 0"),
-        ({"seeds": "0 4294967296"}, "seeds must be whole numbers from 0"),
-        ({"teacher_epochs": 0}, "teacher_epochs must be a positive"),
-        ({"epochs": 1000}, "at most 100"),
-        ({"batch_size": 10**6}, "at most 4096"),
-        ({"student_layers": -2}, "student_layers"),
-        ({"student_layers": 9}, "fewer layers"),
-        ({"weight_kl": -0.5}, "weight_kl"),
-        ({"weight_cos": -1}, "weight_cos"),
-        ({"weight_hidden": -1}, "weight_hidden"),
-        ({"weight_ce": 0, "weight_kl": 0, "weight_cos": 0}, "at least one loss weight"),
-        ({"strategies": ["no_such_strategy"]}, "unknown strategy"),
-        ({"strategies": [], "layer_list": "top_k,odd"}, "unknown strategy"),
-        ({"strategies": []}, "at least one strategy"),
-        ({"precision": "fp8"}, "precision must be one of"),
-        ({"search": True, "search_loss_weights": "1:1"}, "ce:kl:cos"),
-        ({"search": True, "search_temperatures": "hot"}, "wrong type"),
-    ],
-)
-def test_bad_job_settings_get_a_clear_error(client, changes, message):
-    with pytest.raises(Exception, match=message):
-        client.predict(**job_args(**changes), api_name="/run_job")
 
 
 @pytest.mark.parametrize("sent", [{"path": "/etc/passwd"}, "/etc/hostname"])

@@ -132,7 +132,8 @@ def test_distill_compare_chat(app_server, page):
     # 1b. on a fresh start, Compare shows the committed reference run, labelled as such; an ensemble adds a row
     page.get_by_role("tab", name="Compare").click()
     # the table is computed on page load (paired bootstraps over 9,815 examples): allow it time on a busy CPU
-    expect(page.get_by_text("(the committed reference run)")).to_be_visible(timeout=60_000)
+    heading = page.get_by_role("heading", name=re.compile(r"^Run reference · reference · completed · teacher: "))
+    expect(heading).to_be_visible(timeout=60_000)
     reference = page.get_by_role("grid", name="Strategy comparison")
     reference_strategies = ["teacher", "top_k", "bottom_k", "odd", "even", "importance"]
     for strategy in reference_strategies:
@@ -142,10 +143,10 @@ def test_distill_compare_chat(app_server, page):
     # the ones it beats, and the confirmation on the other split
     verdict = page.locator("strong").filter(has_text=re.compile(r"^odd is best \(64\.2%\), but not clearly ahead of"))
     expect(verdict).to_be_visible()
-    expect(verdict).to_contain_text("importance (-0.6 points, 95% CI -1.5 to +0.4) and top_k (-0.9 points)")
-    expect(verdict).to_contain_text("confirmed on validation_mismatched")
+    expect(verdict).to_contain_text("importance (-0.6 points, 95% range -1.5 to +0.4) and top_k (-0.9 points)")
+    expect(verdict).to_contain_text("confirmed on the other check set (MNLI validation, unseen genres)")
     _expect_table_fits(reference)
-    expect(reference.get_by_role("columnheader", name="confirm (other split)")).to_be_visible()
+    expect(reference.get_by_role("columnheader", name="vs best, other check set")).to_be_visible()
     for plot in ("accuracy-plot", "latency-plot"):  # each plot names every strategy it draws
         _expect_legend(page, plot, reference_strategies)
     _expect_legend(page, "loss-plot", ["train_loss", "train_ce", "train_kl", "train_cos", "val_loss"])
@@ -161,7 +162,7 @@ def test_distill_compare_chat(app_server, page):
     # 2. a tiny job from the Distill tab
     page.get_by_role("tab", name="Distill").click()
     page.get_by_label("Train examples (0 = all)", exact=True).fill("64")
-    page.get_by_label("Validation examples per split", exact=True).fill("32")
+    page.get_by_label("Validation examples per split (0 = all)", exact=True).fill("32")
     for strategy, keep in (("top_k", True), ("bottom_k", False), ("odd", False), ("even", True)):
         page.get_by_role("checkbox", name=strategy, exact=True).set_checked(keep)
     page.get_by_role("button", name="Training settings").click()
@@ -239,7 +240,7 @@ def test_a_job_outlives_its_tab_and_its_link_watches_it(app_server, browser_cont
     first.set_default_timeout(30_000)
     first.goto(url)
     first.get_by_label("Train examples (0 = all)", exact=True).fill("640")
-    first.get_by_label("Validation examples per split", exact=True).fill("32")
+    first.get_by_label("Validation examples per split (0 = all)", exact=True).fill("32")
     for strategy in ("top_k", "bottom_k", "odd", "even"):
         first.get_by_role("checkbox", name=strategy, exact=True).set_checked(strategy in ("top_k", "odd"))
     first.get_by_role("button", name="Training settings").click()

@@ -38,8 +38,8 @@ BAD_RUNS = [
     (["--data", "/no/such/file.csv"], "--data '/no/such/file.csv': file not found"),
     (["--teacher", "bert-base-uncased"], "offline"),
     (["--data", "glue"], "offline"),
-    (["--run-name", "../outside"], "run name"),
-    (["--epochs", "many"], "wrong type"),
+    (["--run-name", "../outside"], "run_name"),
+    (["--epochs", "many"], "epochs must be a whole number, not 'many'"),
 ]
 
 

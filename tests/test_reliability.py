@@ -279,7 +279,7 @@ def test_diverging_students_are_failed_and_the_run_keeps_its_other_models(tiny_b
     failed_row = next(r for r in table if r.get("failed"))
     assert failed_row["accuracy"] is None and failed_row["failed_seeds"] == 2 and "p_value" not in failed_row
     shown = next(d for d in display_rows(table) if "lr1e+09" in d["setting"])
-    assert shown["seeds"] == "0 (+2 failed)" and shown["vs best (95% CI)"].startswith("failed: ")
+    assert shown["seeds"] == "0 (+2 failed)" and shown["vs best student (95% range)"].startswith("failed: ")
     listed = list_runs(tmp_path)[0]
     assert listed["best_student"] is not None and "lr1e+09" not in listed["best_student"]
     assert listed["failed_models"] == 2

@@ -106,9 +106,9 @@ def test_ensemble_is_tested_against_its_compute_matched_baseline(reference, tabl
     assert baseline["accuracy"] == pytest.approx(float((mean.argmax(1) == labels).mean()))
     # three seeds make one disjoint pair: one baseline replicate, so the ensemble's lead is shown untested
     assert baseline["seeds"] == 1 and ensemble["p_value"] is None
-    assert "untested" in ensemble["test"]
-    cell = next(d for d in display_rows(table) if d["strategy"] == ensemble["strategy"])["vs best (95% CI)"]
-    assert "untested" in cell and "vs odd×2 seeds" in cell
+    assert "can't tell yet" in ensemble["test"]
+    cell = next(d for d in display_rows(table) if d["strategy"] == ensemble["strategy"])["vs best student (95% range)"]
+    assert "can't tell yet, run more seeds" in cell and "vs odd×2 seeds" in cell
 
 
 def test_one_seed_search_shows_no_verdict():
@@ -116,8 +116,8 @@ def test_one_seed_search_shows_no_verdict():
     rows = [r for r in comparison(search) if r["role"] == "student"]
     assert len(rows) == 12
     assert all(r["p_value"] is None and r["test"] == "1 seed: untested" for r in rows if not r.get("best"))
-    cells = [d["vs best (95% CI)"] for d in display_rows(comparison(search))[1:]]
-    assert all(c == "best" or c.endswith("(1 seed: untested)") for c in cells)
+    cells = [d["vs best student (95% range)"] for d in display_rows(comparison(search))[1:]]
+    assert all(c == "best" or c.endswith("(one seed: can't tell yet, run more seeds)") for c in cells)
 
 
 def test_control_runs_join_the_table_and_the_family(reference):
@@ -141,10 +141,13 @@ def test_verdict_on_the_reference_run_says_what_its_tests_say(reference):
     # odd is best, but importance and top_k are within its noise; even and bottom_k are behind on both splits
     assert rows["odd"]["best"] and not rows["importance"]["significant"] and not rows["top_k"]["significant"]
     assert text.startswith(
-        "odd is best (64.2%), but not clearly ahead of importance (-0.6 points, 95% CI -1.5 to +0.4)"
+        "odd is best (64.2%), but not clearly ahead of importance (-0.6 points, 95% range -1.5 to +0.4)"
     )
     assert "and top_k (-0.9 points)" in text
-    assert "it beats even by 3.1 points (p < 0.001) and bottom_k by more, confirmed on validation_mismatched." in text
+    assert (
+        "it beats even by 3.1 points (p < 0.001) and bottom_k by more, confirmed on the other check set "
+        "(MNLI validation, unseen genres)." in text
+    )
     assert rows["even"]["other_significant"] and rows["bottom_k"]["other_significant"]
     assert "Controls" not in text and "ensemble" not in text
 
@@ -154,11 +157,13 @@ def test_verdict_names_the_controls_and_the_ensemble(reference):
     text = verdict(comparison(reference, ["odd", "importance"], controls=controls))
     assert text.startswith("odd is best (64.2%), but not clearly ahead of importance")
     assert "control-hard-labels" not in text.split("Controls:")[0]  # a control is no rival
-    assert "Controls: control-hard-labels:odd reaches 63.5% (-0.7 points, p = 0.447, not significant); " in text
-    assert "control-random:random (random init) reaches 49.2% (-15.0 points, p < 0.001)." in text
     assert (
-        "ensemble(odd+importance) reaches 64.7%, +0.2 points vs odd×2 seeds (baseline has 1 replicate: untested)."
-        in text
+        "Controls: control-hard-labels:odd reaches 63.5% (-0.7 points, p = 0.447, not clear (could be noise)); " in text
+    )
+    assert "control-random:random (random start) reaches 49.2% (-15.0 points, p < 0.001)." in text
+    assert (
+        "ensemble(odd+importance) reaches 64.7%, +0.2 points vs odd×2 seeds (only one group of seeds to compare "
+        "with: can't tell yet, run more seeds)." in text
     )
 
 
@@ -189,9 +194,9 @@ def test_verdict_of_one_seed_is_no_verdict():
         _student("odd", 0.56, seeds=1, **untested),
         {"strategy": "even", "role": "student", "accuracy": None, "seeds": 0, "failed": "diverged"},
     ]
-    assert verdict(table) == "top_k scored highest (58.0%), but one seed gives no verdict: run 3 or more seeds."
+    assert verdict(table) == "top_k scored highest (58.0%), but with one seed we can't tell yet: run 3 or more seeds."
     assert verdict(comparison(open_run(RESULTS / "search"))).endswith(
-        "but one seed gives no verdict: run 3 or more seeds."
+        "but with one seed we can't tell yet: run 3 or more seeds."
     )
 
 
@@ -201,17 +206,18 @@ def test_verdict_when_every_rival_is_behind():
         _student("even", 0.621, **_tested(-0.021, 0.003)),
         _student("bottom_k", 0.509, **_tested(-0.133, 1e-9)),
     ]
+    other = "the other check set (MNLI validation, unseen genres)"
     assert verdict(table) == (
-        "odd is best (64.2%), ahead of every other strategy (nearest: even, -2.1 points, p = 0.003), "
-        "confirmed on validation_mismatched."
+        "odd is best (64.2%), clearly ahead of every other strategy (nearest: even, -2.1 points, p = 0.003), "
+        f"confirmed on {other}."
     )
     table[1].update(_tested(-0.021, 0.003, other_p=0.2))
-    assert verdict(table).endswith("confirmed on validation_mismatched against bottom_k but not against even.")
+    assert verdict(table).endswith(f"confirmed on {other} against bottom_k but not against even.")
     table[2].update(_tested(-0.133, 1e-9, other_p=1e-9, other_difference=0.01))  # the other split points the other way
-    assert verdict(table).endswith(", not confirmed on validation_mismatched.")
+    assert verdict(table).endswith(f", not confirmed on {other}.")
     table.append(_student("importance", 0.60, seeds=1, diff_vs_best=-0.042, p_value=None, test="1 seed: untested"))
     text = verdict(table)
-    assert "ahead of every tested strategy" in text and text.endswith("; no verdict against importance (one seed).")
+    assert "ahead of every tested strategy" in text and text.endswith("; can't tell yet against importance (one seed).")
     assert verdict([_student("odd", 0.642)]) == "odd is the only student (64.2%): nothing to compare it with."
     assert verdict([]) == ""
 
@@ -219,10 +225,10 @@ def test_verdict_when_every_rival_is_behind():
 def test_column_widths_fit_the_table_and_follow_its_content(table):
     rows = display_rows(table)
     widths = column_widths(rows)
-    assert len(widths) == len(rows[0]) and "confirm (other split)" in rows[0]
+    assert len(widths) == len(rows[0]) and "vs best, other check set" in rows[0]
     assert sum(float(w.rstrip("%")) for w in widths) == pytest.approx(100, abs=0.1)
     by_title = dict(zip(rows[0], (float(w.rstrip("%")) for w in widths), strict=True))
-    assert by_title["vs best (95% CI)"] > by_title["seeds"] and by_title["strategy"] > by_title["p"]
+    assert by_title["vs best student (95% range)"] > by_title["seeds"] and by_title["strategy"] > by_title["sure? (p)"]
 
 
 def test_plots_name_the_teacher_and_the_best_students_that_fit_one_legend_row(table):

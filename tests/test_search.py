@@ -65,7 +65,8 @@ def test_search_job_trains_each_setting_with_its_own_learning_rate(tiny_bert, tm
     table = comparison(run)
     assert [r["strategy"] for r in table] == ["teacher", frozen.removesuffix("-seed0"), moved.removesuffix("-seed0")]
     shown = display_rows(table)
-    assert list(shown[0])[:4] == ["setting", "T", "lr", "w ce"] and shown[2]["lr"] == "0.01"
+    assert list(shown[0])[:4] == ["setting", "temperature (T)", "learning rate (lr)", "weight: labels (ce)"]
+    assert shown[2]["learning rate (lr)"] == "0.01"
 
 
 def test_random_control_in_a_job_is_recorded_without_teacher_layers(tiny_bert, tmp_path):
@@ -86,5 +87,5 @@ def test_random_control_in_a_job_is_recorded_without_teacher_layers(tiny_bert, t
     assert rows["random-seed0"]["layers"] == [] and rows["top_k-seed0"]["layers"] == [0, 1]
     starts = sorted(r["model"] for r in run.metrics if r["epoch"] == 0)
     assert starts == ["random-seed0", "random-seed1", "top_k-seed0"]  # copied layers: the same model every seed
-    shown = {d["strategy"]: d["layers"] for d in display_rows(comparison(run))}
-    assert shown["random"] == "random init" and shown["top_k"] == "0,1"
+    shown = {d["strategy"]: d["teacher layers"] for d in display_rows(comparison(run))}
+    assert shown["random"] == "none (random start)" and shown["top_k"] == "0,1"

@@ -176,9 +176,9 @@ def test_on_the_public_space_visitors_cannot_stop_or_resume_each_others_jobs(app
     # While the job runs, bad settings are refused at once, not after the job ahead of them.
     for changes, message in [
         ({"epochs": -1}, "epochs must be a positive"),
-        ({"seeds": "-1"}, "seeds must be whole numbers"),
+        ({"seeds": "-1"}, "Seeds must be whole numbers"),
         ({"teacher": str(REPO)}, "the teacher is one of"),
-        ({"batch_size": 1024}, "batch_size is limited to 64"),
+        ({"batch_size": 1024}, "Batch size is limited to 64"),
     ]:
         asked = time.time()
         with pytest.raises(Exception, match=message) as refused:
@@ -232,7 +232,7 @@ def test_on_the_public_space_resumes_keep_to_the_limits(app_server, visitors, pu
     for name in ("reference", "search", "ownerless"):  # a new run must not shadow a listed one
         with pytest.raises(Exception, match="already exists"):
             first.predict(**job_args(run_name=name), api_name="/run_job")
-    with pytest.raises(Exception, match="data must be one of"):
+    with pytest.raises(Exception, match="Data must be one of"):
         first.predict(**job_args(data=str(results / "ownerless" / "config.json")), api_name="/run_job")
 
 

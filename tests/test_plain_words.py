@@ -1,0 +1,140 @@
+"""The Compare tab in plain words (issue #26): true run labels, a table and notes a reader who knows what accuracy
+is can follow, a glossary and the statistics docs on the Hub, whole-epoch axes, and a finished job's link."""
+
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import gradio as gr
+import pandas as pd
+import pytest
+
+import app
+from distill.report import comparison, notes, step_loss_figure
+from distill.results import Run, open_run, run_label
+
+RESULTS = Path(__file__).resolve().parent.parent / "results"
+LABELS = {
+    "reference": "reference",
+    "search": "hyperparameter search",
+    "control-random": "control: random layers",
+    "control-hard-labels": "control: hard labels only",
+}
+DOCS = "https://huggingface.co/spaces/{}/blob/main/docs/statistics.md"
+JARGON = ("acc kept", "(n.s.)", "untested", "replicate", "validation_matched", "`embedded`", "committed reference run")
+
+
+@pytest.fixture(autouse=True)
+def original_space(monkeypatch):
+    monkeypatch.delenv("SPACE_ID", raising=False)  # not on a Space: the docs link names the original Space
+
+
+def test_each_committed_run_is_labelled_by_what_it_is():
+    for name, label in LABELS.items():
+        assert run_label(open_run(RESULTS / name), committed=True) == label
+    choices = dict((value, shown) for shown, value in app.run_choices())
+    assert choices["reference"] == "reference"
+    for name in ("search", "control-random", "control-hard-labels"):
+        assert choices[name] == f"{name} · {LABELS[name]}"
+    for name, label in LABELS.items():
+        header = app.show_comparison(name)["header"]
+        assert f"### Run `{name}` · {label} · completed · teacher: all-MiniLM-L6-v2 (packaged)" in header
+
+
+def test_a_run_of_the_results_folder_is_yours_or_a_visitors(tmp_path):
+    for name in ("reference", "search"):
+        (tmp_path / name).mkdir()
+        shutil.copy(RESULTS / name / "config.json", tmp_path / name / "config.json")
+    mine, search = Run(tmp_path / "reference"), Run(tmp_path / "search")
+    assert run_label(mine) == "your run"
+    assert run_label(search) == "your run (hyperparameter search)"
+    mine.set_owner("alice")
+    assert run_label(mine, viewer="alice", shared=True) == "your run"
+    assert run_label(mine, viewer="bob", shared=True) == "a visitor's run"
+    assert run_label(search, shared=True) == "a visitor's run (hyperparameter search)"
+
+
+def test_table_notes_and_glossary_read_in_plain_words(monkeypatch):
+    shown = app.show_comparison("reference", ["odd", "importance"])
+    titles = list(shown["table"]["value"].columns)
+    for title in ("accuracy kept vs teacher", "balanced score (macro-F1)", "sure? (p)", "vs best student (95% range)"):
+        assert title in titles
+    cells = " ".join(" ".join(map(str, row)) for row in shown["table"]["value"].itertuples())
+    assert "not clear (could be noise)" in cells and "can't tell yet, run more seeds" in cells
+    text = shown["header"] + cells + " ".join(titles)
+    assert not [word for word in JARGON if word in text]
+    assert "Accuracy on MNLI validation, matched genres (9815 examples)" in shown["header"]
+    # the glossary, under the table: each technical word with a short explanation, and how sure is sure
+    for term in (
+        "balanced score (macro-F1)",
+        "accuracy kept vs teacher",
+        "sure? (p)",
+        "vs best student (95% range)",
+        "ensemble",
+    ):
+        assert f"- **{term}" in shown["glossary"]
+    link = f"docs/statistics.md]({DOCS.format('distill-lab/layer-distill')})"  # a Markdown link, on the Hub
+    assert link in shown["glossary"] and link in shown["header"]
+    monkeypatch.setenv("SPACE_ID", "someone/a-duplicate")  # on a Space: its own repo
+    assert DOCS.format("someone/a-duplicate") in app.show_comparison("search")["glossary"]
+
+
+def test_the_notes_name_the_family_each_p_is_adjusted_over():
+    reference = open_run(RESULTS / "reference")
+    said = app.show_comparison("reference")["header"]
+    assert "Each p is adjusted (Holm) for the 10 comparisons between the 5 students in this table" in said
+    assert "one p per pair" in said
+    controls = [open_run(RESULTS / "control-random"), open_run(RESULTS / "control-hard-labels")]
+    with_controls = notes(comparison(reference, controls=controls), "docs")
+    assert "for the 21 comparisons between the 7 students in this table" in with_controls
+    search = app.show_comparison("search")["header"]
+    assert "adjusted (Holm)" not in search and "A student with one seed gets no p: can't tell yet" in search
+    assert "adjusted" not in app.show_comparison("control-random")["header"]  # one student: no pair at all
+
+
+def test_epoch_axes_show_whole_epochs():
+    tab = {c.elem_id: c for c in app.demo.blocks.values() if getattr(c, "elem_id", None)}
+    for plot in ("accuracy-plot", "loss-plot"):
+        assert tab[plot].x == "epoch" and tab[plot].y_aggregate == "mean"
+    shown = app.show_comparison("control-random")
+    curve = shown["accuracy_plot"]
+    assert curve["sort"] == ["0", "1", "2", "3"]  # the axis's ticks, one per whole epoch, in order
+    assert set(curve["value"]["epoch"]) == {"0", "1", "2", "3"}
+    payload = gr.LinePlot(x="epoch", y="value", color="strategy").postprocess(curve["value"])
+    assert payload.datatypes["epoch"] == "nominal"  # text: one tick per epoch, none at 1.1, 1.2 ...
+    colours = app.redraw_plot(payload.model_dump())["colors_in_legend"]
+    assert colours == ["teacher", "random"]  # the legend's colours are the strategies', not the epochs
+    assert shown["loss_plot"]["sort"] == ["0", "1", "2"]
+
+
+def test_a_one_point_series_is_drawn_and_said():
+    means = pd.DataFrame({"strategy": ["teacher", "top_k", "top_k"], "epoch": [2, 0, 1], "value": [0.62, 0.35, 0.5]})
+    update = app._whole_epochs(means, "strategy", "Validation accuracy per epoch (mean over seeds)")
+    drawn = update["value"]
+    assert list(drawn["strategy"]) == ["teacher"] * 3 + ["top_k"] * 2  # the legend's order kept
+    assert list(drawn["epoch"]) == ["0", "1", "2", "0", "1"] and set(drawn["value"][:3]) == {0.62}
+    assert update["label"] == "Validation accuracy per epoch (mean over seeds; teacher: measured once, drawn flat)"
+    # the job's live loss figure: a one-point stage is a marker, the steps whole numbers
+    curve = [{"stage": "teacher", "step": s, "loss": 1.0 / s} for s in (1, 2, 3)]
+    figure = step_loss_figure([*curve, {"stage": "top_k-seed0", "step": 4, "loss": 0.9}])
+    assert [line.get_marker() for line in figure.axes[0].lines] == ["None", "o"]
+    assert all(float(t).is_integer() for t in figure.axes[0].get_xticks())
+
+
+def test_a_finished_job_links_to_its_comparison():
+    done = {"run": "api-run", "state": "completed", "stage": "done", "models": [{"accuracy": 0.6}]}
+    assert "[see how its models compare](?compare=api-run)" in app.render_job(done)["header"]
+    stopped = {**done, "state": "stopped"}
+    assert "?compare=api-run" in app.render_job(stopped)["header"]
+    assert "?compare=" not in app.render_job({**stopped, "models": []})["header"]
+    assert "?compare=" not in app.render_job({**done, "state": "running"})["header"]
+
+
+def test_the_compare_link_opens_the_compare_tab_on_that_run():
+    linked = app.open_comparison("reference", SimpleNamespace(query_params={"compare": "search"}))
+    assert linked["tabs"]["selected"] == "compare" and linked["run"]["value"] == "search"
+    assert "### Run `search`" in linked["header"]
+    plain = app.open_comparison("reference", SimpleNamespace(query_params={}))
+    assert "selected" not in plain["tabs"] and "value" not in plain["run"]
+    assert "### Run `reference`" in plain["header"]
+    assert any(getattr(f.fn, "__name__", "") == "open_comparison" for f in app.demo.fns.values())  # on page load

@@ -1,0 +1,279 @@
+"""No figure in the README or docs/ contradicts the file it was measured into.
+
+Each bench that the pages quote writes `bench/<name>.json`; the tests below format that file the way the bench
+prints it (with the bench's own formatting function where it has one) and require the printed lines, and a few
+figures quoted in prose, to appear on the page that cites `python -m bench.<name>`. The reference run's table in
+the README and in docs/reference.md is recomputed from `results/` by `distill.report`, the code the app uses.
+Change a number on a page, or a json file, and a test here fails. Benches that write no file (`bench.memory`,
+`bench.chat_p50`) are checked only for being quoted once.
+"""
+
+import contextlib
+import io
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = {
+    p.relative_to(ROOT).as_posix(): p.read_text(encoding="utf-8")
+    for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+}
+README = PAGES["README.md"]
+PERFORMANCE = "docs/performance.md"
+
+
+def flat(text: str) -> str:
+    """Whitespace runs as one space, so that a line wrapped on the page still matches."""
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def bench(name: str) -> dict:
+    return json.loads((ROOT / "bench" / f"{name}.json").read_text())
+
+
+def printed(function, *args) -> str:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        result = function(*args)
+    return out.getvalue() + (result if isinstance(result, str) else "")
+
+
+def table_lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip().startswith("|")]
+
+
+def assert_on_page(page: str, lines: list[str], command: str) -> None:
+    text = flat(PAGES[page])
+    assert command in text, f"{page} does not name {command}"
+    missing = [line for line in lines if flat(line) not in text]
+    assert not missing, f"{page}: these lines printed from {command}'s file are not on the page:\n" + "\n".join(missing)
+
+
+def test_the_readme_is_a_front_page():
+    lines = README.splitlines()
+    assert len(lines) <= 160, f"README.md has {len(lines)} lines"
+    headings = [line for line in lines if line.startswith("## ")]
+    # usage first, then the answer, then setting up, then use from code, then the links
+    order = ["How to use it", "What it found", "Set up and test", "Use it from code", "More"]
+    assert [h.removeprefix("## ") for h in headings] == order
+
+
+def _anchors(text: str) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces as hyphens."""
+    text = re.sub(r"```.*?```", "", text, flags=re.S)
+    out = set()
+    for heading in re.findall(r"^#+ (.+)$", text, re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        out.add(slug)
+    return out
+
+
+def test_every_relative_link_points_to_a_file_and_heading():
+    broken = []
+    for page, text in PAGES.items():
+        prose = re.sub(r"```.*?```", "", text, flags=re.S)
+        for target in re.findall(r"\]\(([^)\s]+)\)", prose):
+            if re.match(r"[a-z]+:", target):
+                continue
+            path, _, anchor = target.partition("#")
+            file = (ROOT / page).parent / path if path else ROOT / page
+            if not file.exists():
+                broken.append(f"{page}: {target} (no such file)")
+            elif anchor and file.suffix == ".md" and anchor not in _anchors(file.read_text(encoding="utf-8")):
+                broken.append(f"{page}: {target} (no such heading)")
+    assert not broken, "\n".join(broken)
+
+
+# --- bench files: each printed line on the page that cites the bench ---------------------------------------------
+
+
+def test_roofline():
+    r = bench("roofline")
+    peak = r["sustained_bf16_gflops"]
+    lines = [
+        f"| {name} | {s['ms_per_step']:.0f} | {s['tokens_per_step']:.0f} | {s['gflops']:.0f} |"
+        f" {s['gflops'] / peak:.0%} |"
+        for name, s in r["steps"].items()
+    ]
+    total = sum(r["student_epoch_seconds"].values())
+    lines += [f"| {phase} | {s:.1f} | {s / total:.0%} |" for phase, s in r["student_epoch_seconds"].items()]
+    lines.append(", ".join(f"{b} {t:.1f} s" for b, t in r["evaluation_seconds"].items()))
+    fp32 = max(r["matmul_gflops"]["fp32"].values())
+    lines.append(f"sustained peak: bf16 {peak:.0f} GFLOP/s, fp32 {fp32:.0f} GFLOP/s")
+    assert r["machine"] in PAGES[PERFORMANCE]
+    assert_on_page(PERFORMANCE, lines, "python -m bench.roofline")
+    steps = {name: s["ms_per_step"] for name, s in r["steps"].items()}
+    default = steps["student, frozen, no dropout, last layer for [CLS] only (the defaults)"]
+    no_dropout = steps["student, word embeddings frozen, no dropout"]
+    before = steps["student, as before (every weight trained, dropout 0.1)"]
+    one_thread = steps["student, frozen, no dropout, on 1 thread instead of 2"]
+    passes = steps["student, frozen, no dropout, in passes of at most 1,024 tokens (forward in backward)"]
+    teacher = steps["teacher fine-tuning as before (dropout 0.1, every weight trained)"]
+    teacher_passes = steps["teacher fine-tuning as before, in passes of 1,024 tokens"]
+    evaluation = r["evaluation_seconds"]
+    cls_only_eval = evaluation["batch 64"] / evaluation["batch 64, last layer for [CLS] only"]
+    flops = r["flops_check"]
+    prose = [
+        f"make a student step {before / no_dropout:.2f}x faster together",
+        f"One thread instead of two is {one_thread / no_dropout:.2f}x slower",
+        f"makes it {no_dropout / default:.2f}x faster ({no_dropout:.0f} to {default:.0f} ms)",
+        f"removes {1 - flops['cls_only']['formula'] / flops['full']['formula']:.0%} of a student step's FLOPs",
+        f"{flops['cls_only']['flop_counter'] / 1e9:.1f} against {flops['full']['flop_counter'] / 1e9:.1f} GFLOP",
+        f"the [CLS]-only last layer makes it {cls_only_eval:.2f}x faster",
+        f"a student step {passes / no_dropout - 1:.0%}, {passes:.0f} against {no_dropout:.0f} ms, and a teacher step "
+        f"{teacher_passes / teacher - 1:.0%}, {teacher_passes:.0f} against {teacher:.0f} ms",
+    ]
+    assert_on_page(PERFORMANCE, prose, "python -m bench.roofline")
+
+
+def _variants(*args) -> str:
+    from bench.speedups import print_variants  # teacher_speedups prints with the same function
+
+    return printed(print_variants, *args)
+
+
+def test_speedups():
+    r = bench("speedups")
+    lines = table_lines(_variants("t", "variant", "s per student", r["variants"], "student_seconds", 1))
+    assert_on_page(PERFORMANCE, lines, "python -m bench.speedups")
+    v = list(r["variants"].values())
+    prose = [
+        f"{v[3]['student_seconds'][0] / v[4]['student_seconds'][0]:.2f}x over the row before it",
+        f"({100 * (v[4]['validation_matched'][0] - v[3]['validation_matched'][0]):+.1f} and "
+        f"{100 * (v[4]['validation_mismatched'][0] - v[3]['validation_mismatched'][0]):+.1f} points)",
+        f"{100 * (v[2]['validation_matched'][0] - v[1]['validation_matched'][0]):+.1f} points on matched and "
+        f"{100 * (v[2]['validation_mismatched'][0] - v[1]['validation_mismatched'][0]):+.1f} on mismatched",
+    ]
+    assert_on_page(PERFORMANCE, prose, "python -m bench.speedups")
+
+
+def test_teacher_speedups():
+    r = bench("teacher_speedups")
+    text = _variants("t", "teacher fine-tuning", "seconds", r["variants"], "seconds", 0)
+    assert_on_page(PERFORMANCE, table_lines(text), "python -m bench.teacher_speedups")
+    before, after = r["variants"].values()
+    gain = 100 * (after["validation_matched"][0] - before["validation_matched"][0])
+    assert_on_page(PERFORMANCE, [f"{gain:.1f} points higher on matched"], "python -m bench.teacher_speedups")
+
+
+def test_peer():
+    from bench.peer import show
+
+    text = printed(show, bench("peer"))
+    lines = table_lines(text) + [line for line in text.splitlines() if line.startswith("all ")]
+    assert_on_page(PERFORMANCE, lines, "python -m bench.peer")
+
+
+def test_compare_pipelines():
+    from bench.compare_pipelines import format_report
+
+    text = format_report(bench("results"))
+    lines = table_lines(text) + [line for line in text.splitlines() if line.startswith(("/chat", "Full comparison"))]
+    assert_on_page(PERFORMANCE, lines, "python -m bench.compare_pipelines")
+
+
+def test_onednn_cache():
+    from bench.onednn_cache import show
+
+    assert_on_page(PERFORMANCE, table_lines(printed(show, bench("onednn_cache"))), "python -m bench.onednn_cache")
+
+
+def test_eight_bit():
+    from bench.eight_bit import format_report
+
+    r = bench("eight_bit")
+    assert_on_page(PERFORMANCE, table_lines(format_report(r)), "python -m bench.eight_bit")
+    t, o = r["teacher_pass"], r["optimizer"]
+    prose = [
+        f"The 8-bit teacher is {t['8-bit (bf16)']['seconds'] / t['bf16']['seconds']:.1f}x slower than the bf16 teacher",
+        f"saves {t['bf16']['weights_mb'] - t['8-bit (bf16)']['weights_mb']:.0f} MB",
+        f"changes {t['8-bit (bf16)']['labels_changed']:.1%} of its predicted labels on {r['rows']:,}",
+        f"8-bit AdamW is {o['AdamW8bit']['ms_per_step'] / o['AdamW']['ms_per_step']:.2f}x slower per step",
+    ]
+    assert_on_page(PERFORMANCE, prose, "python -m bench.eight_bit")
+
+
+def test_chat_load():
+    r = bench("chat_load")
+    line = (
+        f"{r['clients']} chat clients for {r['seconds']:.0f} s while a job trained "
+        f"({r['job']['steps_during_load']} steps): {r['requests']} requests, {r['errors']} errors, "
+        f"{r['requests_per_s']} requests/s; p50 {r['p50_ms']:.0f} ms, p95 {r['p95_ms']:.0f} ms, "
+        f"p99 {r['p99_ms']:.0f} ms. A second job submitter was told: {r['queue']['state']}, "
+        f"{r['queue']['queue_position']} job(s) ahead."
+    )
+    assert_on_page(
+        PERFORMANCE, [line, f"On this {r['machine'].replace(' CPU cores', '-core')} CPU"], "python -m bench.chat_load"
+    )
+
+
+def test_quick_student():
+    r = bench("quick_student")
+    line = (
+        f"quick student: {r['seconds'] / 60:.1f} min on {r['machine']}; student {r['student_accuracy']:.1%}, "
+        f"teacher {r['teacher_accuracy']:.1%} on {r['eval_rows']} validation_matched rows"
+    )
+    assert_on_page("docs/space-owner.md", [line], "python -m bench.quick_student")
+
+
+def test_figures_without_a_file_are_quoted_once():
+    """bench.memory and bench.chat_p50 print their figures and write no file: each is quoted on one page only."""
+    everything = flat("\n".join(PAGES.values()))
+    for figure in ("**6.6 min**", "**1.66 GiB**", "28.6 ms over HTTP", "76.1 ms with gradio_client"):
+        assert everything.count(figure) == 1, figure
+    assert "3.06 GiB" not in everything and "p50 38 ms" not in everything and "about 9 min" not in everything
+
+
+# --- the reference run: recomputed by the code the app uses ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def reference():
+    from distill.report import comparison
+    from distill.results import open_run
+
+    return comparison(open_run(ROOT / "results" / "reference"))
+
+
+def _row(r: dict) -> str:
+    """A README row from the app's record: accuracy, spread, difference from the best with its interval, p."""
+    layers = ",".join(str(i) for i in r["layers"])
+    if r["role"] == "teacher":
+        return f"| teacher | {layers} | {r['accuracy']:.2%} | | | |"
+    accuracy = f"{r['accuracy']:.2%} ± {r['accuracy_std']:.2%}"
+    if r.get("best"):
+        return f"| {r['strategy']} | {layers} | {accuracy} | best | | |"
+    p = "<0.001" if r["p_value"] < 0.001 else f"{r['p_value']:.3f}"
+    difference = f"{r['diff_vs_best']:+.1%} [{r['diff_low']:+.1%}, {r['diff_high']:+.1%}]"
+    return f"| {r['strategy']} | {layers} | {accuracy} | {difference} | {p} | {'yes' if r['significant'] else 'no'} |"
+
+
+def test_readme_reference_table_is_the_apps(reference):
+    """One p per pair, the app's: Holm over the run's own pairs of strategies, and the README says so."""
+    assert_on_page("README.md", [_row(r) for r in reference], "python -m distill report results/reference")
+    strategies = len(reference) - 1
+    family = f"Holm-adjusted over the {strategies * (strategies - 1) // 2} pairs of this run's {strategies} strategies"
+    assert family in flat(README)
+
+
+def test_reference_page_table_has_the_apps_values(reference):
+    """docs/reference.md pastes the report's table: each strategy's line has its accuracy, spread and p."""
+    block = re.search(
+        r"python -m distill report results/reference --pairwise`.*?```\n(.*?)```", PAGES["docs/reference.md"], re.S
+    )
+    lines = {line.split()[0]: line for line in block.group(1).splitlines()[2:]}
+    for r in reference:
+        expected = [f"{r['accuracy']:.2%}", f"{r['accuracy_std']:.2%}", f"{r['other_accuracy']:.2%}"]
+        if r.get("p_value") is not None:
+            expected.append("<0.001" if r["p_value"] < 0.001 else f"{r['p_value']:.3f}")
+        assert all(value in lines[r["strategy"]] for value in expected), (r["strategy"], expected)
+    assert "Holm-adjusted over the 10 pairs" in flat(PAGES["docs/reference.md"])
+
+
+def test_control_family_is_labelled_as_another_family():
+    text = flat(PAGES["docs/reference.md"])
+    assert "Holm-adjusted over the 21 pairs" in text and "a different family" in text
+    assert "0.256" not in README  # the README gives one p per pair: the run's own family
