@@ -891,7 +891,7 @@ def lists_after(state: dict | None = None) -> dict:
     run when it has results, and Chat's models, as they are now; nothing while a job runs (by component name:
     compare_run and CHAT_REFRESH)."""
     if state is not None and state.get("state") not in ENDED:
-        return {}
+        return dict.fromkeys(("compare_run", *CHAT_REFRESH), gr.skip())
     shown = state is not None and comparable(state)
     runs = gr.update(choices=run_choices(), value=state["run"]) if shown else gr.update(choices=run_choices())
     return {"compare_run": runs, **refresh_models()}

@@ -179,10 +179,12 @@ def test_distill_compare_chat(app_server, page):
     assert (results / RUN).is_dir()
     page.screenshot(path=ARTIFACTS / "distill.png", full_page=True)
 
-    # 3. the run in the Compare tab
+    link = page.get_by_role("link", name="see how its models compare")  # the finished job points to its results
+    expect(link).to_have_attribute("href", f"?compare={RUN}")
+
+    # 3. the run in the Compare tab, which the job's end opened on it: no refresh, no picking
     page.get_by_role("tab", name="Compare").click()
-    page.get_by_role("button", name="Refresh runs").click()
-    _choose(page, "Run", RUN)
+    expect(page.get_by_label("Run", exact=True)).to_have_value(f"{RUN} · your run")
     table = page.get_by_role("grid", name="Strategy comparison")
     for strategy in ("teacher", "top_k", "even"):  # one row each, its first cell the strategy, then a % accuracy
         row = table.get_by_role("row").filter(has=page.get_by_role("gridcell", name=strategy, exact=True))
