@@ -71,6 +71,13 @@ def find_run(name: str, roots: list[str] = ROOTS):
     return open_run(name, roots, allow_paths=False)
 
 
+class Refusal(gr.Error):
+    """A gr.Error whose text is its message: MCP clients are sent str(error), which for gr.Error is its repr."""
+
+    def __str__(self) -> str:
+        return str(self.message)
+
+
 def user_errors(fn):
     """Turn errors into gr.Error, so the UI and API clients get one clear line (`errors.user_message`): never a
     traceback, an exception type, a token or a server path. Answers (each streamed one too) pass through
@@ -87,7 +94,7 @@ def user_errors(fn):
             except gr.Error:
                 raise
             except Exception as err:
-                raise gr.Error(user_message(err)) from None
+                raise Refusal(user_message(err)) from None
 
         return stream
 
@@ -98,17 +105,36 @@ def user_errors(fn):
         except gr.Error:
             raise
         except Exception as err:
-            raise gr.Error(user_message(err)) from None
+            raise Refusal(user_message(err)) from None
 
     return call
 
 
-def checked_before_queue(check):
+def refusals(check, arguments: dict, stand_ins: dict | None = None) -> dict[str, str]:
+    """Every input `check` refuses, with its message, by name: each refused input's `stand_ins` value (one that
+    passes) takes its place while the others are checked, so one click shows every setting to fix. A refusal
+    that is about no input (a visitor's share, a run's state) is not among them."""
+    arguments, refused = dict(arguments), {}
+    while True:
+        try:
+            check(arguments)
+            return refused
+        except Exception as err:
+            at = getattr(err, "setting", None)
+            if at not in arguments or at in refused:
+                return refused
+            refused[at] = user_message(err)
+            if at not in (stand_ins or {}):
+                return refused
+            arguments[at] = stand_ins[at]
+
+
+def checked_before_queue(check, stand_ins: dict | None = None):
     """Make `check` (called with an event function's arguments by name) the event's Gradio validator: it runs
     when the event is submitted, before it joins the training queue, so a job that cannot work is refused at
-    once instead of after the jobs ahead of it. A ConfigError shows next to the input it names. Any other
-    refusal is left to the event function, which repeats the checks: job events never wait in Gradio's queue
-    (the app's worker is the jobs' queue), so it answers at once, in one line (Gradio shows a validator's
+    once instead of after the jobs ahead of it. Each refused input shows its message next to it (`refusals`).
+    Any other refusal is left to the event function, which repeats the checks: job events never wait in Gradio's
+    queue (the app's worker is the jobs' queue), so it answers at once, in one line (Gradio shows a validator's
     refusal as a list of inputs, and a raised one to API clients as a bare "400 Bad Request")."""
 
     def attach(fn):
@@ -117,15 +143,8 @@ def checked_before_queue(check):
 
         @functools.wraps(fn)
         def validator(*args, **kwargs):
-            arguments = signature.bind(*args, **kwargs).arguments
-            try:
-                check(arguments)
-            except Exception as err:
-                at = getattr(err, "setting", None)
-                if at not in inputs:  # not about one input (a visitor's share, a run's state): the event function,
-                    return [gr.validate(True, "") for _ in inputs]  # which starts at once, refuses it in one line
-                return [gr.validate(name != at, user_message(err) if name == at else "") for name in inputs]
-            return [gr.validate(True, "") for _ in inputs]
+            refused = refusals(check, signature.bind(*args, **kwargs).arguments, stand_ins)
+            return [gr.validate(name not in refused, refused.get(name, "")) for name in inputs]
 
         fn.validator = validator
         return fn
@@ -195,6 +214,42 @@ LABELS = {
     "search_temperatures": "Temperatures",
     "search_learning_rates": "Learning rates",
     "search_loss_weights": "Loss weights ce:kl:cos",
+}
+FORM_START = {  # the form as it opens, a valid job; each value also stands in for a refused one (`refusals`)
+    "teacher": DEFAULT.teacher,
+    "data": DEFAULT.data,
+    "data_file": None,
+    "train_size": DEFAULT.train_size or 0,
+    "eval_size": DEFAULT.eval_size or 0,
+    "student_layers": DEFAULT.student_layers or 0,
+    "seeds": " ".join(map(str, DEFAULT.seeds)),
+    "strategies": DEFAULT.strategies,
+    "layer_list": "",
+    "epochs": DEFAULT.epochs,
+    "teacher_epochs": DEFAULT.teacher_epochs,
+    "batch_size": DEFAULT.batch_size,
+    "learning_rate": DEFAULT.learning_rate,
+    "temperature": DEFAULT.temperature,
+    **{name: round(getattr(DEFAULT, name), 4) for name in ("weight_ce", "weight_kl", "weight_cos", "weight_hidden")},
+    "precision": DEFAULT.precision,
+    "teacher_8bit": False,
+    "optimizer_8bit": False,
+    "run_name": "",
+    "search": False,
+    "search_temperatures": "1 2 4",
+    "search_learning_rates": "5e-5 1e-4 2e-4",
+    "search_loss_weights": "1:1:1",
+}
+# What stands in for a refused field while the others are checked: the form's opening values, but a layer list
+# that passes for any teacher, so that strategies left empty beside a faulty list are not refused for it too.
+STAND_INS = {**FORM_START, "layer_list": "0"}
+SECTIONS = {  # the fields of the form's folded sections, by section
+    "training_section": (
+        *("epochs", "teacher_epochs", "batch_size", "learning_rate", "temperature"),
+        *("weight_ce", "weight_kl", "weight_cos", "weight_hidden"),
+        *("precision", "teacher_8bit", "optimizer_8bit", "run_name"),
+    ),
+    "search_section": ("search", "search_temperatures", "search_learning_rates", "search_loss_weights"),
 }
 WHOLE_NUMBERS = ("train_size", "eval_size", "student_layers", "epochs", "teacher_epochs", "batch_size")
 NUMBERS = (*WHOLE_NUMBERS, "learning_rate", "temperature", "weight_ce", "weight_kl", "weight_cos", "weight_hidden")
@@ -297,6 +352,27 @@ def check_new_job(arguments: dict) -> JobConfig:
     return cfg
 
 
+def show_refusals(values: dict) -> dict:
+    """On Run, next to the button, by component name: every setting the job is refused for (each is also marked
+    at its field, `run_job.validator`), with the folded sections that hold them opened; nothing changes when the
+    job is accepted (its state then fills the view)."""
+    refused = refusals(check_new_job, {**values, "request": None}, STAND_INS)
+    opened = [name for name, fields in SECTIONS.items() if set(fields) & set(refused) and not values[f"{name}_open"]]
+    return {
+        **dict.fromkeys(("header", *SECTIONS, *(f"{name}_open" for name in SECTIONS)), gr.skip()),
+        **({"header": refused_line(refused)} if refused else {}),
+        # only a folded section is opened: redrawing an open one would drop its fields' marks
+        **{name: gr.update(open=True) for name in opened},
+        **{f"{name}_open": True for name in opened},
+    }
+
+
+def refused_line(refused: dict[str, str], outcome: str = "Not started") -> str:
+    """The refusals of a job's settings, in the form's order, as one line for the view."""
+    listed = " · ".join(refused[name] for name in LABELS if name in refused)
+    return f"**{outcome}**: fix the {len(refused)} setting(s) marked in red. {listed}"
+
+
 def refuse_taken_name(cfg: JobConfig) -> None:
     """A new run's name must be no listed run's: not a committed reference run (a visitor's run must not shadow
     it), nor one launched on Hugging Face Jobs that has not written its folder yet."""
@@ -305,7 +381,7 @@ def refuse_taken_name(cfg: JobConfig) -> None:
         raise ConfigError(f"a run named {echo(cfg.run_name)} already exists; choose another name", "run_name")
 
 
-@checked_before_queue(check_new_job)
+@checked_before_queue(check_new_job, STAND_INS)
 @user_errors
 def run_job(
     teacher: str,
@@ -476,7 +552,10 @@ def jobs_request(values: dict) -> tuple[JobConfig, dict]:
 
 @user_errors
 def estimate_jobs(values: dict) -> str:
-    """The estimate of the form's job on the chosen flavor, and the `run_job` call it would make (no token)."""
+    """The estimate of the form's job on the chosen flavor, and the `run_job` call it would make (no token); or
+    every setting the job is refused for."""
+    if refused := refusals(jobs_request, values, STAND_INS):
+        return refused_line(refused, "No estimate").replace(" marked in red", "")
     cfg, where = jobs_request(values)
     repo, revision = hf_jobs.code_source()
     spec = hf_jobs.job_spec(cfg, values["flavor"], code_repo=repo, revision=revision, **where)
@@ -602,9 +681,9 @@ def render_job(state: dict | None) -> dict:
     if not state:
         return {"header": "", "log": "", "loss_plot": None}
     done, total, run = state.get("done", 0), state.get("total", 0), state.get("run")
-    header = f"**{state.get('state')}** · run `{run}` · {state.get('stage')}" + (
-        f" · step {done}/{total}" if total else ""
-    )
+    stage = state.get("stage")
+    header = f"**{state.get('state')}** · run `{run}`" + (f" · {stage}" if stage != state.get("state") else "")
+    header += f" · step {done}/{total}" if total else ""
     if state.get("state") == "queued" and state.get("queue_position"):
         header += f" · {state['queue_position']} job(s) ahead"
     if run:
@@ -796,15 +875,22 @@ def _mean_curve(points: pd.DataFrame, curve: str, strategies: list[str]) -> pd.D
     return rows.groupby(["strategy", "epoch"], as_index=False, sort=False)["value"].mean()
 
 
+LOSS_NAMES = {  # the loss curves by the names a reader knows: the total, its weighted parts, the validation loss
+    "train_loss": "training loss",
+    "train_ce": "labels (ce)",
+    "train_kl": "teacher's answers (kl)",
+    "train_cos": "teacher's logits (cos)",
+    "val_loss": "validation loss",
+}
+
+
 def _loss_curves(points: pd.DataFrame, strategy: str | None) -> dict:
     """One strategy's loss curves, averaged over seeds, titled with its name."""
     if points.empty or not strategy:
         return gr.update(value=None, label="Loss curves")
-    rows = points[
-        (points["strategy"] == strategy)
-        & points["curve"].isin(["train_loss", "train_ce", "train_kl", "train_cos", "val_loss"])
-    ]
+    rows = points[(points["strategy"] == strategy) & points["curve"].isin(list(LOSS_NAMES))]
     means = rows.groupby(["curve", "epoch"], as_index=False, sort=False)["value"].mean()
+    means["curve"] = means["curve"].map(LOSS_NAMES)
     return _whole_epochs(means, "curve", f"Loss curves of {strategy} (mean over seeds)")
 
 
@@ -997,14 +1083,14 @@ def distill_tab() -> tuple[View, View]:
     with gr.Row():
         form["teacher"] = gr.Dropdown(
             space.teacher_choices(),
-            value=DEFAULT.teacher,
+            value=FORM_START["teacher"],
             allow_custom_value=not space.is_public_space(),
             label=LABELS["teacher"],
             info="'embedded' = packaged all-MiniLM-L6-v2 (offline); or a Hub id / folder",
         )
         form["data"] = gr.Radio(
             list(DATA_CHOICES),
-            value=DEFAULT.data,
+            value=FORM_START["data"],
             label=LABELS["data"],
             info="shipped real MNLI sample, GLUE MNLI from the Hub, or your own file",
         )
@@ -1014,33 +1100,44 @@ def distill_tab() -> tuple[View, View]:
             type="filepath",
         )
     with gr.Row():
-        form["train_size"] = gr.Number(DEFAULT.train_size or 0, precision=0, label=LABELS["train_size"])
-        form["eval_size"] = gr.Number(DEFAULT.eval_size or 0, precision=0, label=LABELS["eval_size"])
-        form["student_layers"] = gr.Number(DEFAULT.student_layers or 0, precision=0, label=LABELS["student_layers"])
-        form["seeds"] = gr.Textbox(" ".join(map(str, DEFAULT.seeds)), label=LABELS["seeds"], info="e.g. 0 1 2")
+        form["train_size"] = gr.Number(FORM_START["train_size"], precision=0, label=LABELS["train_size"])
+        form["eval_size"] = gr.Number(FORM_START["eval_size"], precision=0, label=LABELS["eval_size"])
+        form["student_layers"] = gr.Number(FORM_START["student_layers"], precision=0, label=LABELS["student_layers"])
+        form["seeds"] = gr.Textbox(FORM_START["seeds"], label=LABELS["seeds"], info="e.g. 0 1 2")
     with gr.Row():
         form["strategies"] = gr.CheckboxGroup(
             list(DESCRIPTIONS),
-            value=DEFAULT.strategies,
+            value=FORM_START["strategies"],
             label=LABELS["strategies"],
             info="; ".join(f"{k}: {v}" for k, v in DESCRIPTIONS.items()),
         )
-        form["layer_list"] = gr.Textbox("", label=LABELS["layer_list"], placeholder="e.g. 0,2,4")
-    with gr.Accordion("Training settings", open=False):
+        form["layer_list"] = gr.Textbox(FORM_START["layer_list"], label=LABELS["layer_list"], placeholder="e.g. 0,2,4")
+    job: View = {}
+    before = set(form)
+    with gr.Accordion("Training settings", open=False) as job["training_section"]:
         training_settings(form)
-    with gr.Accordion("Hyperparameter search (a job mode)", open=False):
+    with gr.Accordion("Hyperparameter search (a job mode)", open=False) as job["search_section"]:
         gr.Markdown(
             "Distil the **first** strategy once per combination of the values below (and per seed); "
             "Compare then shows one row per setting, with its paired test against the best."
         )
         with gr.Row():
-            form["search"] = gr.Checkbox(False, label=LABELS["search"])
-            form["search_temperatures"] = gr.Textbox("1 2 4", label=LABELS["search_temperatures"])
-            form["search_learning_rates"] = gr.Textbox("5e-5 1e-4 2e-4", label=LABELS["search_learning_rates"])
-            form["search_loss_weights"] = gr.Textbox(
-                "1:1:1", label=LABELS["search_loss_weights"], info="e.g. 1:1:1 2:1:0"
+            form["search"] = gr.Checkbox(FORM_START["search"], label=LABELS["search"])
+            form["search_temperatures"] = gr.Textbox(
+                FORM_START["search_temperatures"], label=LABELS["search_temperatures"]
             )
-    job: View = {}
+            form["search_learning_rates"] = gr.Textbox(
+                FORM_START["search_learning_rates"], label=LABELS["search_learning_rates"]
+            )
+            form["search_loss_weights"] = gr.Textbox(
+                FORM_START["search_loss_weights"], label=LABELS["search_loss_weights"], info="e.g. 1:1:1 2:1:0"
+            )
+    if set(form) - before != {name for fields in SECTIONS.values() for name in fields}:
+        raise RuntimeError("the form's sections and SECTIONS disagree")
+    for name in SECTIONS:  # whether each is open, for `show_refusals`
+        job[f"{name}_open"] = gr.State(False)
+        job[name].expand(lambda: True, None, job[f"{name}_open"], queue=False, **UI_ONLY)
+        job[name].collapse(lambda: False, None, job[f"{name}_open"], queue=False, **UI_ONLY)
     job["backend"] = gr.Radio(
         list(BACKENDS), value=next(iter(BACKENDS)), label="Where to run", info=" · ".join(BACKENDS.values())
     )
@@ -1053,7 +1150,7 @@ def distill_tab() -> tuple[View, View]:
     with gr.Accordion("Resume a stopped or interrupted run", open=False), gr.Row():
         job["resume_name"] = gr.Textbox("", label="Run to resume", placeholder="its name (Compare lists the runs)")
         job["resume"] = gr.Button("Resume")
-    job["header"] = gr.Markdown()
+    job["header"] = gr.Markdown(elem_id="job-header")
     job["loss_plot"] = gr.Plot(label="Training loss per step")
     with gr.Accordion("Job status, as the API streams it", open=False):
         job["state"] = gr.JSON(label="Job status")
@@ -1095,21 +1192,23 @@ def jobs_settings(job: View) -> None:
 def training_settings(form: View) -> None:
     """The accordion of training settings, added to the job form."""
     with gr.Row():
-        form["epochs"] = gr.Number(DEFAULT.epochs, precision=0, label=LABELS["epochs"])
-        form["teacher_epochs"] = gr.Number(DEFAULT.teacher_epochs, precision=0, label=LABELS["teacher_epochs"])
-        form["batch_size"] = gr.Number(DEFAULT.batch_size, precision=0, label=LABELS["batch_size"])
-        form["learning_rate"] = gr.Number(DEFAULT.learning_rate, label=LABELS["learning_rate"])
-        form["temperature"] = gr.Number(DEFAULT.temperature, label=LABELS["temperature"])
+        form["epochs"] = gr.Number(FORM_START["epochs"], precision=0, label=LABELS["epochs"])
+        form["teacher_epochs"] = gr.Number(FORM_START["teacher_epochs"], precision=0, label=LABELS["teacher_epochs"])
+        form["batch_size"] = gr.Number(FORM_START["batch_size"], precision=0, label=LABELS["batch_size"])
+        form["learning_rate"] = gr.Number(FORM_START["learning_rate"], label=LABELS["learning_rate"])
+        form["temperature"] = gr.Number(FORM_START["temperature"], label=LABELS["temperature"])
     with gr.Row():
-        form["weight_ce"] = gr.Number(round(DEFAULT.weight_ce, 4), label=LABELS["weight_ce"])
-        form["weight_kl"] = gr.Number(round(DEFAULT.weight_kl, 4), label=LABELS["weight_kl"])
-        form["weight_cos"] = gr.Number(round(DEFAULT.weight_cos, 4), label=LABELS["weight_cos"])
-        form["weight_hidden"] = gr.Number(DEFAULT.weight_hidden, label=LABELS["weight_hidden"])
+        form["weight_ce"] = gr.Number(FORM_START["weight_ce"], label=LABELS["weight_ce"])
+        form["weight_kl"] = gr.Number(FORM_START["weight_kl"], label=LABELS["weight_kl"])
+        form["weight_cos"] = gr.Number(FORM_START["weight_cos"], label=LABELS["weight_cos"])
+        form["weight_hidden"] = gr.Number(FORM_START["weight_hidden"], label=LABELS["weight_hidden"])
     with gr.Row():
-        form["precision"] = gr.Dropdown(list(PRECISIONS), value=DEFAULT.precision, label=LABELS["precision"])
-        form["teacher_8bit"] = gr.Checkbox(False, label=LABELS["teacher_8bit"])
-        form["optimizer_8bit"] = gr.Checkbox(False, label=LABELS["optimizer_8bit"])
-        form["run_name"] = gr.Textbox("", label=LABELS["run_name"], placeholder="letters, digits, . _ -")
+        form["precision"] = gr.Dropdown(list(PRECISIONS), value=FORM_START["precision"], label=LABELS["precision"])
+        form["teacher_8bit"] = gr.Checkbox(FORM_START["teacher_8bit"], label=LABELS["teacher_8bit"])
+        form["optimizer_8bit"] = gr.Checkbox(FORM_START["optimizer_8bit"], label=LABELS["optimizer_8bit"])
+        form["run_name"] = gr.Textbox(
+            FORM_START["run_name"], label=LABELS["run_name"], placeholder="letters, digits, . _ -"
+        )
 
 
 def compare_tab() -> View:
@@ -1241,7 +1340,12 @@ def wire_api(form: View, job: View, compare: View, chat_view: View) -> None:
     # wait in Gradio's queue behind another job's watcher, so a job is named and queued at once.
     training = {"concurrency_limit": WATCHERS["concurrency_limit"], "concurrency_id": "jobs"}
     chat_refresh = [chat_view[n] for n in CHAT_REFRESH]
-    job["run"].click(
+    # The refusals by the Run button first, then the job: its validator's marks at the fields come after any
+    # redraw of the sections (in Gradio 6.31 the events of a click after one its validator refuses do not run).
+    opened = {f"{name}_open": job[f"{name}_open"] for name in SECTIONS}
+    refused_view = [job[name] for name in ("header", *SECTIONS, *opened)]
+    shown = named(by_name(show_refusals, {**form, **opened}), job)
+    job["run"].click(shown, {*form.values(), *opened.values()}, refused_view, queue=False, **UI_ONLY).then(
         run_job,
         job_inputs(run_job, form),
         job["state"],
@@ -1383,11 +1487,6 @@ def hide_server_paths() -> dict:
     return {HTTPException: http_error}
 
 
-# On a phone every column of the comparison table keeps one readable width and the table scrolls sideways in its
-# frame: elsewhere they are shares of the table's width (`report.column_widths`), which 390 px cut to a letter.
-NARROW_PX, CELL_EM = 800, 9
-
-
 def launch(prevent_thread_lock: bool = False, **options) -> None:
     """Start the app as a web page, a Python API and an MCP server.
 
@@ -1396,15 +1495,11 @@ def launch(prevent_thread_lock: bool = False, **options) -> None:
     from the results folder.
     """
     theme = gr.themes.Soft()
-    cells = "#comparison-table :is(th, td, .body-cell)"  # header cells, and the body's rows of cells
-    width = "; ".join(f"{side}: {CELL_EM}em !important" for side in ("width", "min-width", "max-width"))
-    css = f"@media (max-width: {NARROW_PX}px) {{ {cells} {{ {width} }} }}"
     start_quick_student()
     demo.launch(
         max_file_size="50mb",
         show_error=True,
         theme=theme,
-        css=css,
         mcp_server=True,
         prevent_thread_lock=True,
         max_threads=MAX_THREADS,

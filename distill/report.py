@@ -18,29 +18,29 @@ from .strategies import RANDOM_INIT
 from .summary import metric, other_split, summary_row
 
 EMBEDDED_MODEL = "all-MiniLM-L6-v2"  # the packaged teacher's model (`hub.embedded_teacher`)
-TABLE_COLUMNS = [
+TABLE_COLUMNS = [  # the answer first (accuracy, the difference to the best, how sure), the details after
     ("strategy", "strategy", "{}"),
     ("layers", "teacher layers", "{}"),
     ("seeds", "seeds", "{}"),
-    ("train_loss", "training loss", "{:.4f}"),
-    ("loss", "validation loss", "{:.4f}"),
     ("accuracy", "accuracy", "{:.2%}"),
     ("accuracy_std", "± spread over seeds", "{:.2%}"),
-    ("other_accuracy", "accuracy, other check set", "{:.2%}"),
-    ("macro_f1", "balanced score (macro-F1)", "{:.3f}"),
-    ("params_m", "size (M parameters)", "{:.1f}"),
-    ("speedup_b32", "speed-up vs teacher", "{:.2f}x"),
-    ("accuracy_kept", "accuracy kept vs teacher", "{:.1%}"),
     ("vs_best", "vs best student (95% range)", "{}"),
     ("p_value", "sure? (p)", "p"),
+    ("other_accuracy", "accuracy, other check set", "{:.2%}"),
     ("other_vs_best", "vs best, other check set", "{}"),
+    ("accuracy_kept", "accuracy kept vs teacher", "{:.1%}"),
+    ("speedup_b32", "speed-up vs teacher", "{:.2f}x"),
+    ("params_m", "size (M parameters)", "{:.1f}"),
+    ("macro_f1", "balanced score (macro-F1)", "{:.3f}"),
+    ("train_loss", "training loss", "{:.4f}"),
+    ("loss", "validation loss", "{:.4f}"),
 ]
 SETTING_COLUMNS = [
     ("temperature", "temperature (T)", "{:g}"),
     ("learning_rate", "learning rate (lr)", "{:g}"),
     ("weight_ce", "weight: labels (ce)", "{:.2f}"),
     ("weight_kl", "weight: teacher's answers (kl)", "{:.2f}"),
-    ("weight_cos", "weight: teacher's features (cos)", "{:.2f}"),
+    ("weight_cos", "weight: teacher's logits (cos)", "{:.2f}"),
 ]
 # Validation splits by the names a reader knows; another split (a held-out or uploaded one) keeps its own name.
 SPLIT_NAMES = {
@@ -534,7 +534,7 @@ def glossary(table: list[dict], docs_url: str) -> str:
             (
                 "weights (ce, kl, cos)",
                 "how much the student learns from the labels (cross-entropy), the "
-                "teacher's answers (KL divergence) and the teacher's features (cosine)",
+                "teacher's answers (KL divergence) and the teacher's logits, their direction (cosine)",
             )
         )
     lines = "\n".join(f"- **{term}**: {meaning}" for term, meaning in terms)
@@ -591,19 +591,22 @@ def _against(row: dict) -> str:
     return f"{_points(row['diff_vs_best'])}, {_test_word(row)}"
 
 
+CHAR_PX = 8.4  # one character of the app's 14 px monospace table font
+
+
 def column_widths(rows: list[dict[str, str]]) -> list[str]:
-    """Widths for `display_rows` in a table as wide as its container (the app's): each column in proportion to
-    the longest word of its title or its longest cell, long cells (intervals, names) capped so that they wrap."""
+    """Widths for `display_rows` in the app's table, in pixels: each column as wide as the longest word of its
+    title or its longest cell, long cells (intervals, names) capped so that they wrap. A table wider than its
+    frame (on a phone, or with many columns) scrolls sideways in it; no word is ever cut."""
     if not rows:
         return []
-    needs = []
+    widths = []
     for title in rows[0]:
         word = max(len(w) for w in re.split(r"(?<=-)|\s+", title))  # a title breaks at spaces and after hyphens
         # a cell with spaces wraps at them (13: an interval in two lines), any other anywhere
         cell = max(min(len(r[title]), 13 if " " in r[title] else 10) for r in rows)
-        needs.append(max(word, cell, 3) + 2.3)  # + 2.3: the cell's padding (16 px), in 14 px mono characters
-    total = sum(needs)
-    return [f"{100 * n / total:.2f}%" for n in needs]
+        widths.append(f"{round((max(word, cell, 3) + 2.3) * CHAR_PX)}px")  # + 2.3: the cell's padding (16 px)
+    return widths
 
 
 def plotted_strategies(table: list[dict], width_px: int = 1000, most: int = 10) -> list[str]:
@@ -630,6 +633,8 @@ def display_rows(table: list[dict]) -> list[dict[str, str]]:
     for r in table:
         r = dict(r)
         r["layers"] = ",".join(str(i) for i in r["layers"]) or (RANDOM_START if r["role"] == "student" else "-")
+        if r.get("seeds") == 1:
+            r["accuracy_std"] = None  # one seed has no spread to show
         if r.get("failed_seeds"):
             r["seeds"] = f"{r['seeds']} (+{r['failed_seeds']} failed)"
         r["vs_best"] = "best" if r.get("best") else _verdict(r, "")

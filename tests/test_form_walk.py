@@ -124,6 +124,13 @@ def test_every_field_refuses_nonsense_through_the_api(app_server):
         ("layer_list", "0,9", "Explicit layer list: layer index 9 is out of range: the teacher's layers are 0..5"),
     ]:
         assert api_refusal(client, field, value, {}) == expected
+    # Every refused field at once, a taken run name not hiding the others.
+    with pytest.raises(Exception) as refused:
+        client.predict(
+            **job_args(train_size=-1, seeds="abc", layer_list="0,9", run_name="reference"), api_name="/run_job"
+        )
+    assert str(refused.value).startswith("4 parameter(s) failed validation:")
+    assert re.findall(r"^- (\w+):", str(refused.value), re.M) == ["train_size", "layer_list", "seeds", "run_name"]
 
 
 TYPED = {"": "", None: ""}  # what a person leaves in an emptied field
@@ -144,10 +151,25 @@ def test_every_field_refuses_nonsense_in_chromium(app_server):
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(url)
-        for accordion in ("Training settings", "Hyperparameter search (a job mode)"):
-            page.get_by_text(accordion, exact=True).click()
-        search = page.get_by_label(app.LABELS["search"], exact=True)
         run = page.get_by_role("button", name="Run", exact=True)
+        header = page.locator("#job-header")
+        # Several faults at once, one of them in a section folded away: each is marked, the section opens, and
+        # the line by the Run button says what to fix.
+        page.get_by_text("Training settings", exact=True).click()
+        page.get_by_label(app.LABELS["batch_size"], exact=True).fill("0")
+        page.get_by_text("Training settings", exact=True).click()
+        page.get_by_label(app.LABELS["train_size"], exact=True).fill("-1")
+        run.click()
+        sync_api.expect(header).to_contain_text("Not started: fix the 2 setting(s) marked in red", timeout=10_000)
+        sync_api.expect(header).to_contain_text("Train examples must be a whole number from 0 (all)")
+        sync_api.expect(header).to_contain_text("Batch size must be a positive number, not 0")
+        sync_api.expect(page.locator("div.validation-error")).to_have_count(2)
+        sync_api.expect(page.get_by_label(app.LABELS["batch_size"], exact=True)).to_be_visible()  # opened
+        page.screenshot(path=str(ARTIFACTS / "form-refused.png"))
+        page.get_by_label(app.LABELS["batch_size"], exact=True).fill(str(app.FORM_START["batch_size"]))
+        page.get_by_label(app.LABELS["train_size"], exact=True).fill(str(app.FORM_START["train_size"]))
+        page.get_by_text("Hyperparameter search (a job mode)", exact=True).click()
+        search = page.get_by_label(app.LABELS["search"], exact=True)
         errors = page.locator("div.validation-error")
         typed = [case for case in NUMBER_CASES + TEXT_CASES if set(case[2]) <= {"search", "strategies"}]
         for name, value, needs in typed:  # with the other fields as the form has them

@@ -105,6 +105,8 @@ def test_every_tool_answers_a_json_object(app_with_run):
     assert chat["used_context"] is True and isinstance(chat["truncated"], bool), "JSON true/false, not True/False"
     assert {a["model"] for a in chat["answers"]} >= {"mcp-run/top_k-seed0", "mcp-run/even-seed0"}
     assert answers["refused"].isError, "a refusal is an MCP error, not an answer"
+    refusal = answers["refused"].content[0].text  # its one line as the app words it, not a Python repr
+    assert refusal.startswith("no run named 'no-such-run'") and not refusal.startswith(("'", '"')), refusal
 
     comparison = answers["comparison"]
     assert comparison["run"] == "reference" and comparison["table"][0]["strategy"] == "teacher"

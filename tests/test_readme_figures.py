@@ -266,7 +266,8 @@ def test_reference_page_table_has_the_apps_values(reference):
     )
     lines = {line.split()[0]: line for line in block.group(1).splitlines()[2:]}
     for r in reference:
-        expected = [f"{r['accuracy']:.2%}", f"{r['accuracy_std']:.2%}", f"{r['other_accuracy']:.2%}"]
+        spread = f"{r['accuracy_std']:.2%}" if r["seeds"] > 1 else "-"  # one seed has no spread
+        expected = [f"{r['accuracy']:.2%}", spread, f"{r['other_accuracy']:.2%}"]
         if r.get("p_value") is not None:
             expected.append("<0.001" if r["p_value"] < 0.001 else f"{r['p_value']:.3f}")
         assert all(value in lines[r["strategy"]] for value in expected), (r["strategy"], expected)
