@@ -8,38 +8,20 @@ import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 
+from app import FORM_START
+
 LABELS = {"entailment", "neutral", "contradiction"}
 
 
 def job_args(**changes):
-    """/run_job's arguments by name: a tiny job on the embedded teacher and the shipped MNLI sample."""
+    """/run_job's arguments by name: the form as it opens, made a tiny job on the embedded teacher and the
+    shipped MNLI sample."""
+    tiny = {"train_size": 64, "eval_size": 32, "strategies": ["top_k", "even"], "epochs": 1, "teacher_epochs": 1}
     values = {
-        "teacher": "embedded",
-        "data": "mnli-sample",
-        "data_file": None,
-        "train_size": 64,
-        "eval_size": 32,
-        "strategies": ["top_k", "even"],
-        "layer_list": "",
-        "student_layers": 0,
-        "epochs": 1,
-        "teacher_epochs": 1,
-        "batch_size": 32,
-        "learning_rate": 1e-4,
-        "temperature": 2.0,
-        "weight_ce": 1 / 3,
-        "weight_kl": 1 / 3,
-        "weight_cos": 1 / 3,
-        "weight_hidden": 0.0,
-        "seeds": "0",
-        "precision": "auto",
-        "teacher_8bit": False,
-        "optimizer_8bit": False,
-        "run_name": "",
-        "search": False,
-        "search_temperatures": "1 2 4",
-        "search_learning_rates": "5e-5 1e-4 2e-4",
-        "search_loss_weights": "1:1:1",
+        **FORM_START,
+        **tiny,
+        **{"teacher": "embedded", "data": "mnli-sample", "student_layers": 0, "batch_size": 32, "seeds": "0"},
+        **{"learning_rate": 1e-4, "temperature": 2.0, "weight_ce": 1 / 3, "weight_kl": 1 / 3, "weight_cos": 1 / 3},
     }
     assert set(changes) <= set(values)
     return {**values, **changes}
