@@ -1,5 +1,6 @@
 """The real app, driven through its public API with gradio_client, as a Python user would."""
 
+import inspect
 import json
 import time
 from pathlib import Path
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 
+import app
 from app import FORM_START
 
 LABELS = {"entailment", "neutral", "contradiction"}
@@ -24,7 +26,9 @@ def job_args(**changes):
         **{"learning_rate": 1e-4, "temperature": 2.0, "weight_ce": 1 / 3, "weight_kl": 1 / 3, "weight_cos": 1 / 3},
     }
     assert set(changes) <= set(values)
-    return {**values, **changes}
+    values = {**values, **changes}
+    order = [name for name in inspect.signature(app.run_job).parameters if name in values]
+    return {name: values[name] for name in order}  # in /run_job's order: a bare HTTP call sends them as a list
 
 
 @pytest.fixture(scope="module")
