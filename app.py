@@ -979,7 +979,7 @@ def lists_after(state: dict | None = None) -> dict:
     if state is not None and state.get("state") not in ENDED:
         return dict.fromkeys(("compare_run", *CHAT_REFRESH), gr.skip())
     shown = state is not None and comparable(state)
-    runs = gr.update(choices=run_choices(), value=state["run"]) if shown else gr.update(choices=run_choices())
+    runs = gr.update(choices=run_choices(), value=state["run"]) if shown else refresh_run_choices()
     return {"compare_run": runs, **refresh_models()}
 
 
