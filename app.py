@@ -354,17 +354,26 @@ def check_new_job(arguments: dict) -> JobConfig:
 
 def show_refusals(values: dict) -> dict:
     """On Run, next to the button, by component name: every setting the job is refused for (each is also marked
-    at its field, `run_job.validator`), with the folded sections that hold them opened; nothing changes when the
-    job is accepted (its state then fills the view)."""
+    at its field, `run_job.validator`) and the sections that hold them (`OPEN_SECTIONS` opens those folded);
+    nothing changes when the job is accepted (its state then fills the view)."""
     refused = refusals(check_new_job, {**values, "request": None}, STAND_INS)
-    opened = [name for name, fields in SECTIONS.items() if set(fields) & set(refused) and not values[f"{name}_open"]]
+    if not refused:
+        return {"header": gr.skip(), "refused_sections": []}
     return {
-        **dict.fromkeys(("header", *SECTIONS, *(f"{name}_open" for name in SECTIONS)), gr.skip()),
-        **({"header": refused_line(refused)} if refused else {}),
-        # only a folded section is opened: redrawing an open one would drop its fields' marks
-        **{name: gr.update(open=True) for name in opened},
-        **{f"{name}_open": True for name in opened},
+        "header": refused_line(refused),
+        "refused_sections": [name for name, fields in SECTIONS.items() if set(fields) & set(refused)],
     }
+
+
+# Opens each folded section named, as a click on its header would: in the browser, which knows what is open. An
+# update from the server (`gr.update(open=True)`) would redraw a section already open and could drop its marks.
+OPEN_SECTIONS = """(sections) => {
+  for (const id of sections || []) {
+    const header = document.querySelector(`#${id} > button.label-wrap`);
+    if (header && !header.classList.contains("open")) header.click();
+  }
+  return [];
+}"""
 
 
 def refused_line(refused: dict[str, str], outcome: str = "Not started") -> str:
@@ -1114,9 +1123,11 @@ def distill_tab() -> tuple[View, View]:
         form["layer_list"] = gr.Textbox(FORM_START["layer_list"], label=LABELS["layer_list"], placeholder="e.g. 0,2,4")
     job: View = {}
     before = set(form)
-    with gr.Accordion("Training settings", open=False) as job["training_section"]:
+    with gr.Accordion("Training settings", open=False, elem_id="training_section") as job["training_section"]:
         training_settings(form)
-    with gr.Accordion("Hyperparameter search (a job mode)", open=False) as job["search_section"]:
+    with gr.Accordion("Hyperparameter search (a job mode)", open=False, elem_id="search_section") as job[
+        "search_section"
+    ]:
         gr.Markdown(
             "Distil the **first** strategy once per combination of the values below (and per seed); "
             "Compare then shows one row per setting, with its paired test against the best."
@@ -1134,10 +1145,7 @@ def distill_tab() -> tuple[View, View]:
             )
     if set(form) - before != {name for fields in SECTIONS.values() for name in fields}:
         raise RuntimeError("the form's sections and SECTIONS disagree")
-    for name in SECTIONS:  # whether each is open, for `show_refusals`
-        job[f"{name}_open"] = gr.State(False)
-        job[name].expand(lambda: True, None, job[f"{name}_open"], queue=False, **UI_ONLY)
-        job[name].collapse(lambda: False, None, job[f"{name}_open"], queue=False, **UI_ONLY)
+    job["refused_sections"] = gr.JSON(visible=False)  # `show_refusals` -> `OPEN_SECTIONS`
     job["backend"] = gr.Radio(
         list(BACKENDS), value=next(iter(BACKENDS)), label="Where to run", info=" · ".join(BACKENDS.values())
     )
@@ -1340,12 +1348,13 @@ def wire_api(form: View, job: View, compare: View, chat_view: View) -> None:
     # wait in Gradio's queue behind another job's watcher, so a job is named and queued at once.
     training = {"concurrency_limit": WATCHERS["concurrency_limit"], "concurrency_id": "jobs"}
     chat_refresh = [chat_view[n] for n in CHAT_REFRESH]
-    # The refusals by the Run button first, then the job: its validator's marks at the fields come after any
-    # redraw of the sections (in Gradio 6.31 the events of a click after one its validator refuses do not run).
-    opened = {f"{name}_open": job[f"{name}_open"] for name in SECTIONS}
-    refused_view = [job[name] for name in ("header", *SECTIONS, *opened)]
-    shown = named(by_name(show_refusals, {**form, **opened}), job)
-    job["run"].click(shown, {*form.values(), *opened.values()}, refused_view, queue=False, **UI_ONLY).then(
+    # The refusals by the Run button and their sections opened first, then the job: its validator marks the
+    # fields (in Gradio 6.31 the events of a click after one its validator refuses do not run).
+    refused_view = [job["header"], job["refused_sections"]]
+    shown = named(by_name(show_refusals, form), job)
+    job["run"].click(shown, set(form.values()), refused_view, queue=False, **UI_ONLY).then(
+        None, job["refused_sections"], None, js=OPEN_SECTIONS, **UI_ONLY
+    ).then(
         run_job,
         job_inputs(run_job, form),
         job["state"],

@@ -68,6 +68,13 @@ def _wait_for_job(page, header, log) -> str:
     pytest.fail(f"job did not finish in {JOB_TIMEOUT_S} s; header {text!r}; log:\n{log.input_value()}")
 
 
+def open_section(page, title: str) -> None:
+    """Open a folded section of the form, as a person would, and wait out its first drawing: for under 100 ms
+    (measured, Gradio 6.31) that can reset what is typed into its fields, faster than a person types."""
+    page.get_by_role("button", name=title).click()
+    page.wait_for_timeout(300)
+
+
 def _choose(page, dropdown_label: str, option: str) -> None:
     """Pick an option from a Gradio dropdown, as a person would: open it, click the option."""
     box = page.get_by_label(dropdown_label, exact=True)
@@ -169,7 +176,7 @@ def test_distill_compare_chat(app_server, page):
     page.get_by_label("Validation examples per split (0 = all)", exact=True).fill("32")
     for strategy, keep in (("top_k", True), ("bottom_k", False), ("odd", False), ("even", True)):
         page.get_by_role("checkbox", name=strategy, exact=True).set_checked(keep)
-    page.get_by_role("button", name="Training settings").click()
+    open_section(page, "Training settings")
     page.get_by_label("Student epochs", exact=True).fill("1")
     page.get_by_label("Teacher epochs", exact=True).fill("1")
     page.get_by_label("Run name (optional)", exact=True).fill(RUN)
@@ -249,7 +256,7 @@ def test_a_job_outlives_its_tab_and_its_link_watches_it(app_server, browser_cont
     first.get_by_label("Validation examples per split (0 = all)", exact=True).fill("32")
     for strategy in ("top_k", "bottom_k", "odd", "even"):
         first.get_by_role("checkbox", name=strategy, exact=True).set_checked(strategy in ("top_k", "odd"))
-    first.get_by_role("button", name="Training settings").click()
+    open_section(first, "Training settings")
     first.get_by_label("Student epochs", exact=True).fill("2")
     first.get_by_label("Teacher epochs", exact=True).fill("1")
     first.get_by_label("Run name (optional)", exact=True).fill(name)
