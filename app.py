@@ -39,6 +39,7 @@ from distill.report import (
     display_rows,
     glossary,
     notes,
+    plan_line,
     plotted_strategies,
     step_loss_figure,
     teacher_name,
@@ -635,8 +636,10 @@ def runs() -> list[dict]:
 @user_errors
 def comparison_api(run: str, ensemble: list[str] | None = None) -> dict:
     """A run's comparison table (records: teacher first, mean and spread over seeds, a test vs the best on each
-    validation split counting seeds and examples, Holm-adjusted; p_value null and test '1 seed: untested' with one seed)
-    and its per-epoch curves (records: model, strategy, seed, epoch, curve, value).
+    validation split counting seeds and examples, Holm-adjusted; p_value null and test 'fewer than 3 seeds:
+    untested' below 3 seeds; on the best row, plan_detectable: the smallest difference its seeds detect 80% of the
+    time, and plan_seeds_for_1_point / _2_points) and its per-epoch curves (records: model, strategy, seed, epoch,
+    curve, value).
 
     Args:
         run: a run name, the `run` of an entry from the `list_runs` tool (e.g. 'reference', the committed run).
@@ -799,9 +802,10 @@ def show_comparison(
             "ensemble": gr.update(choices=[], value=[]),
         }
     status = found.public_status()
-    said = verdict(table)
+    said, plan = verdict(table), plan_line(table)
     header = (
         (f"**{said}**\n\n" if said else "")
+        + (f"{plan}\n\n" if plan else "")
         + f"### Run `{found.name}` · {run_label(found, request)} · {status['state']} · "
         f"teacher: {teacher_name(found.teacher())}\n{notes(table, statistics_docs())}"
     )

@@ -269,7 +269,7 @@ def _run_with_progress(args: argparse.Namespace, start) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import comparison, format_pairwise, format_table, pairwise, write_plots
+    from .report import comparison, format_pairwise, format_table, pairwise, plan_line, verdict, write_plots
     from .results import open_run
 
     run = open_run(args.run, args.results_dir) if args.no_plots else writable_run(args)
@@ -284,6 +284,8 @@ def cmd_report(args: argparse.Namespace) -> int:
             f"accuracy on {table[0]['eval_split'] if table else '-'} ({table[0]['eval_rows'] if table else 0} examples)"
         )
         print(format_table(table))
+        said = [line for line in (verdict(table), plan_line(table)) if line]
+        print("\n" + "\n".join(said) if said else "", end="\n" if said else "")
     if args.pairwise is not None:
         pairs = pairwise(run, args.pairwise or None, controls)
         if args.json:

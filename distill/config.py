@@ -141,7 +141,7 @@ class JobConfig:
     weight_hidden: float = _help("weight of the hidden-state loss (0: off)", default=0.0)
     hidden_loss: str = _help("hidden-state loss: mse or cosine, on each layer's [CLS] vector", default="mse")
     seeds: list[int] = _help(
-        "seeds; each strategy is distilled once per seed (one seed gives a difference but no verdict)",
+        "seeds; each strategy is distilled once per seed (fewer than 3 give a difference but no verdict)",
         default_factory=lambda: [0, 1, 2],
     )
     search: bool = _help(

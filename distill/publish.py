@@ -506,7 +506,7 @@ def repo_card(run: Run, repo: str | None = None) -> ModelCard:
     comparison_text = (
         f"## Comparison\n\nAccuracy on {split} ({rows} rows). A strategy's row is "
         "the mean over its seeds (± sd over seeds); *vs best* tests it against the best student, counting seeds "
-        "and examples, Holm-adjusted over every pair; one seed gives a difference but no verdict.\n\n"
+        "and examples, Holm-adjusted over every pair; fewer than 3 seeds give a difference but no verdict.\n\n"
         + _markdown_table(display_rows(table))
     )
     listing = [

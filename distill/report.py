@@ -13,7 +13,7 @@ import numpy as np
 from .config import EMBEDDED_TEACHER, ConfigError
 from .evaluation import classification_metrics
 from .results import Run
-from .stats import UNTESTED, Difference, holm, seed_example_test
+from .stats import MIN_SEEDS, UNTESTED, Difference, holm, run_noise, seed_example_test
 from .strategies import RANDOM_INIT
 from .summary import metric, other_split, summary_row
 
@@ -49,7 +49,7 @@ SPLIT_NAMES = {
     "validation": "held-out validation rows",
 }
 NOT_CLEAR = "not clear (could be noise)"
-ONE_SEED = "one seed: can't tell yet, run more seeds"
+FEW_SEEDS = f"fewer than {MIN_SEEDS} seeds: can't tell yet, run {MIN_SEEDS} or more"
 RANDOM_START = "none (random start)"  # a student whose encoder layers start from random weights
 # A search's own table: its settings instead of layers and speed, which are the same for every row.
 SEARCH_COLUMNS = [
@@ -271,6 +271,8 @@ def add_tests(run: Run, table: list[dict], predictions: dict) -> None:
     baseline = next((r for r in table if r["role"] == "baseline"), None)
     for split, split_labels in labels.items():
         correct = _correctness(predictions, np.asarray(split_labels), split)
+        if split == main:
+            _put_plan(best, students, correct)
         family = _pair_tests(students, correct)
         for r in students:
             if r is not best:
@@ -282,9 +284,43 @@ def add_tests(run: Run, table: list[dict], predictions: dict) -> None:
             _put_test(ensemble, split, main, {**record, "test": note}, best["strategy"])
         elif ensemble:
             record = seed_example_test(correct(ensemble), correct(baseline)).record()
-            if record["p_value"] is None and baseline["seeds"] < 2:
-                record["test"] = "only one group of seeds to compare with: can't tell yet, run more seeds"
+            if record["p_value"] is None and baseline["seeds"] < MIN_SEEDS:
+                few = f"fewer than {MIN_SEEDS} groups of seeds"
+                record["test"] = f"{few} to compare with: can't tell yet, run more seeds"
             _put_test(ensemble, split, main, record, baseline["strategy"])
+
+
+def _put_plan(best: dict, students: list[dict], correct) -> None:
+    """What the run's seeds can detect, from its own noise (`stats.run_noise`), on the best student's row:
+    `plan_seeds`, `plan_detectable` (the smallest difference found 80% of the time) and `plan_seeds_for_1_point`
+    and `_2_points` (None: no number of seeds, the rows limit it). Nothing with one seed: no noise to plan from."""
+    noise = run_noise([correct(r) for r in students if not _is_control(r)])
+    if noise is None:
+        return
+    seeds = max(MIN_SEEDS, min(r["seeds"] for r in students if r["seeds"] >= 2))
+    best.update(
+        plan_seeds=seeds,
+        plan_detectable=noise.detectable(seeds),
+        plan_seeds_for_1_point=noise.seeds_for(0.01),
+        plan_seeds_for_2_points=noise.seeds_for(0.02),
+    )
+
+
+def plan_line(table: list[dict]) -> str:
+    """The planner in one sentence: what this run's seeds can tell apart, and the seeds 1 and 2 points need."""
+    best = next((r for r in table if r.get("plan_detectable") is not None), None)
+    if best is None:
+        return ""
+    seeds, detectable = best["plan_seeds"], best["plan_detectable"]
+    can = "can" if best["seeds"] >= seeds else "could"
+    needs = [
+        f"{points} would take {f'{n} seeds' if n else 'more validation rows, not more seeds'}"
+        for points, n in (("1 point", best["plan_seeds_for_1_point"]), ("2 points", best["plan_seeds_for_2_points"]))
+    ]
+    return (
+        f"With {seeds} seeds this run {can} tell apart differences of about {detectable * 100:.1f} points (80% of the "
+        f"time, before Holm's adjustment, judging by its own noise); {needs[0]}, {needs[1]}."
+    )
 
 
 def _pair_tests(rows: list[dict], correct) -> dict[tuple[str, str], Difference]:
@@ -389,8 +425,9 @@ def verdict(table: list[dict]) -> str:
     if not others:
         return f"{name} is the only student ({best['accuracy']:.1%}): nothing to compare it with."
     if all(r.get("p_value") is None for r in others):
-        one_seed = best["seeds"] < 2 or any(r["seeds"] < 2 for r in others)
-        why = "with one seed we can't tell yet: run 3 or more seeds" if one_seed else "its lead can't be tested"
+        few_seeds = best["seeds"] < MIN_SEEDS or any(r["seeds"] < MIN_SEEDS for r in others)
+        why = f"with fewer than {MIN_SEEDS} seeds we can't tell yet: run {MIN_SEEDS} or more"
+        why = why if few_seeds else "its lead can't be tested"
         return f"{name} scored highest ({best['accuracy']:.1%}), but {why}."
     rivals = [r for r in others if not _is_control(r)]
     close = [r for r in rivals if r.get("significant") is False]
@@ -420,7 +457,7 @@ def verdict(table: list[dict]) -> str:
         text = f"{name} scored highest ({best['accuracy']:.1%})"
     text += _confirmation(beaten)
     if untested:
-        text += f"; can't tell yet against {_names(untested)} (one seed)"
+        text += f"; can't tell yet against {_names(untested)} (fewer than {MIN_SEEDS} seeds)"
     sentences = [text + "."]
     controls = [r for r in others if _is_control(r)]
     if controls:
@@ -443,8 +480,8 @@ def split_name(split: str | None) -> str:
 
 
 def plain_test(test: str | None) -> str | None:
-    """A test's note in plain words: '1 seed: untested' reads "one seed: can't tell yet, run more seeds"."""
-    return ONE_SEED if test == UNTESTED else test
+    """A test's note in plain words: 'fewer than 3 seeds: untested' reads "... can't tell yet, run 3 or more"."""
+    return FEW_SEEDS if test == UNTESTED else test
 
 
 def teacher_name(teacher: str) -> str:
@@ -454,8 +491,10 @@ def teacher_name(teacher: str) -> str:
 
 def holm_family(table: list[dict]) -> tuple[int, int]:
     """(pairs, students): the family each student's p is Holm-adjusted over on a split, as `add_tests` forms it:
-    every pair of the students that have two or more seeds (a one-seed pair is shown untested, outside it)."""
-    tested = [r for r in table if r.get("role") == "student" and r.get("accuracy") is not None and r["seeds"] > 1]
+    every pair of the students that have MIN_SEEDS or more seeds (a pair with fewer is shown untested, outside it)."""
+    tested = [
+        r for r in table if r.get("role") == "student" and r.get("accuracy") is not None and r["seeds"] >= MIN_SEEDS
+    ]
     return len(tested) * (len(tested) - 1) // 2, len(tested)
 
 
@@ -475,12 +514,12 @@ def notes(table: list[dict], docs_url: str) -> str:
         comparisons = "the one comparison" if pairs == 1 else f"the {pairs} comparisons"
         text += (
             f"Each p is adjusted (Holm) for {comparisons} between the {students} students in this table with "
-            "two or more seeds (every pair, one p per pair, on each check set), so that picking the best of "
+            f"{MIN_SEEDS} or more seeds (every pair, one p per pair, on each check set), so that picking the best of "
             "many does not make its lead look surer than it is. "
         )
     finished_students = [r for r in table if r.get("role") == "student" and r.get("accuracy") is not None]
-    if len(finished_students) > 1 and any(r["seeds"] < 2 for r in finished_students):
-        text += f"A student with one seed gets no p: {ONE_SEED.removeprefix('one seed: ')}. "
+    if len(finished_students) > 1 and any(r["seeds"] < MIN_SEEDS for r in finished_students):
+        text += f"A student with {FEW_SEEDS.replace(':', ' gets no p:', 1)}. "
     if any(r.get("role") == "ensemble" for r in table):
         text += "The ensemble's own test, against its fair baseline, stands alone (not adjusted). "
     return text + f"[How sure, and why: docs/statistics.md]({docs_url})"
@@ -582,7 +621,7 @@ def _confirmation(beaten: list[dict]) -> str:
 def _test_word(row: dict) -> str:
     """What a row's test says: its p, marked when not clear, or why it can't tell yet."""
     if row.get("p_value") is None:
-        return plain_test(row.get("test")) or ONE_SEED
+        return plain_test(row.get("test")) or FEW_SEEDS
     return _p_text(row) + ("" if row["significant"] else f", {NOT_CLEAR}")
 
 
@@ -645,7 +684,7 @@ def display_rows(table: list[dict]) -> list[dict[str, str]]:
 
 def _verdict(r: dict, prefix: str) -> str | None:
     """A difference with its test as one cell, in plain words: '-1.2% (-2.0% to -0.4%), clearly behind',
-    '... not clear (could be noise)' or "-1.2% (one seed: can't tell yet, run more seeds)"."""
+    '... not clear (could be noise)' or "-1.2% (fewer than 3 seeds: can't tell yet, run 3 or more)"."""
     difference = r.get(f"{prefix}diff_vs_best")
     if difference is None:
         return plain_test(r.get(f"{prefix}test"))

@@ -153,7 +153,7 @@ def test_distill_compare_chat(app_server, page):
     # the ones it beats, and the confirmation on the other split
     verdict = page.locator("strong").filter(has_text=re.compile(r"^odd is best \(64\.2%\), but not clearly ahead of"))
     expect(verdict).to_be_visible()
-    expect(verdict).to_contain_text("importance (-0.6 points, 95% range -1.5 to +0.4) and top_k (-0.9 points)")
+    expect(verdict).to_contain_text("importance (-0.6 points, 95% range -1.4 to +0.3) and top_k (-0.9 points)")
     expect(verdict).to_contain_text("confirmed on the other check set (MNLI validation, unseen genres)")
     _expect_answer_in_view(reference)
     expect(reference.get_by_role("columnheader", name="vs best, other check set")).to_be_visible()

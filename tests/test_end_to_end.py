@@ -170,7 +170,7 @@ def test_report_pairwise_and_ensemble_from_the_command_line(finished_run, capsys
     assert len(pairs) == 6  # four strategies: every pair once, better one first
     assert all(p["difference"] >= 0 for p in pairs)
     # one seed: the difference is shown, but nothing that looks like a verdict
-    assert all(p["test"] == "1 seed: untested" and p["p_value"] is None and p["low"] is None for p in pairs)
+    assert all(p["test"] == "fewer than 3 seeds: untested" and p["p_value"] is None and p["low"] is None for p in pairs)
     by_pair = {(p["better"], p["worse"]): p for p in pairs}
     accuracy = {r["strategy"]: r["accuracy"] for r in comparison(run)}
     for (better, worse), p in by_pair.items():
@@ -178,7 +178,7 @@ def test_report_pairwise_and_ensemble_from_the_command_line(finished_run, capsys
     assert main(["report", str(run.path), "--no-plots", "--pairwise", "--ensemble", "top_k", "even"]) == 0
     out = capsys.readouterr().out
     assert "ensemble(top_k+even)" in out and "every pair of strategies on validation_matched" in out
-    assert "1 seed: untested" in out and "(n.s.)" not in out and "[" not in out  # no interval, no mark
+    assert "fewer than 3 seeds: untested" in out and "(n.s.)" not in out and "[" not in out  # no interval, no mark
     assert main(["report", str(run.path), "--no-plots", "--pairwise", "no_such_split"]) == 2
     assert "no validation split 'no_such_split'" in capsys.readouterr().err
 
@@ -191,7 +191,7 @@ def test_one_seed_comparison_has_no_verdict_on_any_split(finished_run):
         if not r.get("best"):
             assert r["diff_vs_best"] is not None and r["other_diff_vs_best"] is not None
             assert r["p_value"] is r["significant"] is r["diff_low"] is r["other_p_value"] is None
-            assert r["test"] == r["other_test"] == "1 seed: untested"
+            assert r["test"] == r["other_test"] == "fewer than 3 seeds: untested"
 
 
 def test_each_student_is_measured_before_its_first_step(finished_run):

@@ -14,6 +14,7 @@ from distill.report import (
     display_rows,
     format_pairwise,
     pairwise,
+    plan_line,
     plotted_strategies,
     verdict,
 )
@@ -117,9 +118,9 @@ def test_one_seed_search_shows_no_verdict():
     search = open_run(RESULTS / "search")
     rows = [r for r in comparison(search) if r["role"] == "student"]
     assert len(rows) == 12
-    assert all(r["p_value"] is None and r["test"] == "1 seed: untested" for r in rows if not r.get("best"))
+    assert all(r["p_value"] is None and r["test"] == "fewer than 3 seeds: untested" for r in rows if not r.get("best"))
     cells = [d["vs best student (95% range)"] for d in display_rows(comparison(search))[1:]]
-    assert all(c == "best" or c.endswith("(one seed: can't tell yet, run more seeds)") for c in cells)
+    assert all(c == "best" or c.endswith("(fewer than 3 seeds: can't tell yet, run 3 or more)") for c in cells)
 
 
 def test_control_runs_join_the_table_and_the_family(reference):
@@ -143,7 +144,7 @@ def test_verdict_on_the_reference_run_says_what_its_tests_say(reference):
     # odd is best, but importance and top_k are within its noise; even and bottom_k are behind on both splits
     assert rows["odd"]["best"] and not rows["importance"]["significant"] and not rows["top_k"]["significant"]
     assert text.startswith(
-        "odd is best (64.2%), but not clearly ahead of importance (-0.6 points, 95% range -1.5 to +0.4)"
+        "odd is best (64.2%), but not clearly ahead of importance (-0.6 points, 95% range -1.4 to +0.3)"
     )
     assert "and top_k (-0.9 points)" in text
     assert (
@@ -160,12 +161,12 @@ def test_verdict_names_the_controls_and_the_ensemble(reference):
     assert text.startswith("odd is best (64.2%), but not clearly ahead of importance")
     assert "control-hard-labels" not in text.split("Controls:")[0]  # a control is no rival
     assert (
-        "Controls: control-hard-labels:odd reaches 63.5% (-0.7 points, p = 0.447, not clear (could be noise)); " in text
+        "Controls: control-hard-labels:odd reaches 63.5% (-0.7 points, p = 0.328, not clear (could be noise)); " in text
     )
     assert "control-random:random (random start) reaches 49.2% (-15.0 points, p < 0.001)." in text
     assert (
-        "ensemble(odd+importance) reaches 64.7%, +0.2 points vs odd×2 seeds (only one group of seeds to compare "
-        "with: can't tell yet, run more seeds)." in text
+        "ensemble(odd+importance) reaches 64.7%, +0.2 points vs odd×2 seeds (fewer than 3 groups of seeds to "
+        "compare with: can't tell yet, run more seeds)." in text
     )
 
 
@@ -189,16 +190,19 @@ def _tested(difference: float, p: float, other_p: float | None = None, other_dif
 
 
 def test_verdict_of_one_seed_is_no_verdict():
-    untested = {"diff_vs_best": -0.02, "p_value": None, "significant": None, "test": "1 seed: untested"}
+    untested = {"diff_vs_best": -0.02, "p_value": None, "significant": None, "test": "fewer than 3 seeds: untested"}
     table = [
         {"strategy": "teacher", "role": "teacher", "accuracy": 0.66, "seeds": 1},
         _student("top_k", 0.58, seeds=1, best=True),
         _student("odd", 0.56, seeds=1, **untested),
         {"strategy": "even", "role": "student", "accuracy": None, "seeds": 0, "failed": "diverged"},
     ]
-    assert verdict(table) == "top_k scored highest (58.0%), but with one seed we can't tell yet: run 3 or more seeds."
+    no_verdict = "top_k scored highest (58.0%), but with fewer than 3 seeds we can't tell yet: run 3 or more."
+    assert verdict(table) == no_verdict
+    two_seeds = [{**r, "seeds": 2} if r["role"] == "student" and r["accuracy"] else r for r in table]
+    assert verdict(two_seeds) == no_verdict
     assert verdict(comparison(open_run(RESULTS / "search"))).endswith(
-        "but with one seed we can't tell yet: run 3 or more seeds."
+        "but with fewer than 3 seeds we can't tell yet: run 3 or more."
     )
 
 
@@ -217,9 +221,11 @@ def test_verdict_when_every_rival_is_behind():
     assert verdict(table).endswith(f"confirmed on {other} against bottom_k but not against even.")
     table[2].update(_tested(-0.133, 1e-9, other_p=1e-9, other_difference=0.01))  # the other split points the other way
     assert verdict(table).endswith(f", not confirmed on {other}.")
-    table.append(_student("importance", 0.60, seeds=1, diff_vs_best=-0.042, p_value=None, test="1 seed: untested"))
+    untested = {"diff_vs_best": -0.042, "p_value": None, "test": "fewer than 3 seeds: untested"}
+    table.append(_student("importance", 0.60, seeds=1, **untested))
     text = verdict(table)
-    assert "ahead of every tested strategy" in text and text.endswith("; can't tell yet against importance (one seed).")
+    assert "ahead of every tested strategy" in text
+    assert text.endswith("; can't tell yet against importance (fewer than 3 seeds).")
     assert verdict([_student("odd", 0.642)]) == "odd is the only student (64.2%): nothing to compare it with."
     assert verdict([]) == ""
 
@@ -247,3 +253,23 @@ def test_plots_name_the_teacher_and_the_best_students_that_fit_one_legend_row(ta
     assert 3 < len(shown) < len(search) and shown == ["teacher", *(r["strategy"] for r in students[: len(shown) - 1])]
     assert sum(26 + 5 * len(name) for name in shown) <= 1000
     assert len(plotted_strategies([{**search[1], "strategy": f"s{i}"} for i in range(12)])) == 10  # one colour each
+
+
+def test_the_planner_says_what_the_reference_can_detect():
+    table = comparison(open_run(RESULTS / "reference"))
+    best = next(r for r in table if r.get("best"))
+    assert best["plan_seeds"] == 3 and 0.005 < best["plan_detectable"] < 0.03  # about a point on 9,815 rows
+    assert best["plan_seeds_for_2_points"] == 3 and best["plan_seeds_for_1_point"] > 3
+    line = plan_line(table)
+    points = f"{best['plan_detectable'] * 100:.1f} points"
+    assert line.startswith(f"With 3 seeds this run can tell apart differences of about {points}")
+    assert f"1 point would take {best['plan_seeds_for_1_point']} seeds" in line
+    assert plan_line(comparison(open_run(RESULTS / "search"))) == ""  # one seed: no training noise to plan from
+
+
+def test_the_planner_line_for_two_seeds_and_for_what_seeds_cannot_reach():
+    best = _student("odd", 0.64, seeds=2, best=True)
+    best.update(plan_seeds=3, plan_detectable=0.034, plan_seeds_for_1_point=None, plan_seeds_for_2_points=9)
+    line = plan_line([best, _student("even", 0.62, seeds=2)])
+    assert line.startswith("With 3 seeds this run could tell apart differences of about 3.4 points")
+    assert line.endswith("1 point would take more validation rows, not more seeds, 2 points would take 9 seeds.")
