@@ -210,6 +210,8 @@ def run_noise(correct: list[np.ndarray]) -> Noise | None:
             ]
         )
     )
+    if seed + row + model_row == 0:
+        return None  # every model of a strategy answers every row alike, and the strategies differ alike: no noise
     return Noise(seed, row, model_row, rows)
 
 

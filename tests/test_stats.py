@@ -135,3 +135,4 @@ def test_the_planner_says_what_the_test_finds_with_80_percent_power():
     assert noise.detectable(8) < noise.detectable(3) and noise.seeds_for(noise.detectable(8)) == 8
     assert noise.seeds_for(0.001) is None  # the rows' own differences: no number of seeds gets there
     assert run_noise([np.ones((1, 10)), np.ones((3, 10))]) is None  # one seed measures no training noise
+    assert run_noise([np.zeros((3, 10)), np.ones((3, 10))]) is None  # no noise at all: nothing to plan, no NaN
