@@ -285,7 +285,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         )
         print(format_table(table))
         said = [line for line in (verdict(table), plan_line(table)) if line]
-        print("\n" + "\n".join(said) if said else "", end="\n" if said else "")
+        if said:
+            print("\n" + "\n".join(said))
     if args.pairwise is not None:
         pairs = pairwise(run, args.pairwise or None, controls)
         if args.json:
