@@ -215,6 +215,7 @@ LABELS = {
     "search_temperatures": "Temperatures",
     "search_learning_rates": "Learning rates",
     "search_loss_weights": "Loss weights ce:kl:cos",
+    "teacher_seeds": "Teacher seeds (optional)",
 }
 FORM_START = {  # the form as it opens, a valid job; each value also stands in for a refused one (`refusals`)
     "teacher": DEFAULT.teacher,
@@ -240,6 +241,7 @@ FORM_START = {  # the form as it opens, a valid job; each value also stands in f
     "search_temperatures": "1 2 4",
     "search_learning_rates": "5e-5 1e-4 2e-4",
     "search_loss_weights": "1:1:1",
+    "teacher_seeds": "",
 }
 # What stands in for a refused field while the others are checked: the form's opening values, but a layer list
 # that passes for any teacher, so that strategies left empty beside a faulty list are not refused for it too.
@@ -248,7 +250,7 @@ SECTIONS = {  # the fields of the form's folded sections, by section
     "training_section": (
         *("epochs", "teacher_epochs", "batch_size", "learning_rate", "temperature"),
         *("weight_ce", "weight_kl", "weight_cos", "weight_hidden"),
-        *("precision", "teacher_8bit", "optimizer_8bit", "run_name"),
+        *("precision", "teacher_8bit", "optimizer_8bit", "run_name", "teacher_seeds"),
     ),
     "search_section": ("search", "search_temperatures", "search_learning_rates", "search_loss_weights"),
 }
@@ -324,7 +326,7 @@ def job_settings(arguments: dict) -> JobConfig:
     if not all(isinstance(name, str) for name in strategies):  # a number would read as a layer list
         raise ConfigError("strategies must be names (top_k, odd, ...); put layer lists in layer_list", "strategies")
     numbers = {name: form_number(name, a[name]) for name in NUMBERS}
-    flags = ("seeds", "precision", "teacher_8bit", "optimizer_8bit", "search")
+    flags = ("seeds", "teacher_seeds", "precision", "teacher_8bit", "optimizer_8bit", "search")
     searched = ("search_temperatures", "search_learning_rates")
     return JobConfig.from_dict(
         {
@@ -420,6 +422,7 @@ def run_job(
     search_temperatures: str = "1 2 4",
     search_learning_rates: str = "5e-5 1e-4 2e-4",
     search_loss_weights: str = "1:1:1",
+    teacher_seeds: str = "",
     progress=gr.Progress(),  # noqa: B008 (Gradio injects a per-request tracker for this default)
     request: gr.Request = None,
 ):
@@ -431,6 +434,8 @@ def run_job(
     student_layers 0 means half the teacher's layers; train_size/eval_size 0 mean all rows.
     search: a hyperparameter search over the first strategy, one student per combination of the temperatures,
     learning rates and 'ce:kl:cos' loss weights given (space-separated).
+    teacher_seeds (space-separated, optional): fine-tune one teacher per seed and spread each strategy's students
+    over them, so that the tests count a teacher's luck; the number of seeds must be a multiple of theirs.
     Settings are checked before the job joins the queue; a model that diverges is marked failed in `models`.
     """
     cfg = check_new_job(locals())  # the validator ran these checks already; a direct caller gets them here
@@ -776,9 +781,18 @@ COMPARISON_VIEW = (
 )
 
 
-def statistics_docs() -> str:
-    """docs/statistics.md (how sure the comparison is, and why) on the Hub, in this Space's repo."""
-    return f"https://huggingface.co/spaces/{hf_jobs.space_repo()}/blob/main/docs/statistics.md"
+def docs_page(page: str) -> str:
+    """A page of docs/ (statistics.md: how sure the comparison is, and why) on the Hub, in this Space's repo."""
+    return f"https://huggingface.co/spaces/{hf_jobs.space_repo()}/blob/main/docs/{page}"
+
+
+def quick_default_note() -> str:
+    """What the quick default can and cannot rank, in one sentence (three runs of it: docs/reference.md)."""
+    return (
+        "The quick default tells apart only large differences: in three runs of it `odd` led and `bottom_k` was "
+        "clearly last every time, but `top_k`, whose seeds spread by up to 6 points, was never ranked; "
+        f"[the reference run]({docs_page('reference.md')}) ranks them."
+    )
 
 
 @user_errors
@@ -807,7 +821,7 @@ def show_comparison(
         (f"**{said}**\n\n" if said else "")
         + (f"{plan}\n\n" if plan else "")
         + f"### Run `{found.name}` · {run_label(found, request)} · {status['state']} · "
-        f"teacher: {teacher_name(found.teacher())}\n{notes(table, statistics_docs())}"
+        f"teacher: {teacher_name(found.teacher())}\n{notes(table, docs_page('statistics.md'))}"
     )
     points = pd.DataFrame(curves(found))
     # A legend has room for so many names: the plots show the teacher and the best students (the table has all);
@@ -831,7 +845,7 @@ def show_comparison(
     return {
         "header": header,
         "table": gr.update(value=pd.DataFrame(rows), column_widths=column_widths(rows) or None),
-        "glossary": glossary(table, statistics_docs()),
+        "glossary": glossary(table, docs_page("statistics.md")),
         "accuracy_plot": _whole_epochs(
             _mean_curve(points, "val_accuracy", shown),
             "strategy",
@@ -1125,6 +1139,7 @@ def distill_tab() -> tuple[View, View]:
             info="; ".join(f"{k}: {v}" for k, v in DESCRIPTIONS.items()),
         )
         form["layer_list"] = gr.Textbox(FORM_START["layer_list"], label=LABELS["layer_list"], placeholder="e.g. 0,2,4")
+    gr.Markdown(quick_default_note(), elem_id="quick-default-note")
     job: View = {}
     before = set(form)
     with gr.Accordion("Training settings", open=False, elem_id="training_section") as job["training_section"]:
@@ -1220,6 +1235,11 @@ def training_settings(form: View) -> None:
         form["optimizer_8bit"] = gr.Checkbox(FORM_START["optimizer_8bit"], label=LABELS["optimizer_8bit"])
         form["run_name"] = gr.Textbox(
             FORM_START["run_name"], label=LABELS["run_name"], placeholder="letters, digits, . _ -"
+        )
+        form["teacher_seeds"] = gr.Textbox(
+            FORM_START["teacher_seeds"],
+            label=LABELS["teacher_seeds"],
+            info="e.g. 0 1 2: one fine-tuned teacher each, students spread over them",
         )
 
 

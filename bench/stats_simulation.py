@@ -29,6 +29,25 @@ def main() -> None:
     for seeds in (3, 8):
         new, old = flag_rates(0.03, 0.01, trials=200, seeds=seeds)
         print(f"3 points, training noise 1%, {seeds} seeds: this test {new:.1%}, rows-only interval {old:.1%}")
+    # Seeds as blocks (a seed shifts every strategy alike by 2 points' sd): the paired test, and why from 4 seeds.
+    for seeds in (3, 4, 5):
+        rates = [flag_rates(0.0, sd, trials=600, seeds=seeds, test="paired", block_sd=0.02)[0] for sd in SDS]
+        print(f"no difference, paired, {seeds} seeds, training noise {', '.join(map(str, SDS))}: {_shares(rates)}")
+    for block in (0.0, 0.02):
+        paired = flag_rates(0.03, 0.01, trials=200, seeds=5, test="paired", block_sd=block)[0]
+        alone = flag_rates(0.03, 0.01, trials=200, seeds=5, block_sd=block)[0]
+        print(f"3 points, 5 seeds, shared seed effect {block:.0%}: paired {paired:.1%}, independent {alone:.1%}")
+    levels = {"teachers": 4, "teacher_sd": 0.02, "block_sd": 0.01}
+    teachers = flag_rates(0.0, 0.01, trials=600, seeds=8, test="teachers", **levels)[0]
+    seeds = flag_rates(0.0, 0.01, trials=600, seeds=8, test="paired", **levels)[0]
+    print(f"no difference, 4 teachers x 2 seeds, teacher effect 2%: by teacher {teachers:.1%}, by seed {seeds:.1%}")
+
+
+SDS = (0.0, 0.01, 0.03, 0.05)
+
+
+def _shares(rates: list[float]) -> str:
+    return ", ".join(f"{r:.1%}" for r in rates)
 
 
 if __name__ == "__main__":

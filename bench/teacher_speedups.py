@@ -48,7 +48,7 @@ def fine_tune_once(folder: Path, seed: int, changes: dict) -> dict:
     run = Run.create(cfg)
     job = prepare(cfg, check_teacher_and_layers(cfg), load_job_data(cfg), run, runtime)
     started = time.perf_counter()
-    _, _, evaluated = fine_tune(job, run, runtime, run.path / "teacher")
+    _, _, evaluated = fine_tune(job, run, runtime, run.path / "teacher", seed)
     return {"seconds": time.perf_counter() - started, **{s: evaluated[0][s]["accuracy"] for s in SPLITS}}
 
 

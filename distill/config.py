@@ -144,6 +144,12 @@ class JobConfig:
         "seeds; each strategy is distilled once per seed (fewer than 3 give a difference but no verdict)",
         default_factory=lambda: [0, 1, 2],
     )
+    teacher_seeds: list[int] = _help(
+        "seeds of the teacher's fine-tuning; with several, each strategy's students are spread over the teachers "
+        "(the i-th seed learns from teacher i mod their number) and the tests count a teacher's luck "
+        "(empty: one teacher, fine-tuned with the first seed)",
+        default_factory=list,
+    )
     search: bool = _help(
         "hyperparameter search: distil the first strategy once per combination of the search_* values "
         "(and seed) instead of once per strategy",
@@ -194,6 +200,15 @@ class JobConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @property
+    def teachers(self) -> list[int]:
+        """The teachers' seeds: one teacher, fine-tuned with the first seed, unless teacher_seeds names several."""
+        return self.teacher_seeds or self.seeds[:1]
+
+    def teacher_of(self, seed: int) -> int:
+        """The seed of the teacher that the student of `seed` learns from."""
+        return self.teachers[self.seeds.index(seed) % len(self.teachers)]
 
     def replace(self, **changes: Any) -> JobConfig:
         return dataclasses.replace(self, **changes)
@@ -258,7 +273,16 @@ class JobConfig:
             raise ConfigError("give at least one seed", "seeds")
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError("a seed is listed twice", "seeds")
-        for name, values in (("seeds", self.seeds), ("data_seed", [self.data_seed])):
+        if len(set(self.teacher_seeds)) != len(self.teacher_seeds):
+            raise ConfigError("a teacher seed is listed twice", "teacher_seeds")
+        if self.teacher_seeds and len(self.seeds) % len(self.teacher_seeds):
+            raise ConfigError(
+                f"give a number of seeds that is a multiple of the {len(self.teacher_seeds)} teacher seeds, so that "
+                "every teacher teaches as many students of each strategy",
+                "teacher_seeds",
+            )
+        checked = (("seeds", self.seeds), ("teacher_seeds", self.teacher_seeds), ("data_seed", [self.data_seed]))
+        for name, values in checked:
             if any(not 0 <= seed <= MAX_SEED for seed in values):
                 raise ConfigError(f"{name} must be whole numbers from 0 to {MAX_SEED}", name)
         if not self.teacher.strip():

@@ -115,12 +115,13 @@ def workload(cfg: JobConfig) -> Workload:
     teacher_tok = flops_per_token(config, n_teacher, width, cfg.cls_only_last_layer)
     student_tok = flops_per_token(config, n_student, width, cfg.cls_only_last_layer)
     models = len(variants(cfg)) * len(cfg.seeds)  # a search distils each setting once per seed
+    teachers = len(cfg.teachers)  # each fine-tuned, evaluated and run over the students' rows once
     phases = {
         "teacher fine-tuning": (
-            cfg.teacher_epochs * (3 * teacher_tok * width * rows["train"]) + teacher_tok * eval_tokens,
-            cfg.teacher_epochs * rows["train"] / cfg.batch_size,
+            teachers * (cfg.teacher_epochs * (3 * teacher_tok * width * rows["train"]) + teacher_tok * eval_tokens),
+            teachers * cfg.teacher_epochs * rows["train"] / cfg.batch_size,
         ),
-        "teacher outputs": (teacher_tok * width * students_rows, 0),
+        "teacher outputs": (teachers * teacher_tok * width * students_rows, 0),
         f"{models} students": (
             models * (cfg.epochs * 3 * student_tok * width * students_rows + 2 * student_tok * eval_tokens),
             models * cfg.epochs * students_rows / cfg.batch_size,

@@ -34,9 +34,17 @@ from .prepared import Prepared, TeacherPlan, Validation, prepare, record_model
 from .progress import EventHandler, JobPaused, JobStopped, SavedProgress, StopSignal, ignore
 from .results import RESUMABLE, Run
 from .search import Variant, setting, variants
-from .strategies import RANDOM_INIT, StrategyContext, parse_layer_list, resolve_layers
+from .strategies import PRETRAINED_LAYERS, RANDOM_INIT, StrategyContext, parse_layer_list, resolve_layers
 from .summary import summary_row
-from .teacher import TeacherOutputs, layer_importance_once, prepare_teacher, teacher_cache_dir, teacher_outputs
+from .teacher import (
+    Teacher,
+    TeacherOutputs,
+    layer_importance_once,
+    prepare_teacher,
+    teacher_cache_dir,
+    teacher_name,
+    teacher_outputs,
+)
 from .training import ModelDiverged, Runtime, fit
 
 LATENCY_NOT_TIMED = (
@@ -72,19 +80,17 @@ def run_job(
         job = prepare(cfg, plan, examples, run, runtime)
         already_classifier = is_mnli_classifier(plan.teacher_config)
         runtime.total = planned_steps(job, runtime, finished, already_classifier)
-        if "teacher" in finished:
+        if finished:
             runtime.emit("stage", "teacher", f"resuming run {run.name}: {len(finished)} finished model(s) kept")
-            teacher = load_classifier(str(run.model_dir("teacher"))).to(runtime.device).eval()
-        else:
-            teacher = prepare_teacher(job, run, runtime, already_classifier)
-        outputs = teacher_outputs(job, teacher, runtime, run) if cfg.cache_teacher_outputs else None
-        importance = layer_importance_once(job, teacher, runtime, run)
+        teachers = {seed: ready_teacher(job, run, runtime, seed, finished, already_classifier) for seed in cfg.teachers}
+        importance = layer_importance_once(job, teachers[cfg.teachers[0]].model, runtime, run)
         for variant in variants(cfg):
             layers = resolve_layers(variant.strategy, StrategyContext(job.n_teacher, job.n_student, importance))
             for seed in cfg.seeds:
                 if student_name(variant, seed) not in finished:
+                    teacher = teachers[cfg.teacher_of(seed)]
                     distil_or_record_failure(
-                        job, run, runtime, teacher=teacher, outputs=outputs, variant=variant, layers=layers, seed=seed
+                        job, run, runtime, teacher=teacher, variant=variant, layers=layers, seed=seed
                     )
         timed = time_side_by_side(job, run, runtime) if runtime.is_main else True
         failed = [r["model"] for r in run.summary() if r.get("failed")]
@@ -169,16 +175,30 @@ def outcome_recorded(run: Run, runtime: Runtime) -> Iterator[None]:
         raise
 
 
+def ready_teacher(
+    job: Prepared, run: Run, runtime: Runtime, seed: int, finished: set[str], already_classifier: bool
+) -> Teacher:
+    """The teacher of `seed`, ready to teach: kept from the run being resumed or prepared now (`prepare_teacher`),
+    with its outputs on the students' rows computed once."""
+    name = teacher_name(job.cfg, seed)
+    if name in finished:
+        model = load_classifier(str(run.model_dir(name))).to(runtime.device).eval()
+    else:
+        model = prepare_teacher(job, run, runtime, already_classifier, seed)
+    outputs = teacher_outputs(job, model, runtime, run, name) if job.cfg.cache_teacher_outputs else None
+    return Teacher(name, model, outputs)
+
+
 def planned_steps(job: Prepared, runtime: Runtime, finished: set[str], already_classifier: bool) -> int:
-    """Training steps left in the job: the students not yet finished, and the teacher's unless it is cached."""
+    """Training steps left in the job: the students not yet finished, and each teacher's unless it is cached."""
     cfg = job.cfg
     students = sum(student_name(v, seed) not in finished for v in variants(cfg) for seed in cfg.seeds)
     total = students * cfg.epochs * runtime.steps_per_epoch(len(job.data["students"]), cfg.batch_size)
-    cached = (
-        already_classifier or "teacher" in finished or (teacher_cache_dir(cfg, job.source, runtime) / "done").exists()
-    )
-    if not cached:
-        total += cfg.teacher_epochs * runtime.steps_per_epoch(len(job.data["train"]), cfg.batch_size)
+    for seed in cfg.teachers:
+        kept = teacher_name(cfg, seed) in finished
+        cached = (teacher_cache_dir(cfg, job.source, runtime, seed) / "done").exists()
+        if not (already_classifier or kept or cached):
+            total += cfg.teacher_epochs * runtime.steps_per_epoch(len(job.data["train"]), cfg.batch_size)
     return total
 
 
@@ -219,7 +239,21 @@ def check_teacher_and_layers(cfg: JobConfig) -> TeacherPlan:
     cfg.validated()
     with about("teacher"):
         source, teacher_config = load_model_config(cfg.teacher)
-        is_mnli_classifier(teacher_config)  # three labels in another order are refused here
+        already_classifier = is_mnli_classifier(teacher_config)  # three labels in another order are refused here
+    if already_classifier:  # used as is: one draw of the teacher, and no pre-trained encoder beside it
+        if len(cfg.teachers) > 1:
+            raise ConfigError(
+                f"teacher {cfg.teacher} already classifies MNLI and is used as is, so there is one teacher: "
+                "teacher_seeds need a teacher that the job fine-tunes",
+                "teacher_seeds",
+            )
+        pretrained = [s for s in cfg.strategies if s in PRETRAINED_LAYERS]
+        if pretrained:
+            raise ConfigError(
+                f"{pretrained[0]} copies layers from the pre-trained encoder, but teacher {cfg.teacher} is already "
+                "fine-tuned: give the pre-trained model as the teacher",
+                "strategies",
+            )
     n_teacher = teacher_config.num_hidden_layers
     n_student = cfg.student_layers or max(1, n_teacher // 2)
     with about("strategies"):
@@ -270,35 +304,34 @@ def distillation_step(cfg: JobConfig, teacher: nn.Module | None, outputs: Teache
 
 
 def distil_student(
-    job: Prepared,
-    run: Run,
-    runtime: Runtime,
-    *,
-    teacher: nn.Module,
-    outputs: TeacherOutputs | None,
-    variant: Variant,
-    layers: list[int],
-    seed: int,
+    job: Prepared, run: Run, runtime: Runtime, *, teacher: Teacher, variant: Variant, layers: list[int], seed: int
 ) -> None:
-    """Build one student from its teacher layers, distil it and record it."""
-    job = dataclasses.replace(job, cfg=variant.cfg)  # a search variant trains with its own settings
+    """Build one student from its teacher layers (or, for a control, random or pre-trained ones), distil it and
+    record it."""
+    job = dataclasses.replace(job, cfg=variant.cfg)  # a search variant or a control trains with its own settings
     cfg = job.cfg
     name = student_name(variant, seed)
     random_init = variant.strategy in RANDOM_INIT
+    source = load_classifier(job.source) if variant.strategy in PRETRAINED_LAYERS else None  # before the seed
     set_seed(seed)  # the random control's layers are drawn per seed
-    student = build_student(teacher, layers, random_init=random_init)
-    if not random_init and not copied_layers_match(student, teacher, layers):
-        raise RuntimeError(f"student {name} does not start from teacher layers {layers}")
+    student = build_student(teacher.model, layers, random_init=random_init, layer_source=source)
+    if not random_init and not copied_layers_match(student, source or teacher.model, layers):
+        raise RuntimeError(f"student {name} does not start from layers {layers}")
     for_training(student, freeze_words=cfg.freeze_word_embeddings, dropout=cfg.dropout)
-    origin = f"{len(layers)} randomly initialised layers" if random_init else f"teacher layers {layers}"
-    runtime.emit("stage", name, f"distilling {name}: {len(layers)} layers from {origin}")
+    if random_init:
+        origin = "randomly initialised layers"
+    elif source is not None:
+        origin = f"pre-trained encoder layers {layers}"
+    else:
+        origin = f"teacher layers {layers}"
+    runtime.emit("stage", name, f"distilling {name}: {len(layers)} layers from {origin}, taught by {teacher.name}")
     loader = job.train_loader(job.data["students"], seed)
     started = time.perf_counter()
     validation = Validation(job, runtime, cfg.epochs)
     student, history = fit(
         student,
         loader,
-        distillation_step(cfg, teacher, outputs, layers),
+        distillation_step(cfg, teacher.model, teacher.outputs, layers),
         epochs=cfg.epochs,
         learning_rate=cfg.learning_rate,
         cfg=cfg,
@@ -308,9 +341,9 @@ def distil_student(
         max_tokens=cfg.pass_tokens(job.n_teacher, len(layers)),
         after_epoch=validation,
         checkpoint=run.checkpoint(name) if cfg.checkpoints else None,
-        # Epoch 0: what the layer choice alone gives, before any training. A copy of teacher layers is the same
-        # model for every seed, so it is measured once; a random control differs per seed.
-        measure_start=random_init or seed == job.cfg.seeds[0],
+        # Epoch 0: what the layer choice alone gives, before any training. A copy of layers is the same model for
+        # every seed of one teacher, so it is measured once per teacher; a random control differs per seed.
+        measure_start=random_init or cfg.seeds.index(seed) < len(cfg.teachers),
     )
     record_model(
         job,
@@ -322,6 +355,7 @@ def distil_student(
         strategy=variant.label,
         layers=[] if random_init else layers,
         seed=seed,
+        teacher=teacher.name,
         history=history,
         train_seconds=time.perf_counter() - started,
         evaluated=validation.last,
@@ -329,21 +363,13 @@ def distil_student(
 
 
 def distil_or_record_failure(
-    job: Prepared,
-    run: Run,
-    runtime: Runtime,
-    *,
-    teacher: nn.Module,
-    outputs: TeacherOutputs | None,
-    variant: Variant,
-    layers: list[int],
-    seed: int,
+    job: Prepared, run: Run, runtime: Runtime, *, teacher: Teacher, variant: Variant, layers: list[int], seed: int
 ) -> None:
     """Distil one student; one that diverges is recorded as failed, with the reason, and the job goes on."""
     steps = variant.cfg.epochs * runtime.steps_per_epoch(len(job.data["students"]), variant.cfg.batch_size)
     start = runtime.done
     try:
-        distil_student(job, run, runtime, teacher=teacher, outputs=outputs, variant=variant, layers=layers, seed=seed)
+        distil_student(job, run, runtime, teacher=teacher, variant=variant, layers=layers, seed=seed)
     except ModelDiverged as err:
         run.log_failure(err)
         runtime.done = start + steps  # the progress bar still ends at its total
@@ -356,6 +382,7 @@ def distil_or_record_failure(
             seed=seed,
             splits={},
             eval_rows=None,
+            teacher=teacher.name,
             **setting(variant.cfg),
             failed=str(err),
         )

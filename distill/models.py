@@ -111,14 +111,17 @@ def encoder_layers(model: nn.Module) -> nn.ModuleList:
     raise ConfigError(f"cannot find the {depth} encoder layers of {type(model).__name__}")
 
 
-def build_student(teacher: nn.Module, layers: list[int], *, random_init: bool = False) -> nn.Module:
+def build_student(
+    teacher: nn.Module, layers: list[int], *, random_init: bool = False, layer_source: nn.Module | None = None
+) -> nn.Module:
     """A copy of the teacher keeping only `layers` (0-based), in that order; all other weights copied.
 
     With `random_init`, the kept layers are re-drawn the way the architecture initialises a new model
-    (the control that copies no teacher layer); embeddings, pooler and head stay the teacher's.
+    (the control that copies no teacher layer); with `layer_source` (the pre-trained encoder), they are that
+    model's layers. Embeddings, pooler and head stay the teacher's either way.
     """
     student = copy.deepcopy(teacher)
-    kept = nn.ModuleList(copy.deepcopy(encoder_layers(teacher)[i]) for i in layers)
+    kept = nn.ModuleList(copy.deepcopy(encoder_layers(layer_source or teacher)[i]) for i in layers)
     if random_init:
         for layer in kept:
             layer.apply(student._init_weights)

@@ -136,11 +136,13 @@ def record_model(
     layers: list[int],
     seed: int,
     history: list[dict],
+    teacher: str | None = None,
     saved_from: Path | None = None,
     train_seconds: float | None = None,
     evaluated: tuple[dict, dict] | None = None,
 ) -> None:
-    """Evaluate a finished model (unless its last epoch did), time it, save it, and record its summary row."""
+    """Evaluate a finished model (unless its last epoch did), time it, save it, and record its summary row (a
+    student's names the `teacher` it learned from)."""
     if evaluated is None:
         with cls_only_last_layer(model, job.cfg.cls_only_last_layer):
             evaluated = evaluate(model, job.eval_loaders, job.data, runtime.precision, runtime.accelerator)
@@ -161,7 +163,7 @@ def record_model(
         **identity,
         splits=metrics,
         eval_rows=len(job.data[main_split]),
-        **(setting(job.cfg) if role == "student" else {}),
+        **({"teacher": teacher, **setting(job.cfg)} if role == "student" else {}),
         train_loss=history[-1]["train_loss"] if history else None,
         params=parameter_count(model),
         size_mb=folder_size_mb(folder),

@@ -13,8 +13,8 @@ import numpy as np
 from .config import EMBEDDED_TEACHER, ConfigError
 from .evaluation import classification_metrics
 from .results import Run
-from .stats import MIN_SEEDS, UNTESTED, Difference, holm, run_noise, seed_example_test
-from .strategies import RANDOM_INIT
+from .stats import ALPHA, MIN_SEEDS, UNTESTED, Difference, Models, compare, holm, omnibus, run_noise, seed_example_test
+from .strategies import CONTROLS, RANDOM_INIT
 from .summary import metric, other_split, summary_row
 
 EMBEDDED_MODEL = "all-MiniLM-L6-v2"  # the packaged teacher's model (`hub.embedded_teacher`)
@@ -50,7 +50,11 @@ SPLIT_NAMES = {
 }
 NOT_CLEAR = "not clear (could be noise)"
 FEW_SEEDS = f"fewer than {MIN_SEEDS} seeds: can't tell yet, run {MIN_SEEDS} or more"
-RANDOM_START = "none (random start)"  # a student whose encoder layers start from random weights
+RANDOM_START = "none (random start)"
+ONE_TEACHER = (
+    "All of this holds for this run's one fine-tuned teacher: another fine-tuning of it may rank the strategies "
+    "otherwise."
+)  # a student whose encoder layers start from random weights
 # A search's own table: its settings instead of layers and speed, which are the same for every row.
 SEARCH_COLUMNS = [
     ("strategy", "setting", "{}"),
@@ -146,6 +150,7 @@ def _control_rows(run: Run, controls: list[Run], predictions: dict) -> list[dict
             if row["role"] == "student":
                 model = f"{control.name}:{row['model']}"
                 renamed = {**row, "model": model, "strategy": f"{control.name}:{row['strategy']}"}
+                renamed["teacher"] = f"{control.name}:{row.get('teacher', 'teacher')}"
                 if ours and teacher:
                     for key in ("latency_b1_ms", "latency_b32_ms"):
                         renamed[key] = row[key] * ours[key] / teacher[key]
@@ -173,6 +178,7 @@ def strategy_rows(rows: list[dict], search: bool = False) -> list[dict[str, Any]
                 "layers": members[0]["layers"],
                 "seeds": len(members),
                 "models": [m["model"] for m in members],
+                "blocks": [model_block(m) for m in members],
                 "train_loss": _mean(m.get("train_loss") for m in members),
                 "loss": _mean(m["loss"] for m in members),
                 "accuracy": float(np.mean(accs)),
@@ -193,6 +199,11 @@ def strategy_rows(rows: list[dict], search: bool = False) -> list[dict[str, Any]
         )
     _relative_to_teacher(table, next((r for r in table if r["role"] == "teacher"), None))
     return table
+
+
+def model_block(row: dict) -> tuple[str, int]:
+    """A model's block: the teacher it learned from and its seed (which sets its batch order and dropout)."""
+    return row.get("teacher", "teacher"), row["seed"]
 
 
 def _relative_to_teacher(table: list[dict], teacher: dict | None) -> None:
@@ -270,10 +281,11 @@ def add_tests(run: Run, table: list[dict], predictions: dict) -> None:
     ensemble = next((r for r in table if r["role"] == "ensemble"), None)
     baseline = next((r for r in table if r["role"] == "baseline"), None)
     for split, split_labels in labels.items():
-        correct = _correctness(predictions, np.asarray(split_labels), split)
+        models = _correctness(predictions, np.asarray(split_labels), split)
         if split == main:
-            _put_plan(best, students, correct)
-        family = _pair_tests(students, correct)
+            _put_plan(best, students, models)
+        family, any_differ = _pair_tests(students, models)
+        best["omnibus_p" if split == main else "other_omnibus_p"] = any_differ
         for r in students:
             if r is not best:
                 record = family[(r["strategy"], best["strategy"])].record()
@@ -283,24 +295,27 @@ def add_tests(run: Run, table: list[dict], predictions: dict) -> None:
             record = {"difference": None, "low": None, "high": None, "p_value": None, "significant": None}
             _put_test(ensemble, split, main, {**record, "test": note}, best["strategy"])
         elif ensemble:
-            record = seed_example_test(correct(ensemble), correct(baseline)).record()
+            record = seed_example_test(models(ensemble).correct, models(baseline).correct).record()
             if record["p_value"] is None and baseline["seeds"] < MIN_SEEDS:
                 few = f"fewer than {MIN_SEEDS} groups of seeds"
                 record["test"] = f"{few} to compare with: can't tell yet, run more seeds"
             _put_test(ensemble, split, main, record, baseline["strategy"])
 
 
-def _put_plan(best: dict, students: list[dict], correct) -> None:
-    """What the run's seeds can detect, from its own noise (`stats.run_noise`), on the best student's row:
-    `plan_seeds`, `plan_detectable` (the smallest difference found 80% of the time) and `plan_seeds_for_1_point`
-    and `_2_points` (None: no number of seeds, the rows limit it). Nothing with one seed: no noise to plan from."""
-    noise = run_noise([correct(r) for r in students if not _is_control(r)])
+def _put_plan(best: dict, students: list[dict], models) -> None:
+    """What the run's seeds (or teachers) can detect, from its own noise (`stats.run_noise`), on the best
+    student's row: `plan_units` and `plan_unit` (how many of what), `plan_detectable` (the smallest difference
+    found 80% of the time) and `plan_seeds_for_1_point` and `_2_points` (None: no number of them, the rows limit
+    it). Nothing with one seed: no noise to plan from."""
+    noise = run_noise([models(r) for r in students if not _is_control(r)])
     if noise is None:
         return
-    seeds = max(MIN_SEEDS, min(r["seeds"] for r in students if r["seeds"] >= 2))
+    counts = [len({b[0] for b in r["blocks"]}) if noise.unit == "teachers" else r["seeds"] for r in students]
+    units = max(MIN_SEEDS, min(c for c in counts if c >= 2))
     best.update(
-        plan_seeds=seeds,
-        plan_detectable=noise.detectable(seeds),
+        plan_units=units,
+        plan_unit=noise.unit,
+        plan_detectable=noise.detectable(units),
         plan_seeds_for_1_point=noise.seeds_for(0.01),
         plan_seeds_for_2_points=noise.seeds_for(0.02),
     )
@@ -311,33 +326,38 @@ def plan_line(table: list[dict]) -> str:
     best = next((r for r in table if r.get("plan_detectable") is not None), None)
     if best is None:
         return ""
-    seeds, detectable = best["plan_seeds"], best["plan_detectable"]
-    can = "can" if best["seeds"] >= seeds else "could"
+    units, unit, detectable = best["plan_units"], best["plan_unit"], best["plan_detectable"]
+    has = len({b[0] for b in best["blocks"]}) if unit == "teachers" else best["seeds"]
+    can = "can" if has >= units else "could"
     needs = [
-        f"{points} would take {f'{n} seeds' if n else 'more validation rows, not more seeds'}"
+        f"{points} would take {f'{n} {unit}' if n else f'more validation rows, not more {unit}'}"
         for points, n in (("1 point", best["plan_seeds_for_1_point"]), ("2 points", best["plan_seeds_for_2_points"]))
     ]
     return (
-        f"With {seeds} seeds this run {can} tell apart differences of about {detectable * 100:.1f} points (80% of the "
+        f"With {units} {unit} this run {can} tell apart differences of about {detectable * 100:.1f} points (80% of the "
         f"time, before Holm's adjustment, judging by its own noise); {needs[0]}, {needs[1]}."
     )
 
 
-def _pair_tests(rows: list[dict], correct) -> dict[tuple[str, str], Difference]:
-    """Every pair (a, b) in the order of `rows`, tested as a - b and Holm-adjusted as one family."""
-    # Each pair is drawn in one fixed order (by name), so its bootstrap is the same whichever table asks.
+def _pair_tests(rows: list[dict], models) -> tuple[dict[tuple[str, str], Difference], float | None]:
+    """Every pair (a, b) in the order of `rows`, tested as a - b (`stats.compare`) and Holm-adjusted as one family;
+    and the omnibus p (`stats.omnibus`) that the strategies, controls left out, are all equal."""
+    # Each pair is drawn in one fixed order (by name), so its test is the same whichever table asks.
     pairs = [tuple(sorted((a, b), key=lambda r: r["strategy"])) for i, a in enumerate(rows) for b in rows[i + 1 :]]
-    tests = holm([seed_example_test(correct(a), correct(b)) for a, b in pairs])
+    raw = [compare(models(a), models(b)) for a, b in pairs]
     out = {}
-    for (a, b), test in zip(pairs, tests, strict=True):
+    for (a, b), test in zip(pairs, holm(raw), strict=True):
         out[(a["strategy"], b["strategy"])] = test
         out[(b["strategy"], a["strategy"])] = test.negated()
-    return out
+    layer_choices = [t for (a, b), t in zip(pairs, raw, strict=True) if not (_is_control(a) or _is_control(b))]
+    return out, omnibus(layer_choices)
 
 
 def _best_student(table: list[dict]) -> dict:
-    """The student row with the highest mean accuracy on the main split: every choice is made there."""
-    return max((r for r in table if r["role"] == "student"), key=lambda r: r["accuracy"])
+    """The student row with the highest mean accuracy on the main split (every choice is made there), a control
+    only where there is nothing else: the answer is about layer choices, and the controls are measured against it."""
+    students = [r for r in table if r["role"] == "student"]
+    return max([r for r in students if not _is_control(r)] or students, key=lambda r: r["accuracy"])
 
 
 def _put_test(row: dict, split: str, main: str, record: dict, against: str) -> None:
@@ -360,10 +380,12 @@ def _put_test(row: dict, split: str, main: str, record: dict, against: str) -> N
 
 
 def _correctness(predictions: dict, labels: np.ndarray, split: str):
-    def correct(row: dict) -> np.ndarray:  # (models, examples): 1 where that model is right
-        return np.array([np.asarray(predictions[m][split]) == labels for m in row["models"] if m in predictions])
+    def models(row: dict) -> Models:  # each model's correctness (1 where it is right) and its block
+        kept = [(m, block) for m, block in zip(row["models"], row["blocks"], strict=True) if m in predictions]
+        correct = np.array([np.asarray(predictions[m][split]) == labels for m, _ in kept])
+        return Models(correct, [block for _, block in kept])
 
-    return correct
+    return models
 
 
 def pairwise(run: Run, split: str | None = None, controls: list[Run] | None = None) -> list[dict[str, Any]]:
@@ -380,7 +402,7 @@ def pairwise(run: Run, split: str | None = None, controls: list[Run] | None = No
     if labels is None:
         raise ConfigError(f"run {run.name} has no validation split {split!r}")
     ranked = sorted(table, key=lambda r: -r["accuracy"])  # chosen on the main split, whatever split is tested
-    family = _pair_tests(ranked, _correctness(predictions, np.asarray(labels), split))
+    family, _ = _pair_tests(ranked, _correctness(predictions, np.asarray(labels), split))
     out = []
     for i, a in enumerate(ranked):
         for b in ranked[i + 1 :]:
@@ -458,7 +480,7 @@ def verdict(table: list[dict]) -> str:
     text += _confirmation(beaten)
     if untested:
         text += f"; can't tell yet against {_names(untested)} (fewer than {MIN_SEEDS} seeds)"
-    sentences = [text + "."]
+    sentences = [s for s in (_omnibus_sentence(best), text + ".") if s]
     controls = [r for r in others if _is_control(r)]
     if controls:
         reached = [
@@ -471,7 +493,21 @@ def verdict(table: list[dict]) -> str:
         if r.get("role") == "ensemble" and r.get("accuracy") is not None:
             versus = "" if r.get("diff_vs_best") is None else f", {_points(r['diff_vs_best'])} vs {r['against']}"
             sentences.append(f"{r['strategy']} reaches {r['accuracy']:.1%}{versus} ({_test_word(r)}).")
+    teachers = {block[0] for r in [best, *rivals] for block in r.get("blocks", [])}
+    if len(teachers) == 1:
+        sentences.append(ONE_TEACHER)
     return " ".join(sentences)
+
+
+def _omnibus_sentence(best: dict) -> str:
+    """Does the choice matter at all: the omnibus test (`stats.omnibus`) over the strategies, controls left out."""
+    p = best.get("omnibus_p")
+    if p is None:
+        return ""
+    what = "The setting" if best.get("search") else "Layer choice"
+    if p < ALPHA:
+        return f"{what} matters here ({_p_text({'p_value': p})}, the strategies are not all equal)."
+    return f"No strategy is distinguishable from the others ({_p_text({'p_value': p})})."
 
 
 def split_name(split: str | None) -> str:
@@ -491,9 +527,17 @@ def teacher_name(teacher: str) -> str:
 
 def holm_family(table: list[dict]) -> tuple[int, int]:
     """(pairs, students): the family each student's p is Holm-adjusted over on a split, as `add_tests` forms it:
-    every pair of the students that have MIN_SEEDS or more seeds (a pair with fewer is shown untested, outside it)."""
+    every pair of the students that have MIN_SEEDS or more seeds and learned from the run's own teacher(s) (a pair
+    with fewer seeds, or across teachers, is shown untested, outside it)."""
+    best = next((r for r in table if r.get("best")), {})
+    ours = {b[0] for b in best.get("blocks", [])}
     tested = [
-        r for r in table if r.get("role") == "student" and r.get("accuracy") is not None and r["seeds"] >= MIN_SEEDS
+        r
+        for r in table
+        if r.get("role") == "student"
+        and r.get("accuracy") is not None
+        and r["seeds"] >= MIN_SEEDS
+        and (not ours or {b[0] for b in r.get("blocks", [])} == ours)
     ]
     return len(tested) * (len(tested) - 1) // 2, len(tested)
 
@@ -581,8 +625,8 @@ def glossary(table: list[dict], docs_url: str) -> str:
 
 
 def _is_control(row: dict) -> bool:
-    """A control student: another run's (RUN:STRATEGY) or one whose layers start from random weights."""
-    return ":" in row["strategy"] or row["strategy"] in RANDOM_INIT
+    """A control student: another run's (RUN:STRATEGY), or a control strategy of this run (`CONTROLS`)."""
+    return ":" in row["strategy"] or row["strategy"] in CONTROLS
 
 
 def _number(difference: float) -> str:

@@ -180,6 +180,7 @@ SUMMARY_ROW = {
     "latency_b32_ms": POSITIVE,
     "members": items(text()),
     "failed": text(),
+    "teacher": model_name,  # the teacher a student learned from
     # a search's settings of the model (or else the job's, in config.json)
     "temperature": POSITIVE,
     "learning_rate": POSITIVE,

@@ -11,7 +11,7 @@ import itertools
 from dataclasses import dataclass
 
 from .config import JobConfig, parse_loss_weights
-from .strategies import strategy_label
+from .strategies import HARD_LABELS_ONLY, strategy_label
 
 
 @dataclass
@@ -23,7 +23,7 @@ class Variant:
 
 def variants(cfg: JobConfig) -> list[Variant]:
     if not cfg.search:
-        return [Variant(strategy_label(spec), spec, cfg) for spec in cfg.strategies]
+        return [Variant(strategy_label(spec), spec, trained_as(spec, cfg)) for spec in cfg.strategies]
     grid = itertools.product(cfg.search_temperatures, cfg.search_learning_rates, cfg.search_loss_weights)
     out = []
     for temperature, learning_rate, weights in grid:
@@ -33,6 +33,13 @@ def variants(cfg: JobConfig) -> list[Variant]:
         changes.update(weight_ce=ce, weight_kl=kl, weight_cos=cos)
         out.append(Variant(label, cfg.strategies[0], cfg.replace(**changes)))
     return out
+
+
+def trained_as(strategy: str, cfg: JobConfig) -> JobConfig:
+    """The settings a strategy trains with: the job's, or for the no-distillation control the hard labels alone."""
+    if strategy in HARD_LABELS_ONLY:
+        return cfg.replace(weight_ce=1.0, weight_kl=0.0, weight_cos=0.0, weight_hidden=0.0)
+    return cfg
 
 
 def setting(cfg: JobConfig) -> dict[str, float]:

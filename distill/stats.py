@@ -1,26 +1,34 @@
-"""How sure a difference is: one test that counts both training noise (seeds) and validation-sample noise.
+"""How sure a difference is: tests that count training noise (seeds, teachers) and validation-sample noise.
 
-Two strategies are compared on the same validation examples, each with one or more trained models (seeds).
-The difference of their mean accuracies varies for two reasons: another seed trains another model (training
-noise), and another draw of validation examples scores it differently (sampling noise). The test estimates
-the standard error of the difference with a two-level bootstrap that resamples both:
+Two strategies are compared on the same validation examples, each with one or more trained models. The
+difference of their mean accuracies varies for three reasons: another seed trains another model (training
+noise), another fine-tuning of the teacher teaches other students (teacher noise), and another draw of validation
+examples scores them differently (sampling noise). Which test counts them depends on how the models were made:
 
-- validation examples, with the same draw for both strategies (paired: shared difficulty cancels), by Poisson
-  weights;
-- seeds, independently within each strategy, with each replicate's seed deviation scaled by sqrt(S / (S - 1)),
-  since resampling S seeds with replacement shrinks their variance by (S - 1) / S.
+- The unit of training noise is the seed, or the teacher where a run has several: a teacher's models are then
+  averaged into one unit, so the test counts teacher-to-teacher variation (with one teacher, the verdicts hold
+  for that teacher). Students of every strategy are spread over the same teachers.
+- `paired_test`, from PAIRED_MIN (4) units: the strategies share their blocks, model for model (the same seed,
+  hence the same batch order and dropout draws, and the same teacher), as the strategies of one run do. Each
+  unit's difference is one measurement, so what a block does to every strategy alike cancels (seeds as blocks).
+  With 3 units its training part rests on 2 degrees of freedom, and the test runs liberal (9.8% false alarms
+  at 3 points of training noise), so 3 units are tested as independent: valid, and cautious when blocks share.
+- `seed_example_test`: each side's units independent, by a two-level bootstrap over examples (paired) and units.
+- Models of different teachers are not tested against each other: one draw of each teacher cannot tell
+  a teacher's luck from the strategies' difference.
 
-With 3 to 5 seeds the seed part of that error is itself estimated from a handful of numbers, so the interval and
-the p-value use Student's t with Welch-Satterthwaite degrees of freedom instead of normal quantiles. The interval
-and the p-value come from the same standard error and the same t, so a difference is significant exactly when
-its interval excludes zero. Below 3 seeds on either side there is no test: with one seed training noise is not
-measured at all, and with two the test is liberal (8.3% false alarms at a 5% level at 3 points of training noise,
-`python -m bench.stats_simulation`). The difference is reported, untested. `docs/statistics.md` explains the choices
-and the simulations behind them.
+With 3 to 5 units the training part of the error is itself estimated from a handful of numbers, so the interval
+and the p-value use Student's t with Welch-Satterthwaite degrees of freedom instead of normal quantiles. The
+interval and the p-value come from the same standard error and the same t, so a difference is significant exactly
+when its interval excludes zero. Below 3 units on either side there is no test: with one seed training noise is
+not measured at all, and with two the test is liberal (8.3% false alarms at a 5% level at 3 points of training
+noise, `python -m bench.stats_simulation`). The difference is reported, untested. `docs/statistics.md` explains
+the choices and the simulations behind them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -32,6 +40,13 @@ QUANTILES = 40  # per side, for the spread of the test's own standard error in t
 RESAMPLES = 1000  # enough for a standard error within a few percent; the t quantiles do the rest
 MIN_SEEDS = 3  # a side with fewer seeds is not tested (see above)
 UNTESTED = f"fewer than {MIN_SEEDS} seeds: untested"
+FEW_TEACHERS = f"fewer than {MIN_SEEDS} teachers: untested"
+OTHER_TEACHERS = "another teacher: untested"
+PAIRED_MIN = 4  # units; with 3, the paired test's training part has 2 degrees of freedom and runs liberal
+INDEPENDENT = "seeds + examples"
+PAIRED = "paired by seed + examples"
+BY_TEACHER = "teachers + seeds + examples"
+PAIRED_BY_TEACHER = "paired by teacher + seeds + examples"
 
 
 @dataclass(frozen=True)
@@ -44,6 +59,8 @@ class Difference:
     df: float | None = None
     p_value: float | None = None  # two-sided; after `holm`, adjusted for the family of tests
     level: float = 1 - ALPHA  # coverage of [low, high]; a Holm adjustment widens it with the p-value
+    design: str = INDEPENDENT  # the levels the test counts (when tested)
+    reason: str = UNTESTED  # why there is no test (when not)
 
     @property
     def tested(self) -> bool:
@@ -74,7 +91,7 @@ class Difference:
             "p_value": self.p_value,
             "significant": self.significant,
             "seeds": list(self.seeds),
-            "test": "seeds + examples" if self.tested else UNTESTED,
+            "test": self.design if self.tested else self.reason,
         }
 
 
@@ -104,15 +121,88 @@ def seed_example_test(
     interaction = sum(_interaction_variance(x) / x.size for x in (a, b))
     seed_parts = [np.var(x.mean(axis=1), ddof=1) / len(x) for x in (a, b)]
     variance = max(float(replicates.var(ddof=1)) - 2 * interaction, sum(seed_parts))
-    if variance == 0.0:  # the two strategies' models agree on every example
-        return Difference(difference, seeds, 0.0, np.inf, 1.0 if difference == 0 else 0.0)
-    se = variance**0.5
     example_part = variance - sum(seed_parts)
-    denominator = sum(v**2 / (len(x) - 1) for v, x in zip(seed_parts, (a, b), strict=True))
-    denominator += example_part**2 / (a.shape[1] - 1)
-    df = variance**2 / denominator if denominator > 0 else np.inf
+    parts = [(v, len(x) - 1) for v, x in zip(seed_parts, (a, b), strict=True)] + [(example_part, a.shape[1] - 1)]
+    return _t_test(difference, seeds, parts, INDEPENDENT)
+
+
+@dataclass(frozen=True)
+class Models:
+    """A strategy's trained models: correctness on the shared validation rows, and each model's block."""
+
+    correct: np.ndarray  # (models, rows): 1 where that model got the row right
+    blocks: Sequence[tuple[str, int]]  # (teacher, seed) of each model, in the same order
+
+    @property
+    def teachers(self) -> set[str]:
+        return {teacher for teacher, _ in self.blocks}
+
+
+def compare(a: Models, b: Models) -> Difference:
+    """Strategy a against b, by the test their models' making calls for (the module's docstring)."""
+    if a.teachers != b.teachers:
+        difference = float(np.mean(a.correct, dtype=np.float64) - np.mean(b.correct, dtype=np.float64))
+        return Difference(difference, (len(a.correct), len(b.correct)), reason=OTHER_TEACHERS)
+    several = len(a.teachers) > 1
+    units_a, units_b = (per_teacher(a), per_teacher(b)) if several else (a, b)
+    if shares_blocks(units_a, units_b) and len(units_a.blocks) >= PAIRED_MIN:
+        names = [teacher if several else seed for teacher, seed in units_a.blocks]
+        return paired_test(units_a.correct, _aligned(units_b, units_a), names, by_teacher=several)
+    tested = seed_example_test(units_a.correct, units_b.correct)
+    if several:  # each side's units are its teachers
+        seeds = (len(a.correct), len(b.correct))
+        return replace(tested, seeds=seeds, design=BY_TEACHER, reason=FEW_TEACHERS)
+    return tested
+
+
+def shares_blocks(a: Models, b: Models) -> bool:
+    """Whether model j of a and model j of b (in some order) share a block, one to one."""
+    return len(a.blocks) == len(set(a.blocks)) and sorted(a.blocks) == sorted(b.blocks)
+
+
+def paired_test(
+    correct_a: np.ndarray, correct_b: np.ndarray, units: Sequence[Hashable], by_teacher: bool = False
+) -> Difference:
+    """Compare a with b where model j of each shares block j; `units` names each block's unit of independence
+    (its seed, or its teacher: a unit's blocks are averaged into one).
+
+    The block-by-row differences D are a two-way layout: the variance of their mean is var(unit means) / U
+    + var(row means) / N, less the residual's share counted in both, σ²(residual) / (U N).
+    """
+    a, b = np.atleast_2d(np.asarray(correct_a, np.float64)), np.atleast_2d(np.asarray(correct_b, np.float64))
+    if a.shape != b.shape or len(units) != len(a):
+        raise ValueError("paired strategies need one model per block, scored on the same validation rows")
+    names = list(dict.fromkeys(units))
+    delta = np.stack([(a - b)[[u == name for u in units]].mean(axis=0) for name in names])
+    difference, seeds = float(delta.mean()), (len(a), len(b))
+    count, rows = delta.shape
+    if count < MIN_SEEDS:
+        return Difference(difference, seeds, reason=FEW_TEACHERS if by_teacher else UNTESTED)
+    unit_means, row_means = delta.mean(axis=1), delta.mean(axis=0)
+    residual = delta - unit_means[:, None] - row_means[None, :] + difference
+    residual_variance = float((residual**2).sum()) / ((count - 1) * (rows - 1))
+    unit_part = float(np.var(unit_means, ddof=1)) / count
+    row_part = max(float(np.var(row_means, ddof=1)) - residual_variance / count, 0.0) / rows
+    design = PAIRED_BY_TEACHER if by_teacher else PAIRED
+    return _t_test(difference, seeds, [(unit_part, count - 1), (row_part, rows - 1)], design)
+
+
+def _t_test(difference: float, seeds: tuple[int, int], parts: list[tuple[float, int]], design: str) -> Difference:
+    """A t test of `difference` whose variance is the sum of `parts`, each (variance, its degrees of freedom),
+    with Welch-Satterthwaite's degrees of freedom."""
+    variance = sum(v for v, _ in parts)
+    if variance == 0.0:  # the two strategies' models agree on every example
+        return Difference(difference, seeds, 0.0, np.inf, 1.0 if difference == 0 else 0.0, design=design)
+    df = welch_df(parts)
+    se = variance**0.5
     p_value = float(2 * stats.t.sf(abs(difference) / se, df))
-    return Difference(difference, seeds, se, float(df), p_value)
+    return Difference(difference, seeds, se, df, p_value, design=design)
+
+
+def welch_df(parts: list[tuple[float, int]]) -> float:
+    """Welch-Satterthwaite: the degrees of freedom of a sum of variance estimates, each (variance, its df)."""
+    denominator = sum(v**2 / df for v, df in parts if df > 0)
+    return float(sum(v for v, _ in parts) ** 2 / denominator) if denominator > 0 else float(np.inf)
 
 
 def _interaction_variance(correct: np.ndarray) -> float:
@@ -144,34 +234,43 @@ def _seed_mean(accuracy: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 class Noise:
     """A run's noise on one split, as variances of accuracy (fractions), and what it lets a run detect.
 
-    A difference of two strategies with S seeds each, scored on N shared rows, then has the variance
-    2·seed/S + (row + 2·model_row/S)/N: training noise, the strategies' own row-by-row difference, and each
-    model's own luck on each row.
+    A difference of two strategies with S units each (seeds, or teachers), scored on N shared rows, has the
+    variance 2·(seed - block)/S + (row + 2·model_row/S)/N: training noise less what a block does to every strategy
+    alike, the strategies' own row-by-row difference, and each model's own luck on each row. The test sees the
+    block's share too unless it pairs (`compare`), so a run that shares blocks gains power from PAIRED_MIN units.
     """
 
     seed: float  # one model's accuracy around its strategy's mean: training noise
     row: float  # the strategies' true difference on one row, around its mean over rows
     model_row: float  # one model's answer on one row beyond its seed's level (`_interaction_variance`)
     rows: int
+    block: float = 0.0  # the share of `seed` that a block (seed, teacher) gives every strategy alike
+    shared: bool = False  # the run's strategies share their blocks, so the test pairs from PAIRED_MIN units
+    unit: str = "seeds"  # what S counts: seeds, or teachers
 
-    def standard_error(self, seeds: int) -> float:
-        return float(np.sqrt(2 * self.seed / seeds + (self.row + 2 * self.model_row / seeds) / self.rows))
+    def standard_error(self, units: int) -> float:
+        training = 2 * (self.seed - self.block) / units
+        return float(np.sqrt(training + (self.row + 2 * self.model_row / units) / self.rows))
 
-    def detectable(self, seeds: int) -> float:
-        """The smallest difference this test finds with POWER (at level ALPHA, before any Holm adjustment).
+    def detectable(self, units: int) -> float:
+        """The smallest difference the run's test finds with POWER (at level ALPHA, before any Holm adjustment).
 
-        The test estimates each side's seed part from S seed means, so its standard error and degrees of freedom
-        vary from run to run: the power averages over that (the seed parts' chi-square quantiles), the rows' part
-        being estimated from thousands of rows.
+        The test estimates the training part from S unit means (each side's, or the pairs' differences), so its
+        standard error and degrees of freedom vary from run to run: the power averages over that (chi-square
+        quantiles of the training part), the rows' part being estimated from thousands of rows.
         """
-        se = self.standard_error(seeds)
-        seed_part = (self.seed + self.model_row / self.rows) / seeds  # each side's seed means, as the test sees them
-        row_part = se**2 - 2 * seed_part
-        scale = stats.chi2.ppf((np.arange(QUANTILES) + 0.5) / QUANTILES, seeds - 1) / (seeds - 1)
-        parts = seed_part * scale[:, None], seed_part * scale[None, :]  # the two sides, every pair of quantiles
-        estimated = parts[0] + parts[1] + row_part
-        df = estimated**2 / ((parts[0] ** 2 + parts[1] ** 2) / (seeds - 1) + row_part**2 / (self.rows - 1))
-        critical = (stats.t.ppf(1 - ALPHA / 2, df) * np.sqrt(estimated)).ravel()
+        se = self.standard_error(units)
+        row_part = self.row / self.rows
+        scale = stats.chi2.ppf((np.arange(QUANTILES) + 0.5) / QUANTILES, units - 1) / (units - 1)
+        if self.shared and units >= PAIRED_MIN:  # one training part, from the blocks' differences
+            paired = 2 * (self.seed - self.block + self.model_row / self.rows) / units
+            parts = [[(paired * k, units - 1), (row_part, self.rows - 1)] for k in scale]
+        else:  # one per side, every pair of quantiles; each side's includes the block's share
+            side = (self.seed + self.model_row / self.rows) / units
+            parts = [
+                [(side * k, units - 1), (side * m, units - 1), (row_part, self.rows - 1)] for k in scale for m in scale
+            ]
+        critical = np.array([stats.t.ppf(1 - ALPHA / 2, welch_df(p)) * sum(v for v, _ in p) ** 0.5 for p in parts])
 
         def power(difference: float) -> float:  # the share of runs whose |difference| passes their critical value
             return float(
@@ -181,38 +280,63 @@ class Noise:
         return float(optimize.brentq(lambda d: power(d) - POWER, 0.0, 20 * critical.max()))
 
     def seeds_for(self, difference: float, most: int = 100) -> int | None:
-        """The fewest seeds (MIN_SEEDS or more) that detect `difference`; None if `most` do not (rows limit it)."""
+        """The fewest units (MIN_SEEDS or more) that detect `difference`; None if `most` do not (rows limit it)."""
         if self.detectable(most) > difference:
             return None
-        low, high = MIN_SEEDS, most  # detectable falls as seeds grow: bisect for the first that is enough
+        for units in range(MIN_SEEDS, PAIRED_MIN + 1):  # the test changes at PAIRED_MIN: no bisection below it
+            if self.detectable(units) <= difference:
+                return units
+        low, high = PAIRED_MIN + 1, most  # detectable falls as units grow: bisect for the first that is enough
         while low < high:
             middle = (low + high) // 2
             low, high = (low, middle) if self.detectable(middle) <= difference else (middle + 1, high)
         return low
 
 
-def run_noise(correct: list[np.ndarray]) -> Noise | None:
-    """The noise of a run's strategies, each a (seeds, rows) correctness array, by the method of moments; None
-    unless two strategies have two or more seeds (one seed measures no training noise)."""
-    measured = [np.asarray(x, dtype=np.float64) for x in correct if len(x) >= 2]
+def run_noise(strategies: list[Models]) -> Noise | None:
+    """The noise of a run's strategies by the method of moments, in the units its tests use (teachers where it
+    has several); None unless two strategies have two or more units (one seed measures no training noise)."""
+    several = all(len(x.teachers) > 1 for x in strategies)
+    measured = [per_teacher(x) if several else x for x in strategies]
+    measured = [x for x in measured if len(x.correct) >= 2]
     if len(measured) < 2:
         return None
-    rows = measured[0].shape[1]
-    model_row = float(np.mean([_interaction_variance(x) for x in measured]))
-    seed = float(np.mean([max(np.var(x.mean(axis=1), ddof=1) - model_row / rows, 0.0) for x in measured]))
+    correct = [np.asarray(x.correct, dtype=np.float64) for x in measured]
+    rows = correct[0].shape[1]
+    model_row = float(np.mean([_interaction_variance(x) for x in correct]))
+    seed = float(np.mean([max(np.var(x.mean(axis=1), ddof=1) - model_row / rows, 0.0) for x in correct]))
     pairs = [(a, b) for i, a in enumerate(measured) for b in measured[i + 1 :]]
+    shared = all(shares_blocks(a, b) for a, b in pairs)
+    block = 0.0
+    if shared:  # what a block gives both strategies: the covariance of their unit means
+        covariances = [np.cov(a.correct.mean(axis=1), _aligned(b, a).mean(axis=1))[0, 1] for a, b in pairs]
+        block = float(np.clip(np.median(covariances), 0.0, seed))
     # A typical pair's (the median): pairs far apart differ on more rows than the close ones a plan is for.
     row = float(
         np.median(
             [
                 max(np.var(a.mean(axis=0) - b.mean(axis=0), ddof=1) - model_row * (1 / len(a) + 1 / len(b)), 0.0)
-                for a, b in pairs
+                for i, a in enumerate(correct)
+                for b in correct[i + 1 :]
             ]
         )
     )
     if seed + row + model_row == 0:
         return None  # every model of a strategy answers every row alike, and the strategies differ alike: no noise
-    return Noise(seed, row, model_row, rows)
+    return Noise(seed, row, model_row, rows, block, shared, "teachers" if several else "seeds")
+
+
+def _aligned(models: Models, like: Models) -> np.ndarray:
+    """`models`' correctness in the block order of `like`."""
+    return np.asarray(models.correct, np.float64)[[list(models.blocks).index(b) for b in like.blocks]]
+
+
+def per_teacher(models: Models) -> Models:
+    """One unit per teacher: its models' correctness averaged."""
+    teachers = list(dict.fromkeys(t for t, _ in models.blocks))
+    correct = np.asarray(models.correct, np.float64)
+    means = [correct[[t == teacher for t, _ in models.blocks]].mean(axis=0) for teacher in teachers]
+    return Models(np.stack(means), [(teacher, 0) for teacher in teachers])
 
 
 def holm(tests: list[Difference]) -> list[Difference]:
@@ -227,3 +351,12 @@ def holm(tests: list[Difference]) -> list[Difference]:
         level = 1 - ALPHA * raw / running if running > 0 else tests[i].level
         out[i] = replace(tests[i], p_value=running, level=level)
     return out
+
+
+def omnibus(tests: list[Difference]) -> float | None:
+    """Are all the strategies equal? The p-value of that one question from its pairs' raw tests (before Holm):
+    the smallest p times the number of tested pairs (Bonferroni on the minimum, a union-intersection test).
+    It rejects exactly when some pair is significant after Holm's adjustment over the same pairs, so the
+    sentence it starts never disagrees with the table. None when no pair is tested."""
+    tested = [t.p_value for t in tests if t.tested]
+    return min(1.0, len(tested) * min(tested)) if tested else None

@@ -1,8 +1,14 @@
 """Which teacher layers a student starts from. Indices are 0-based: layer 0 sits next to the embeddings.
 
-A strategy is one registered function from a StrategyContext to a list of teacher layer indices. A control
-strategy registered with `random_init` builds a student of the same shape whose encoder layers start from random
-weights instead of the teacher's: it shows what copying teacher layers is worth.
+A strategy is one registered function from a StrategyContext to a list of teacher layer indices. A control is a
+strategy that changes one thing about `top_k` (the first k layers, which is also what dropping the top layers
+of a pre-trained model keeps), trained in the same run, from the same teacher(s) and seeds as the others:
+
+- `random`: the encoder layers start from random weights: what copying layers is worth;
+- `pretrained-only`: the layers come from the pre-trained encoder, not the fine-tuned teacher, then distilled:
+  what copying *fine-tuned* layers is worth;
+- `no-distillation`: trained on the hard labels alone, at the same learning rate (layer dropping plus
+  fine-tuning, as Sajjad et al.): what the teacher's signal is worth.
 """
 
 from __future__ import annotations
@@ -25,14 +31,22 @@ class StrategyContext:
 Strategy = Callable[[StrategyContext], list[int]]
 STRATEGIES: dict[str, Strategy] = {}
 DESCRIPTIONS: dict[str, str] = {}
-RANDOM_INIT: set[str] = set()  # strategies whose students' encoder layers start from random weights
+RANDOM_INIT: set[str] = set()  # controls whose students' encoder layers start from random weights
+PRETRAINED_LAYERS: set[str] = set()  # controls whose students' layers come from the pre-trained encoder
+HARD_LABELS_ONLY: set[str] = set()  # controls trained with no teacher signal
+CONTROLS: set[str] = set()
 
 
-def register_strategy(name: str, description: str, *, random_init: bool = False) -> Callable[[Strategy], Strategy]:
+def register_strategy(
+    name: str, description: str, *, random_init: bool = False, pretrained: bool = False, hard_labels: bool = False
+) -> Callable[[Strategy], Strategy]:
     def add(fn: Strategy) -> Strategy:
         STRATEGIES[name], DESCRIPTIONS[name] = fn, description
-        if random_init:
-            RANDOM_INIT.add(name)
+        flags = ((random_init, RANDOM_INIT), (pretrained, PRETRAINED_LAYERS), (hard_labels, HARD_LABELS_ONLY))
+        for flag, group in flags:
+            if flag:
+                group.add(name)
+                CONTROLS.add(name)
         return fn
 
     return add
@@ -97,6 +111,24 @@ def importance(ctx: StrategyContext) -> list[int]:
 )
 def random_layers(ctx: StrategyContext) -> list[int]:
     return list(range(ctx.n_student))  # which teacher layers lend their shape does not matter: all are re-drawn
+
+
+@register_strategy(
+    "pretrained-only",
+    "control: top_k's layers copied from the pre-trained encoder, not the fine-tuned teacher, then distilled",
+    pretrained=True,
+)
+def pretrained_layers(ctx: StrategyContext) -> list[int]:
+    return top_k(ctx)
+
+
+@register_strategy(
+    "no-distillation",
+    "control: top_k's layers trained on the hard labels alone, same learning rate, no teacher signal",
+    hard_labels=True,
+)
+def no_distillation(ctx: StrategyContext) -> list[int]:
+    return top_k(ctx)
 
 
 def parse_layer_list(spec: str) -> list[int] | None:

@@ -46,6 +46,7 @@ class SummaryRow(TypedDict):
     latency_b1_ms: NotRequired[float]
     latency_b32_ms: NotRequired[float]
     train_seconds: NotRequired[float | None]
+    teacher: NotRequired[str]  # the teacher model a student learned from (one of the run's teachers)
     members: NotRequired[list[str]]  # an ensemble's models
     failed: NotRequired[str]  # why the model has no results
 

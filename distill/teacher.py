@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from accelerate.utils import set_seed
 from torch import nn
 
 from .config import EMBEDDED_TEACHER, JobConfig
@@ -33,9 +34,23 @@ class TeacherOutputs:
     hidden: torch.Tensor | None  # (rows, layers + 1, hidden) [CLS] vectors, fp16; None without a hidden loss
 
 
-def teacher_cache_dir(cfg: JobConfig, source: str, runtime: Runtime) -> Path:
+@dataclass
+class Teacher:
+    """A fine-tuned teacher of a job: its model name in the run, the model, and its cached outputs."""
+
+    name: str
+    model: nn.Module
+    outputs: TeacherOutputs | None
+
+
+def teacher_name(cfg: JobConfig, seed: int) -> str:
+    """A teacher's model name in its run: `teacher` for the first (as in a run with one), `teacher-seedN` after."""
+    return "teacher" if seed == cfg.teachers[0] else f"teacher-seed{seed}"
+
+
+def teacher_cache_dir(cfg: JobConfig, source: str, runtime: Runtime, seed: int) -> Path:
     """Where a fine-tuned teacher is kept, keyed by every setting that changes it (the batch size is per
-    process, so the number of processes is one of them)."""
+    process, so the number of processes is one of them) and its seed."""
     key = {
         "teacher": teacher_identity(cfg.teacher, source),
         "data": data_identity(cfg.data),
@@ -48,7 +63,7 @@ def teacher_cache_dir(cfg: JobConfig, source: str, runtime: Runtime) -> Path:
         "warmup": cfg.warmup_ratio,
         "weight_decay": cfg.weight_decay,
         "clip": cfg.max_grad_norm,
-        "seed": cfg.seeds[0],
+        "seed": seed,
         "precision": runtime.precision,
         "processes": runtime.accelerator.num_processes,
         "group": cfg.group_by_length,
@@ -77,34 +92,36 @@ def data_identity(data: str) -> str:
     return f"file:{hashlib.sha256(path.read_bytes()).hexdigest()}" if path.is_file() else data
 
 
-def prepare_teacher(job: Prepared, run: Run, runtime: Runtime, already_classifier: bool) -> nn.Module:
-    """The fine-tuned teacher: loaded as is, from the cache, or fine-tuned now and cached; evaluated and saved."""
+def prepare_teacher(job: Prepared, run: Run, runtime: Runtime, already_classifier: bool, seed: int) -> nn.Module:
+    """The fine-tuned teacher of `seed`: loaded as is, from the cache, or fine-tuned now and cached; evaluated
+    and saved."""
     cfg = job.cfg
+    name = teacher_name(cfg, seed)
     history: list[dict] = []
     evaluated = None
     folder = None
     if already_classifier:
-        runtime.emit("stage", "teacher", f"teacher {cfg.teacher} already classifies MNLI labels: no fine-tuning")
+        runtime.emit("stage", name, f"teacher {cfg.teacher} already classifies MNLI labels: no fine-tuning")
         teacher = load_classifier(job.source)
     else:
-        folder = teacher_cache_dir(cfg, job.source, runtime)
+        folder = teacher_cache_dir(cfg, job.source, runtime, seed)
         if (folder / "done").exists():
-            runtime.emit("stage", "teacher", "reusing the fine-tuned teacher cached for these settings")
+            runtime.emit("stage", name, f"reusing the fine-tuned teacher cached for these settings (seed {seed})")
             teacher = load_classifier(str(folder))
             history = read_json(folder / "history.json", [])
         else:
-            teacher, history, evaluated = fine_tune(job, run, runtime, folder)
+            teacher, history, evaluated = fine_tune(job, run, runtime, folder, seed)
     teacher.to(runtime.device).eval()
     record_model(
         job,
         run,
         runtime,
         teacher,
-        name="teacher",
+        name=name,
         role="teacher",
         strategy="teacher",
         layers=list(range(job.n_teacher)),
-        seed=job.cfg.seeds[0],
+        seed=seed,
         history=history,
         saved_from=folder,
         evaluated=evaluated,
@@ -112,26 +129,30 @@ def prepare_teacher(job: Prepared, run: Run, runtime: Runtime, already_classifie
     return teacher
 
 
-def fine_tune(job: Prepared, run: Run, runtime: Runtime, folder: Path) -> tuple[nn.Module, list[dict], tuple | None]:
-    """Fine-tune the teacher on the job's training rows and cache it in `folder`; returns the model, its epoch
-    history and its last evaluation."""
+def fine_tune(
+    job: Prepared, run: Run, runtime: Runtime, folder: Path, seed: int
+) -> tuple[nn.Module, list[dict], tuple | None]:
+    """Fine-tune the teacher on the job's training rows with `seed` (batch order, dropout, head) and cache it in
+    `folder`; returns the model, its epoch history and its last evaluation."""
     cfg = job.cfg
-    runtime.emit("stage", "teacher", f"fine-tuning teacher {cfg.teacher} for {cfg.teacher_epochs} epoch(s)")
+    name = teacher_name(cfg, seed)
+    runtime.emit("stage", name, f"fine-tuning teacher {cfg.teacher} for {cfg.teacher_epochs} epoch(s), seed {seed}")
     validation = Validation(job, runtime, cfg.teacher_epochs)
+    set_seed(seed)  # the new classification head is drawn per teacher seed
     model = load_classifier(job.source)
     with trained_with(model, freeze_words=cfg.teacher_freeze_word_embeddings, dropout=cfg.teacher_dropout):
         teacher, history = fit(
             model,
-            job.train_loader(job.data["train"], cfg.seeds[0]),
+            job.train_loader(job.data["train"], seed),
             cross_entropy_step,
             epochs=cfg.teacher_epochs,
             learning_rate=cfg.teacher_learning_rate,
             cfg=cfg,
             runtime=runtime,
-            stage="teacher",
-            seed=cfg.seeds[0],
+            stage=name,
+            seed=seed,
             after_epoch=validation,
-            checkpoint=run.checkpoint("teacher") if cfg.checkpoints else None,
+            checkpoint=run.checkpoint(name) if cfg.checkpoints else None,
         )
     if runtime.is_main:
         save_pretrained_atomic(folder, teacher, job.tokenizer)
@@ -141,16 +162,15 @@ def fine_tune(job: Prepared, run: Run, runtime: Runtime, folder: Path) -> tuple[
     return teacher, history, validation.last
 
 
-def teacher_outputs(job: Prepared, teacher: nn.Module, runtime: Runtime, run: Run) -> TeacherOutputs:
-    """Run the teacher once over the students' training rows; every student, epoch and seed reuses the result."""
+def teacher_outputs(job: Prepared, teacher: nn.Module, runtime: Runtime, run: Run, name: str) -> TeacherOutputs:
+    """Run the teacher `name` once over the students' training rows; its students reuse the result every epoch."""
     cfg = job.cfg
     need_hidden = cfg.weight_hidden > 0
     rows = job.data["students"]
     runtime.emit("stage", "teacher-outputs", f"computing teacher outputs once for {len(rows)} training rows")
     model = teacher
     if cfg.teacher_8bit:
-        folder = run.model_dir("teacher")
-        model = load_classifier(str(folder), eight_bit=True)
+        model = load_classifier(str(run.model_dir(name)), eight_bit=True)
     loader = runtime.accelerator.prepare(make_loader(rows, job.tokenizer.pad_token_id, EVAL_BATCH, train=False))
     hidden_file = None
     if need_hidden:

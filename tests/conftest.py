@@ -12,7 +12,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("DISTILL_QUICK_STUDENT_ON_START", "never")
 
 import pytest
-from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, BertModel
 
 from distill.data import LABELS
 from distill.hub import embedded_teacher_path
@@ -23,24 +23,33 @@ def embedded_tokenizer():
     return AutoTokenizer.from_pretrained(embedded_teacher_path())
 
 
-@pytest.fixture(scope="session")
-def tiny_bert(tmp_path_factory, embedded_tokenizer):
-    """A tiny randomly initialised 4-layer BERT classifier folder, with the real MiniLM tokenizer."""
-    folder = tmp_path_factory.mktemp("tiny-bert")
+def save_tiny(folder, tokenizer, model_class, **labels):
+    """A tiny randomly initialised 4-layer BERT of `model_class` in `folder`, with the real MiniLM tokenizer."""
     config = BertConfig(
-        vocab_size=embedded_tokenizer.vocab_size,
+        vocab_size=tokenizer.vocab_size,
         hidden_size=32,
         num_hidden_layers=4,
         num_attention_heads=2,
         intermediate_size=64,
         max_position_embeddings=128,
-        num_labels=3,
-        id2label=dict(enumerate(LABELS)),
-        label2id={n: i for i, n in enumerate(LABELS)},
+        **labels,
     )
-    BertForSequenceClassification(config).save_pretrained(folder)
-    embedded_tokenizer.save_pretrained(folder)
+    model_class(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory, embedded_tokenizer):
+    """A tiny 4-layer BERT that already classifies the MNLI labels (no fine-tuning in a job)."""
+    labels = {"num_labels": 3, "id2label": dict(enumerate(LABELS)), "label2id": {n: i for i, n in enumerate(LABELS)}}
+    return save_tiny(tmp_path_factory.mktemp("tiny-bert"), embedded_tokenizer, BertForSequenceClassification, **labels)
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory, embedded_tokenizer):
+    """A tiny 4-layer BERT encoder with no head: a pre-trained model that a job fine-tunes."""
+    return save_tiny(tmp_path_factory.mktemp("tiny-encoder"), embedded_tokenizer, BertModel)
 
 
 @pytest.fixture(scope="session")

@@ -151,7 +151,9 @@ def test_distill_compare_chat(app_server, page):
         expect(row).to_have_count(1, timeout=30_000)
     # the verdict, in bold above the table, says what the tests say: the best, the runner-ups within its noise,
     # the ones it beats, and the confirmation on the other split
-    verdict = page.locator("strong").filter(has_text=re.compile(r"^odd is best \(64\.2%\), but not clearly ahead of"))
+    verdict = page.locator("strong").filter(
+        has_text=re.compile(r"^Layer choice matters here.*odd is best \(64\.2%\), but not clearly ahead of")
+    )
     expect(verdict).to_be_visible()
     expect(verdict).to_contain_text("importance (-0.6 points, 95% range -1.4 to +0.3) and top_k (-0.9 points)")
     expect(verdict).to_contain_text("confirmed on the other check set (MNLI validation, unseen genres)")

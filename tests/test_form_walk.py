@@ -43,6 +43,10 @@ TEXT_CASES = [
     ("seeds", "-1", {}),
     ("seeds", "4294967296", {}),
     ("seeds", "1 1", {}),
+    ("teacher_seeds", "abc", {}),
+    ("teacher_seeds", "-1", {}),
+    ("teacher_seeds", "1 1", {}),
+    ("teacher_seeds", "0 1", {}),  # 3 seeds: not a multiple of 2 teachers
     ("layer_list", "abc", {}),
     ("layer_list", "-1", {}),
     ("layer_list", "0,9", {}),

@@ -9,6 +9,7 @@ import pytest
 
 from distill.report import (
     CHAR_PX,
+    ONE_TEACHER,
     column_widths,
     comparison,
     display_rows,
@@ -19,7 +20,7 @@ from distill.report import (
     verdict,
 )
 from distill.results import open_run
-from distill.stats import ALPHA, seed_example_test
+from distill.stats import ALPHA, OTHER_TEACHERS, seed_example_test
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 
@@ -123,16 +124,22 @@ def test_one_seed_search_shows_no_verdict():
     assert all(c == "best" or c.endswith("(fewer than 3 seeds: can't tell yet, run 3 or more)") for c in cells)
 
 
-def test_control_runs_join_the_table_and_the_family(reference):
+def test_control_runs_join_the_table_but_not_the_tests(reference):
+    """Another run's students learned from another fine-tuning of the teacher: one draw of each teacher cannot
+    tell its luck from a strategy's effect, so their differences are shown untested, and join no Holm family."""
     controls = [open_run(RESULTS / "control-random"), open_run(RESULTS / "control-hard-labels")]
     table = comparison(reference, controls=controls)
     rows = {r["strategy"]: r for r in table}
     random, hard = rows["control-random:random"], rows["control-hard-labels:odd"]
     assert random["seeds"] == hard["seeds"] == 3 and random["layers"] == []
-    assert random["significant"] and random["diff_vs_best"] < -0.1  # copying no teacher layer costs a lot
+    assert random["diff_vs_best"] < -0.1 and random["p_value"] is None and random["test"] == OTHER_TEACHERS
+    assert hard["p_value"] is None and hard["other_p_value"] is None
     assert 1.5 < random["speedup_b32"] < 2.5  # timed against its own run's teacher, then rescaled
+    alone = {r["strategy"]: r for r in comparison(reference)}
+    assert rows["even"]["p_value"] == alone["even"]["p_value"]  # the run's own family is unchanged
     pairs = pairwise(reference, controls=controls)
     assert len(pairs) == 21  # seven strategies
+    assert sum(p["p_value"] is None for p in pairs) == 11  # 5 x 2 across runs, and the two controls' own pair
     with pytest.raises(Exception, match="other validation rows"):
         comparison(reference, controls=[open_run(RESULTS / "search")])
 
@@ -143,9 +150,11 @@ def test_verdict_on_the_reference_run_says_what_its_tests_say(reference):
     text = verdict(table)
     # odd is best, but importance and top_k are within its noise; even and bottom_k are behind on both splits
     assert rows["odd"]["best"] and not rows["importance"]["significant"] and not rows["top_k"]["significant"]
-    assert text.startswith(
+    assert text.startswith(  # the omnibus test first: are the strategies all equal?
+        "Layer choice matters here (p < 0.001, the strategies are not all equal). "
         "odd is best (64.2%), but not clearly ahead of importance (-0.6 points, 95% range -1.4 to +0.3)"
     )
+    assert text.endswith(ONE_TEACHER) and rows["odd"]["omnibus_p"] < 0.001 and rows["odd"]["other_omnibus_p"] < 0.001
     assert "and top_k (-0.9 points)" in text
     assert (
         "it beats even by 3.1 points (p < 0.001) and bottom_k by more, confirmed on the other check set "
@@ -158,12 +167,11 @@ def test_verdict_on_the_reference_run_says_what_its_tests_say(reference):
 def test_verdict_names_the_controls_and_the_ensemble(reference):
     controls = [open_run(RESULTS / "control-random"), open_run(RESULTS / "control-hard-labels")]
     text = verdict(comparison(reference, ["odd", "importance"], controls=controls))
-    assert text.startswith("odd is best (64.2%), but not clearly ahead of importance")
+    assert "odd is best (64.2%), but not clearly ahead of importance" in text
     assert "control-hard-labels" not in text.split("Controls:")[0]  # a control is no rival
-    assert (
-        "Controls: control-hard-labels:odd reaches 63.5% (-0.7 points, p = 0.328, not clear (could be noise)); " in text
-    )
-    assert "control-random:random (random start) reaches 49.2% (-15.0 points, p < 0.001)." in text
+    untested = "another teacher: untested"
+    assert f"Controls: control-hard-labels:odd reaches 63.5% (-0.7 points, {untested}); " in text
+    assert f"control-random:random (random start) reaches 49.2% (-15.0 points, {untested})." in text
     assert (
         "ensemble(odd+importance) reaches 64.7%, +0.2 points vs odd×2 seeds (fewer than 3 groups of seeds to "
         "compare with: can't tell yet, run more seeds)." in text
@@ -258,7 +266,8 @@ def test_plots_name_the_teacher_and_the_best_students_that_fit_one_legend_row(ta
 def test_the_planner_says_what_the_reference_can_detect():
     table = comparison(open_run(RESULTS / "reference"))
     best = next(r for r in table if r.get("best"))
-    assert best["plan_seeds"] == 3 and 0.005 < best["plan_detectable"] < 0.03  # about a point on 9,815 rows
+    assert best["plan_units"] == 3 and best["plan_unit"] == "seeds"
+    assert 0.005 < best["plan_detectable"] < 0.03  # about a point on 9,815 rows
     assert best["plan_seeds_for_2_points"] == 3 and best["plan_seeds_for_1_point"] > 3
     line = plan_line(table)
     points = f"{best['plan_detectable'] * 100:.1f} points"
@@ -269,7 +278,8 @@ def test_the_planner_says_what_the_reference_can_detect():
 
 def test_the_planner_line_for_two_seeds_and_for_what_seeds_cannot_reach():
     best = _student("odd", 0.64, seeds=2, best=True)
-    best.update(plan_seeds=3, plan_detectable=0.034, plan_seeds_for_1_point=None, plan_seeds_for_2_points=9)
+    best.update(plan_units=3, plan_unit="seeds", plan_detectable=0.034)
+    best.update(plan_seeds_for_1_point=None, plan_seeds_for_2_points=9, blocks=[("teacher", 0), ("teacher", 1)])
     line = plan_line([best, _student("even", 0.62, seeds=2)])
     assert line.startswith("With 3 seeds this run could tell apart differences of about 3.4 points")
     assert line.endswith("1 point would take more validation rows, not more seeds, 2 points would take 9 seeds.")

@@ -67,7 +67,7 @@ HARMLESS = {
     ("progress.json", "models.*", "*"),  # rebuilt from the summary
     # summary.json: optional fields, nulls where a value may be unknown, an accuracy that is no number (an old
     # file's bare NaN: that model reads as failed), big numbers, the other split's metrics
-    *(("summary.json", f"[0-9].{k}", "missing") for k in ("train_loss", "train_seconds", "temperature")),
+    *(("summary.json", f"[0-9].{k}", "missing") for k in ("train_loss", "train_seconds", "temperature", "teacher")),
     *(("summary.json", f"[0-9].{k}", "missing") for k in ("learning_rate", "weight_ce", "weight_kl", "weight_cos")),
     *(("summary.json", f"[0-9].{k}", "null") for k in ("seed", "loss", "eval_rows", "train_loss", "train_seconds")),
     *(("summary.json", "[0-9].accuracy", c) for c in ("missing", "null", "NaN")),

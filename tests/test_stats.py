@@ -4,29 +4,64 @@ import numpy as np
 import pytest
 from scipy.stats import t as t_dist
 
-from distill.stats import ALPHA, MIN_SEEDS, UNTESTED, Difference, Noise, holm, run_noise, seed_example_test
+from distill.stats import (
+    ALPHA,
+    FEW_TEACHERS,
+    MIN_SEEDS,
+    OTHER_TEACHERS,
+    PAIRED_MIN,
+    UNTESTED,
+    Difference,
+    Models,
+    Noise,
+    compare,
+    holm,
+    omnibus,
+    paired_test,
+    run_noise,
+    seed_example_test,
+)
 
 EXAMPLES = 1000
 ROW_SHARE = 0.12
 
 
 def simulate(
-    rng, true_gap: float, training_sd: float, seeds: int = 3, row_share: float = ROW_SHARE
+    rng,
+    true_gap: float,
+    training_sd: float,
+    seeds: int = 3,
+    row_share: float = ROW_SHARE,
+    block_sd: float = 0.0,
+    teachers: int = 1,
+    teacher_sd: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Two strategies scored on the same examples. Each example has its own difficulty, mostly shared (paired),
     but on a share of the examples each strategy has its own (a strategy-by-row effect: the reference's close
     pairs differ by about 0.065 in variance per row, `run_noise`, which a share of 0.12 gives); each trained
-    model (seed) shifts its accuracy by a draw of training noise. The gap raises the chance of a right answer
-    in proportion to the room left, so that it is the expected difference in accuracy."""
+    model (seed) shifts its accuracy by a draw of training noise. With `block_sd`, seed j shifts both strategies'
+    model j alike (a shared batch order); with `teachers`, seed j learns from teacher j mod teachers, and each
+    teacher shifts each strategy by its own draw (`teacher_sd`: a teacher suits one strategy more than another).
+    The gap raises the chance of a right answer in proportion to the room left, so that it is the expected
+    difference in accuracy."""
     difficulty = rng.beta(0.35, 0.2, size=EXAMPLES)  # chance of a right answer: mostly near 0 or 1, about 64%
+    blocks = rng.normal(0.0, block_sd, size=(seeds, 1))
+    teacher_of = np.arange(seeds) % teachers
 
     def strategy(gap: float) -> np.ndarray:
         own = np.where(rng.random(EXAMPLES) < row_share, rng.beta(0.35, 0.2, size=EXAMPLES), difficulty)
         own = own + gap * (1 - own) / (1 - own.mean())
-        offsets = rng.normal(0.0, training_sd, size=(seeds, 1))
+        offsets = rng.normal(0.0, training_sd, size=(seeds, 1)) + blocks
+        offsets = offsets + rng.normal(0.0, teacher_sd, size=(teachers, 1))[teacher_of]
         return (rng.random((seeds, EXAMPLES)) < np.clip(own + offsets, 0, 1)).astype(np.float32)
 
     return strategy(true_gap), strategy(0.0)
+
+
+def independent(*correct: np.ndarray) -> list[Models]:
+    """Strategies whose models share no block: seeds of their own, one teacher."""
+    starts = np.cumsum([0, *(len(c) for c in correct)])[:-1]
+    return [Models(c, [("teacher", int(s + j)) for j in range(len(c))]) for c, s in zip(correct, starts, strict=True)]
 
 
 def example_only_flags(a: np.ndarray, b: np.ndarray, rng) -> bool:
@@ -37,13 +72,22 @@ def example_only_flags(a: np.ndarray, b: np.ndarray, rng) -> bool:
     return bool(low > 0 or high < 0)
 
 
-def flag_rates(true_gap: float, training_sd: float, trials: int = 300, seeds: int = 3) -> tuple[float, float]:
-    """The share of `trials` simulated comparisons flagged by this test and by the replaced one."""
+def flag_rates(
+    true_gap: float, training_sd: float, trials: int = 300, seeds: int = 3, test: str = "independent", **levels
+) -> tuple[float, float]:
+    """The share of `trials` simulated comparisons flagged by a test (independent seeds, paired by seed, or by
+    teacher: `simulate`'s levels) and by the replaced one."""
     rng = np.random.default_rng(12345)
     new = old = 0
+    teachers = levels.get("teachers", 1)
     for trial in range(trials):
-        a, b = simulate(rng, true_gap, training_sd, seeds)
-        new += bool(seed_example_test(a, b, resamples=600, seed=trial).significant)
+        a, b = simulate(rng, true_gap, training_sd, seeds, **levels)
+        if test == "independent":
+            result = seed_example_test(a, b, resamples=600, seed=trial)
+        else:
+            units = np.arange(seeds) % teachers if test == "teachers" else np.arange(seeds)
+            result = paired_test(a, b, units.tolist(), by_teacher=test == "teachers")
+        new += bool(result.significant)
         old += example_only_flags(a, b, rng)
     return new / trials, old / trials
 
@@ -126,7 +170,7 @@ def test_holm_adjusts_like_the_textbook_and_keeps_marks_and_intervals_in_step():
 def test_the_planner_says_what_the_test_finds_with_80_percent_power():
     """The planner, from noise estimated on simulated runs, against the test on runs with that difference."""
     rng = np.random.default_rng(5)
-    estimates = [run_noise(list(simulate(rng, 0.0, 0.01, seeds=5))) for _ in range(40)]
+    estimates = [run_noise(independent(*simulate(rng, 0.0, 0.01, seeds=5))) for _ in range(40)]
     noise = Noise(*(float(np.mean([getattr(n, f) for n in estimates])) for f in ("seed", "row", "model_row")), EXAMPLES)
     assert 0.0 < noise.seed < 2 * 0.01**2 and 0.04 < noise.row < 0.09  # the training noise and row effect it was given
     for seeds in (3, 5):  # planned 80%; measured 70% at 3 seeds (the test's own standard error is a bit wide), 83% at 5
@@ -134,5 +178,92 @@ def test_the_planner_says_what_the_test_finds_with_80_percent_power():
         assert 0.65 <= found <= 0.92, (seeds, found)  # a test 30% less powerful (56%) fails here
     assert noise.detectable(8) < noise.detectable(3) and noise.seeds_for(noise.detectable(8)) == 8
     assert noise.seeds_for(0.001) is None  # the rows' own differences: no number of seeds gets there
-    assert run_noise([np.ones((1, 10)), np.ones((3, 10))]) is None  # one seed measures no training noise
-    assert run_noise([np.zeros((3, 10)), np.ones((3, 10))]) is None  # no noise at all: nothing to plan, no NaN
+    assert run_noise(independent(np.ones((1, 10)), np.ones((3, 10)))) is None  # one seed: no training noise
+    assert run_noise(independent(np.zeros((3, 10)), np.ones((3, 10)))) is None  # no noise at all: no plan, no NaN
+
+
+@pytest.mark.parametrize(("seeds", "training_sd"), [(4, 0.0), (4, 0.03), (5, 0.01), (5, 0.03)])
+def test_the_paired_test_is_calibrated_from_four_seeds(seeds, training_sd):
+    """Seeds as blocks: each seed shifts both strategies alike (a shared batch order), which the pairs cancel."""
+    paired, _ = flag_rates(0.0, training_sd, trials=600, seeds=seeds, test="paired", block_sd=0.02)
+    assert 0.02 <= paired <= 0.07, paired
+
+
+def test_three_paired_seeds_are_liberal_so_three_are_tested_as_independent():
+    """Why PAIRED_MIN is 4: with 3 the paired test's training part has 2 degrees of freedom (9.8% measured)."""
+    paired, _ = flag_rates(0.0, 0.03, trials=600, seeds=3, test="paired")
+    assert paired > 0.08 and PAIRED_MIN == 4
+    blocks = [("teacher", seed) for seed in range(3)]
+    a, b = simulate(np.random.default_rng(0), 0.0, 0.01, seeds=3, block_sd=0.02)
+    assert compare(Models(a, blocks), Models(b, blocks)).design == "seeds + examples"
+    a, b = simulate(np.random.default_rng(0), 0.0, 0.01, seeds=4, block_sd=0.02)
+    blocks = [("teacher", seed) for seed in range(4)]
+    assert compare(Models(a, blocks), Models(b, blocks[::-1])).design == "paired by seed + examples"
+
+
+def test_pairing_changes_nothing_where_seeds_share_nothing_and_gains_where_they_do():
+    alone, _ = flag_rates(0.03, 0.01, trials=200, seeds=5)
+    paired, _ = flag_rates(0.03, 0.01, trials=200, seeds=5, test="paired")
+    assert abs(paired - alone) <= 0.1, (paired, alone)  # no shared block: the same power, give or take its df
+    alone, _ = flag_rates(0.03, 0.01, trials=200, seeds=5, block_sd=0.02)
+    paired, _ = flag_rates(0.03, 0.01, trials=200, seeds=5, test="paired", block_sd=0.02)
+    assert paired >= alone + 0.15, (paired, alone)  # shared blocks: the independent test pays for them
+
+
+@pytest.mark.parametrize("teacher_sd", [0.0, 0.02])
+def test_teachers_as_the_unit_count_a_teachers_luck(teacher_sd):
+    """Four teachers, two seeds each; each teacher suits each strategy a little more or less (teacher_sd).
+    Pairing by seed alone calls that luck a difference; the teacher as the unit does not."""
+    levels = {"teachers": 4, "teacher_sd": teacher_sd, "block_sd": 0.01}
+    by_teacher, _ = flag_rates(0.0, 0.01, trials=600, seeds=8, test="teachers", **levels)
+    assert 0.02 <= by_teacher <= 0.07, by_teacher
+    if teacher_sd:
+        by_seed, _ = flag_rates(0.0, 0.01, trials=300, seeds=8, test="paired", **levels)
+        assert by_seed >= 0.09, by_seed  # 11.7% measured
+
+
+def test_compare_picks_the_test_the_models_making_calls_for():
+    rng = np.random.default_rng(4)
+    a, b = simulate(rng, 0.02, 0.01, seeds=6)
+    one = [("teacher", s) for s in range(6)]
+    assert compare(Models(a, one), Models(b, one[::-1])).design == "paired by seed + examples"
+    assert compare(Models(a, one), Models(b, [("teacher", s + 6) for s in range(6)])).design == "seeds + examples"
+    other = compare(Models(a, one), Models(b, [("control:teacher", s) for s in range(6)]))
+    assert not other.tested and other.record()["test"] == OTHER_TEACHERS
+    assert other.difference == pytest.approx(float(a.mean() - b.mean()))
+    three = [(f"t{s % 3}", s) for s in range(6)]  # 3 teachers, 2 seeds each: 3 units, tested as independent
+    tested = compare(Models(a, three), Models(b, three))
+    assert tested.design == "teachers + seeds + examples" and tested.seeds == (6, 6) and tested.tested
+    two = [(f"t{s % 2}", s) for s in range(6)]  # 2 teachers: no test of the teacher level
+    untested = compare(Models(a, two), Models(b, two))
+    assert not untested.tested and untested.record()["test"] == FEW_TEACHERS
+    four = [(f"t{s % 4}", s) for s in range(8)]
+    a, b = simulate(rng, 0.02, 0.01, seeds=8)
+    assert compare(Models(a, four), Models(b, four)).design == "paired by teacher + seeds + examples"
+
+
+def test_the_omnibus_p_agrees_with_holm_over_the_same_pairs():
+    rng = np.random.default_rng(6)
+    for _ in range(30):
+        tests = [Difference(0.01, (3, 3), 0.01, 6.0, float(p)) for p in rng.uniform(0, 0.05, size=4) ** 1.5]
+        assert (omnibus(tests) < ALPHA) == any(t.significant for t in holm(tests))
+        assert omnibus(tests) == pytest.approx(min(1.0, 4 * min(t.p_value for t in tests)))
+    assert omnibus([Difference(0.02, (1, 3))]) is None
+
+
+def test_the_planner_of_a_paired_run_counts_what_pairing_cancels():
+    rng = np.random.default_rng(7)
+    blocks = [("teacher", s) for s in range(5)]
+    estimates = []
+    for _ in range(40):
+        a, b = simulate(rng, 0.0, 0.01, seeds=5, block_sd=0.02)
+        estimates.append(run_noise([Models(a, blocks), Models(b, blocks)]))
+    assert all(n.shared and n.unit == "seeds" for n in estimates)
+    fields = ("seed", "row", "model_row")
+    noise = Noise(*(float(np.mean([getattr(n, f) for n in estimates])) for f in fields), EXAMPLES)
+    noise = Noise(noise.seed, noise.row, noise.model_row, EXAMPLES, float(np.mean([n.block for n in estimates])), True)
+    assert noise.block > noise.seed / 2  # most of the training noise here is the shared block's
+    found, _ = flag_rates(noise.detectable(5), 0.01, trials=200, seeds=5, test="paired", block_sd=0.02)
+    assert 0.65 <= found <= 0.92, found
+    unshared = Noise(noise.seed, noise.row, noise.model_row, EXAMPLES)
+    assert noise.detectable(5) < 0.8 * unshared.detectable(5)
