@@ -9,6 +9,8 @@ training noise per seed) and prints one line per setting. Not a timing: a statis
 import sys
 from pathlib import Path
 
+import numpy as np
+
 import distill.stats as stats
 
 TESTS = Path(__file__).resolve().parent.parent / "tests"
@@ -33,6 +35,16 @@ def main() -> None:
     for seeds in (3, 4, 5):
         rates = [flag_rates(0.0, sd, trials=600, seeds=seeds, test="paired", block_sd=0.02)[0] for sd in SDS]
         print(f"no difference, paired, {seeds} seeds, training noise {', '.join(map(str, SDS))}: {_shares(rates)}")
+    half = stats.paired_df
+    for name, count in (("in full", lambda units: units - 1), ("at half", half)):  # the paired test's df
+        stats.paired_df = count
+        for seeds in (3, 4, 5):
+            rates = [
+                np.mean([flag_rates(0.0, sd, trials=600, seeds=seeds, test="paired", stream=s)[0] for s in (1, 2, 3)])
+                for sd in (0.0, 0.03)
+            ]
+            print(f"no difference, paired, df {name}, {seeds} seeds, noise 0 and 3%, 3 x 600 runs: {_shares(rates)}")
+    stats.paired_df = half
     for block in (0.0, 0.02):
         paired = flag_rates(0.03, 0.01, trials=200, seeds=5, test="paired", block_sd=block)[0]
         alone = flag_rates(0.03, 0.01, trials=200, seeds=5, block_sd=block)[0]

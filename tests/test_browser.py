@@ -206,7 +206,9 @@ def test_distill_compare_chat(app_server, page):
     expect(table.get_by_role("row")).to_have_count(4)  # the header and three models, nothing from unchecked strategies
     expect(table).not_to_contain_text("bottom_k")
     expect(
-        page.locator("strong").filter(has_text=re.compile(r"^(top_k|even) (is best|scored highest) \(\d+\.\d%\)"))
+        page.locator("strong").filter(
+            has_text=re.compile(r"^(.+?\)\. )?(top_k|even) (is best|scored highest) \(\d+\.\d%\)")
+        )
     ).to_be_visible()
     for plot in ("accuracy-plot", "latency-plot"):  # redrawn for the new run: its strategies only, each named
         _expect_legend(page, plot, ["teacher", "top_k", "even"])

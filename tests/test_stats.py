@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from scipy.stats import t as t_dist
 
+import distill.stats as stats
 from distill.stats import (
     ALPHA,
     FEW_TEACHERS,
@@ -45,14 +46,15 @@ def simulate(
     The gap raises the chance of a right answer in proportion to the room left, so that it is the expected
     difference in accuracy."""
     difficulty = rng.beta(0.35, 0.2, size=EXAMPLES)  # chance of a right answer: mostly near 0 or 1, about 64%
-    blocks = rng.normal(0.0, block_sd, size=(seeds, 1))
+    blocks = rng.normal(0.0, block_sd, size=(seeds, 1)) if block_sd else 0.0  # no draw: the stream stays the same
     teacher_of = np.arange(seeds) % teachers
 
     def strategy(gap: float) -> np.ndarray:
         own = np.where(rng.random(EXAMPLES) < row_share, rng.beta(0.35, 0.2, size=EXAMPLES), difficulty)
         own = own + gap * (1 - own) / (1 - own.mean())
         offsets = rng.normal(0.0, training_sd, size=(seeds, 1)) + blocks
-        offsets = offsets + rng.normal(0.0, teacher_sd, size=(teachers, 1))[teacher_of]
+        if teacher_sd:
+            offsets = offsets + rng.normal(0.0, teacher_sd, size=(teachers, 1))[teacher_of]
         return (rng.random((seeds, EXAMPLES)) < np.clip(own + offsets, 0, 1)).astype(np.float32)
 
     return strategy(true_gap), strategy(0.0)
@@ -73,11 +75,17 @@ def example_only_flags(a: np.ndarray, b: np.ndarray, rng) -> bool:
 
 
 def flag_rates(
-    true_gap: float, training_sd: float, trials: int = 300, seeds: int = 3, test: str = "independent", **levels
+    true_gap: float,
+    training_sd: float,
+    trials: int = 300,
+    seeds: int = 3,
+    test: str = "independent",
+    stream: int = 12345,
+    **levels,
 ) -> tuple[float, float]:
     """The share of `trials` simulated comparisons flagged by a test (independent seeds, paired by seed, or by
-    teacher: `simulate`'s levels) and by the replaced one."""
-    rng = np.random.default_rng(12345)
+    teacher: `simulate`'s levels) and by the replaced one, on the random `stream`."""
+    rng = np.random.default_rng(stream)
     new = old = 0
     teachers = levels.get("teachers", 1)
     for trial in range(trials):
@@ -189,10 +197,19 @@ def test_the_paired_test_is_calibrated_from_four_seeds(seeds, training_sd):
     assert 0.02 <= paired <= 0.07, paired
 
 
-def test_three_paired_seeds_are_liberal_so_three_are_tested_as_independent():
-    """Why PAIRED_MIN is 4: with 3 the paired test's training part has 2 degrees of freedom (9.8% measured)."""
-    paired, _ = flag_rates(0.0, 0.03, trials=600, seeds=3, test="paired")
-    assert paired > 0.08 and PAIRED_MIN == 4
+def test_the_paired_test_counts_its_training_part_at_half_its_degrees_of_freedom(monkeypatch):
+    """Counted in full (Welch-Satterthwaite as is), the pairs' few degrees of freedom make the test liberal; at
+    half it keeps its level. 4 seeds, 3 points of training noise, three streams of 600 runs: 6.7% and 3.9%."""
+
+    def rate() -> float:
+        runs = [flag_rates(0.0, 0.03, trials=600, seeds=4, test="paired", stream=s)[0] for s in (1, 2, 3)]
+        return float(np.mean(runs))
+
+    half = rate()
+    monkeypatch.setattr(stats, "paired_df", lambda units: units - 1)
+    full = rate()
+    assert full >= 0.065 and 0.02 <= half <= 0.055, (full, half)
+    assert PAIRED_MIN == 4  # with 3 seeds half leaves one degree of freedom: the independent test keeps four
     blocks = [("teacher", seed) for seed in range(3)]
     a, b = simulate(np.random.default_rng(0), 0.0, 0.01, seeds=3, block_sd=0.02)
     assert compare(Models(a, blocks), Models(b, blocks)).design == "seeds + examples"
@@ -204,10 +221,12 @@ def test_three_paired_seeds_are_liberal_so_three_are_tested_as_independent():
 def test_pairing_changes_nothing_where_seeds_share_nothing_and_gains_where_they_do():
     alone, _ = flag_rates(0.03, 0.01, trials=200, seeds=5)
     paired, _ = flag_rates(0.03, 0.01, trials=200, seeds=5, test="paired")
-    assert abs(paired - alone) <= 0.1, (paired, alone)  # no shared block: the same power, give or take its df
+    # Nothing shared: the pairs hold the same information, but their training part counts half its degrees of
+    # freedom (`paired_df`): 65% against 78% measured. A run's strategies always share their seeds' batch order.
+    assert alone - 0.15 <= paired <= alone, (paired, alone)
     alone, _ = flag_rates(0.03, 0.01, trials=200, seeds=5, block_sd=0.02)
     paired, _ = flag_rates(0.03, 0.01, trials=200, seeds=5, test="paired", block_sd=0.02)
-    assert paired >= alone + 0.15, (paired, alone)  # shared blocks: the independent test pays for them
+    assert paired >= alone + 0.15, (paired, alone)  # shared blocks: the independent test pays (66.5% against 48.5%)
 
 
 @pytest.mark.parametrize("teacher_sd", [0.0, 0.02])
@@ -230,7 +249,7 @@ def test_compare_picks_the_test_the_models_making_calls_for():
     assert compare(Models(a, one), Models(b, [("teacher", s + 6) for s in range(6)])).design == "seeds + examples"
     other = compare(Models(a, one), Models(b, [("control:teacher", s) for s in range(6)]))
     assert not other.tested and other.record()["test"] == OTHER_TEACHERS
-    assert other.difference == pytest.approx(float(a.mean() - b.mean()))
+    assert other.difference == pytest.approx(float(a.mean(dtype=np.float64) - b.mean(dtype=np.float64)))
     three = [(f"t{s % 3}", s) for s in range(6)]  # 3 teachers, 2 seeds each: 3 units, tested as independent
     tested = compare(Models(a, three), Models(b, three))
     assert tested.design == "teachers + seeds + examples" and tested.seeds == (6, 6) and tested.tested
@@ -266,4 +285,4 @@ def test_the_planner_of_a_paired_run_counts_what_pairing_cancels():
     found, _ = flag_rates(noise.detectable(5), 0.01, trials=200, seeds=5, test="paired", block_sd=0.02)
     assert 0.65 <= found <= 0.92, found
     unshared = Noise(noise.seed, noise.row, noise.model_row, EXAMPLES)
-    assert noise.detectable(5) < 0.8 * unshared.detectable(5)
+    assert noise.detectable(5) < 0.85 * unshared.detectable(5)  # 3.7 points against 4.6
