@@ -142,7 +142,7 @@ def test_the_teachers_training_settings_key_its_cache(tmp_path):
     runtime = Runtime.create("fp32")
     base = JobConfig(**TINY, results_dir=str(tmp_path))
     folders = {
-        teacher_cache_dir(base.replace(**change), "source", runtime)
+        teacher_cache_dir(base.replace(**change), "source", runtime, 0)
         for change in (
             {},
             {"teacher_dropout": None if base.teacher_dropout is not None else 0.0},
@@ -151,7 +151,8 @@ def test_the_teachers_training_settings_key_its_cache(tmp_path):
         )
     }
     assert len(folders) == 4
-    assert teacher_cache_dir(base.replace(dropout=0.3), "source", runtime) in folders  # the students' do not
+    assert teacher_cache_dir(base.replace(dropout=0.3), "source", runtime, 0) in folders  # the students' do not
+    assert teacher_cache_dir(base, "source", runtime, 1) not in folders  # each teacher seed is its own teacher
 
 
 def test_a_batch_split_into_passes_gets_the_whole_batchs_gradient():
