@@ -208,10 +208,14 @@ def _t_test(difference: float, seeds: tuple[int, int], parts: list[tuple[float, 
     return Difference(difference, seeds, se, df, p_value, design=design)
 
 
-def welch_df(parts: list[tuple[float, float]]) -> float:
-    """Welch-Satterthwaite: the degrees of freedom of a sum of variance estimates, each (variance, its df)."""
-    denominator = sum(v**2 / df for v, df in parts if df > 0)
-    return float(sum(v for v, _ in parts) ** 2 / denominator) if denominator > 0 else float(np.inf)
+def welch_df(parts: list[tuple[float | np.ndarray, float]]) -> float | np.ndarray:
+    """Welch-Satterthwaite: the degrees of freedom of a sum of variance estimates, each (variance, its df); the
+    variances may be arrays of alternatives (the planner's), which give an array."""
+    denominator = sum(np.square(v) / df for v, df in parts if df > 0)
+    total = sum(v for v, _ in parts)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df = np.where(np.asarray(denominator) > 0, np.square(total) / denominator, np.inf)
+    return float(df) if df.ndim == 0 else df
 
 
 def _interaction_variance(correct: np.ndarray) -> float:
@@ -273,13 +277,12 @@ class Noise:
         scale = stats.chi2.ppf((np.arange(QUANTILES) + 0.5) / QUANTILES, units - 1) / (units - 1)
         if self.shared and units >= PAIRED_MIN:  # one training part, from the blocks' differences
             paired = 2 * (self.seed - self.block + self.model_row / self.rows) / units
-            parts = [[(paired * k, paired_df(units)), (row_part, self.rows - 1)] for k in scale]
+            parts = [(paired * scale, paired_df(units)), (row_part, self.rows - 1)]
         else:  # one per side, every pair of quantiles; each side's includes the block's share
             side = (self.seed + self.model_row / self.rows) / units
-            parts = [
-                [(side * k, units - 1), (side * m, units - 1), (row_part, self.rows - 1)] for k in scale for m in scale
-            ]
-        critical = np.array([stats.t.ppf(1 - ALPHA / 2, welch_df(p)) * sum(v for v, _ in p) ** 0.5 for p in parts])
+            parts = [(side * scale[:, None], units - 1), (side * scale[None, :], units - 1), (row_part, self.rows - 1)]
+        estimated = sum(v for v, _ in parts)  # each draw of the test's own standard error, squared
+        critical = np.ravel(stats.t.ppf(1 - ALPHA / 2, welch_df(parts)) * np.sqrt(estimated))
 
         def power(difference: float) -> float:  # the share of runs whose |difference| passes their critical value
             return float(
