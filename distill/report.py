@@ -50,11 +50,11 @@ SPLIT_NAMES = {
 }
 NOT_CLEAR = "not clear (could be noise)"
 FEW_SEEDS = f"fewer than {MIN_SEEDS} seeds: can't tell yet, run {MIN_SEEDS} or more"
-RANDOM_START = "none (random start)"
+RANDOM_START = "none (random start)"  # a student whose encoder layers start from random weights
 ONE_TEACHER = (
     "All of this holds for this run's one fine-tuned teacher: another fine-tuning of it may rank the strategies "
     "otherwise."
-)  # a student whose encoder layers start from random weights
+)
 # A search's own table: its settings instead of layers and speed, which are the same for every row.
 SEARCH_COLUMNS = [
     ("strategy", "setting", "{}"),
@@ -150,7 +150,7 @@ def _control_rows(run: Run, controls: list[Run], predictions: dict) -> list[dict
             if row["role"] == "student":
                 model = f"{control.name}:{row['model']}"
                 renamed = {**row, "model": model, "strategy": f"{control.name}:{row['strategy']}"}
-                renamed["teacher"] = f"{control.name}:{row.get('teacher', 'teacher')}"
+                renamed["teacher"] = f"{control.name}:{model_block(row)[0]}"
                 if ours and teacher:
                     for key in ("latency_b1_ms", "latency_b32_ms"):
                         renamed[key] = row[key] * ours[key] / teacher[key]
@@ -204,6 +204,11 @@ def strategy_rows(rows: list[dict], search: bool = False) -> list[dict[str, Any]
 def model_block(row: dict) -> tuple[str, int]:
     """A model's block: the teacher it learned from and its seed (which sets its batch order and dropout)."""
     return row.get("teacher", "teacher"), row["seed"]
+
+
+def _teachers(row: dict) -> set[str]:
+    """The teachers a strategy's models learned from."""
+    return {teacher for teacher, _ in row.get("blocks", [])}
 
 
 def _relative_to_teacher(table: list[dict], teacher: dict | None) -> None:
@@ -310,7 +315,7 @@ def _put_plan(best: dict, students: list[dict], models) -> None:
     noise = run_noise([models(r) for r in students if not _is_control(r)])
     if noise is None:
         return
-    counts = [len({b[0] for b in r["blocks"]}) if noise.unit == "teachers" else r["seeds"] for r in students]
+    counts = [len(_teachers(r)) if noise.unit == "teachers" else r["seeds"] for r in students]
     units = max(MIN_SEEDS, min(c for c in counts if c >= 2))
     best.update(
         plan_units=units,
@@ -327,7 +332,7 @@ def plan_line(table: list[dict]) -> str:
     if best is None:
         return ""
     units, unit, detectable = best["plan_units"], best["plan_unit"], best["plan_detectable"]
-    has = len({b[0] for b in best["blocks"]}) if unit == "teachers" else best["seeds"]
+    has = len(_teachers(best)) if unit == "teachers" else best["seeds"]
     can = "can" if has >= units else "could"
     needs = [
         f"{points} would take {f'{n} {unit}' if n else f'more validation rows, not more {unit}'}"
@@ -493,8 +498,7 @@ def verdict(table: list[dict]) -> str:
         if r.get("role") == "ensemble" and r.get("accuracy") is not None:
             versus = "" if r.get("diff_vs_best") is None else f", {_points(r['diff_vs_best'])} vs {r['against']}"
             sentences.append(f"{r['strategy']} reaches {r['accuracy']:.1%}{versus} ({_test_word(r)}).")
-    teachers = {block[0] for r in [best, *rivals] for block in r.get("blocks", [])}
-    if len(teachers) == 1:
+    if len({t for r in [best, *rivals] for t in _teachers(r)}) == 1:
         sentences.append(ONE_TEACHER)
     return " ".join(sentences)
 
@@ -529,15 +533,14 @@ def holm_family(table: list[dict]) -> tuple[int, int]:
     """(pairs, students): the family each student's p is Holm-adjusted over on a split, as `add_tests` forms it:
     every pair of the students that have MIN_SEEDS or more seeds and learned from the run's own teacher(s) (a pair
     with fewer seeds, or across teachers, is shown untested, outside it)."""
-    best = next((r for r in table if r.get("best")), {})
-    ours = {b[0] for b in best.get("blocks", [])}
+    ours = _teachers(next((r for r in table if r.get("best")), {}))
     tested = [
         r
         for r in table
         if r.get("role") == "student"
         and r.get("accuracy") is not None
         and r["seeds"] >= MIN_SEEDS
-        and (not ours or {b[0] for b in r.get("blocks", [])} == ours)
+        and (not ours or _teachers(r) == ours)
     ]
     return len(tested) * (len(tested) - 1) // 2, len(tested)
 

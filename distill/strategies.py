@@ -118,17 +118,13 @@ def random_layers(ctx: StrategyContext) -> list[int]:
     "control: top_k's layers copied from the pre-trained encoder, not the fine-tuned teacher, then distilled",
     pretrained=True,
 )
-def pretrained_layers(ctx: StrategyContext) -> list[int]:
-    return top_k(ctx)
-
-
 @register_strategy(
     "no-distillation",
     "control: top_k's layers trained on the hard labels alone, same learning rate, no teacher signal",
     hard_labels=True,
 )
-def no_distillation(ctx: StrategyContext) -> list[int]:
-    return top_k(ctx)
+def top_k_control(ctx: StrategyContext) -> list[int]:
+    return top_k(ctx)  # each control changes one thing about top_k, not its layers
 
 
 def parse_layer_list(spec: str) -> list[int] | None:
