@@ -10,8 +10,13 @@
 3. Where a student's epoch goes: collation, forward, backward, optimizer (clipping, AdamW, zeroing) and the
    end-of-epoch evaluation, each timed around the same library calls the job makes.
 4. The same steps with the word embeddings frozen (`freeze_word_embeddings`), without dropout, with the last
-   layer computed for [CLS] only (`cls_only_last_layer`), and the student's with 1 thread instead of 2:
-   candidates the profile points at, measured side by side in this process.
+   layer computed for [CLS] only (`cls_only_last_layer`), compiled by torch.compile (`torch_compile`), and the
+   student's with 1 thread instead of 2: candidates the profile points at, measured side by side in this process.
+
+The peak is this machine's, not the hardware's on paper: the file records the CPU's model, its matmul flags
+(AVX-512 bf16 and AMX multiply at very different rates), the thread count, and the peak measured before the steps
+and again after them (a machine busy at the start would understate it). `stale_peak` refuses a file whose peak is
+under what the same CPU measures now, so a roofline from a busy or other machine cannot stand as this one's.
 """
 
 from __future__ import annotations
@@ -52,6 +57,56 @@ from distill.training import Runtime, accumulate, cross_entropy_step, make_optim
 OUT = Path(__file__).resolve().parent / "roofline.json"
 PHASES = ("collation", "forward", "backward", "optimizer")
 CPU = torch.device("cpu")
+STUDENT_COMPILED = "student, the defaults, compiled by torch.compile (`torch_compile`)"
+TEACHER_DEFAULTS = "teacher fine-tuning, frozen, no dropout, last layer for [CLS] only (the defaults)"
+TEACHER_COMPILED = "teacher fine-tuning, the defaults, compiled by torch.compile"
+MATMUL_FLAGS = ("avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16", "amx_int8")
+STALE_MARGIN = 0.2  # a machine measures its own peak within this share from run to run (noisy neighbours)
+
+
+def cpu_facts() -> dict:
+    """What bounds a bf16 matmul on this machine: the CPU model, its matmul instruction sets, torch's threads."""
+    model, flags = platform.processor() or platform.machine(), set()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    return {
+        "model": model,
+        "matmul_flags": [flag for flag in MATMUL_FLAGS if flag in flags],
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
+
+
+def describe(cpu: dict) -> str:
+    """One line for the table's heading: 'AMD EPYC, avx512f avx512_bf16 avx512_vnni, no AMX, 2 threads, torch …'."""
+    amx = "" if any(f.startswith("amx") for f in cpu["matmul_flags"]) else ", no AMX"
+    flags = " ".join(cpu["matmul_flags"]) or "no AVX-512"
+    return f"{cpu['model']}, {flags}{amx}, {cpu['threads']} threads, torch {cpu['torch']}"
+
+
+def stale_peak(recorded: dict, measured_gflops: float, here: dict) -> str | None:
+    """Why the roofline `recorded` cannot stand on this machine (`here`, `cpu_facts()`), which just measured
+    `measured_gflops` at the same shapes: its peak is under that by more than STALE_MARGIN. None when it stands,
+    or when it was measured on another CPU, a comparison this machine cannot make."""
+    if recorded.get("cpu") != here:
+        return None
+    peak = recorded["sustained_bf16_gflops"]
+    if peak < (1 - STALE_MARGIN) * measured_gflops:
+        return (
+            f"the recorded bf16 peak, {peak:.0f} GFLOP/s, is under the {measured_gflops:.0f} this {here['model']} "
+            "measures at the same shapes: it was measured on a busy machine; measure it again on an idle one"
+        )
+    return None
+
+
+def bf16_peak(shapes: list[tuple[int, int, int]], seconds: float) -> dict[str, float]:
+    """GFLOP/s of a bf16 matmul at each shape, named 'MxKxN'."""
+    return {"x".join(map(str, dims)): matmul_gflops(torch.bfloat16, *dims, seconds) for dims in shapes}
 
 
 def matmul_gflops(dtype: torch.dtype, m: int, k: int, n: int, seconds: float) -> float:
@@ -86,6 +141,7 @@ class StepProfile:
 
     steps: int = 0
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
+    warmup_seconds: float = 0.0  # the untimed first steps; with `compiled`, compiling is in them
     flops: float = 0.0
     tokens: int = 0
 
@@ -109,19 +165,23 @@ def profile_steps(
     max_tokens: int = 0,
     plain_attention: bool = True,
     cls_only: bool = False,
+    compiled: bool = False,
 ):
     """Train `model` on `batches` as `training.fit` does, timing each phase of every step after the warm-up.
 
     Collation is timed once, when the batches are built (`collate`), and added per step. With `max_tokens`,
     forward and backward run as `training.accumulate` runs them, in passes, and are timed together (as backward).
     `plain_attention=False` leaves PyTorch to pick the attention kernel (the fused flash one without dropout);
-    `cls_only` computes the last layer for the [CLS] position only, as the job does by default.
+    `cls_only` computes the last layer for the [CLS] position only, as the job does by default; `compiled` trains
+    through torch.compile as `training.fit` does with `torch_compile`.
     """
     optimizer = make_optimizer(model, cfg.learning_rate, cfg.weight_decay, eight_bit=False)
     runtime, scaler = Runtime.create("bf16"), torch.amp.GradScaler("cpu", enabled=False)
     model.train()
     profile = StepProfile()
+    started = time.perf_counter()
     with cls_only_last_layer(model, cls_only):
+        model = torch.compile(model, dynamic=True) if compiled else model
         for n, batch in enumerate(batches[:warmup] + batches):
             t1 = time.perf_counter()
             if max_tokens:
@@ -137,6 +197,8 @@ def profile_steps(
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             t4 = time.perf_counter()
+            if n == warmup - 1:
+                profile.warmup_seconds = t4 - started
             if n >= warmup:
                 profile.steps += 1
                 for phase, seconds in zip(PHASES[1:], (t2 - t1, t3 - t2, t4 - t3), strict=True):
@@ -179,12 +241,14 @@ def main() -> None:
     h, i = config.hidden_size, config.intermediate_size
     tokens = 1280
 
-    peak = {}
-    for name, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
-        shapes = [(tokens, h, i), (tokens, i, h), (tokens, h, h)]
-        peak[name] = {"x".join(map(str, dims)): matmul_gflops(dtype, *dims, args.matmul_seconds) for dims in shapes}
-        print(f"matmul {name}: " + ", ".join(f"{s} {g:.0f} GFLOP/s" for s, g in peak[name].items()))
-    sustained = max(peak["bf16"].values())
+    cpu = cpu_facts()
+    shapes = [(tokens, h, i), (tokens, i, h), (tokens, h, h)]
+    peak = {
+        "bf16": bf16_peak(shapes, args.matmul_seconds),
+        "fp32": {"x".join(map(str, d)): matmul_gflops(torch.float32, *d, args.matmul_seconds) for d in shapes},
+    }
+    for name, rates in peak.items():
+        print(f"matmul {name}: " + ", ".join(f"{s} {g:.0f} GFLOP/s" for s, g in rates.items()))
 
     teacher = load_classifier(plan.source)
     batches, collation = collate(make_loader(data["train"], pad, cfg.batch_size, 0, train=True), args.steps)
@@ -229,11 +293,15 @@ def main() -> None:
     defaults = "student, frozen, no dropout, last layer for [CLS] only (the defaults)"
     passes = cfg.max_tokens_per_pass  # the teacher's, as the job trains it
     profiles[defaults] = profile_steps(student(True, 0.0), batches, step, cfg, n_student, cls_only=True)
-    for name, now, max_tokens, cls_only in (
-        ("teacher fine-tuning as before (dropout 0.1, every weight trained)", False, 0, False),
-        ("teacher fine-tuning as before, in passes of 1,024 tokens", False, 1024, False),
-        ("teacher fine-tuning, word embeddings frozen, no dropout", True, passes, False),
-        ("teacher fine-tuning, frozen, no dropout, last layer for [CLS] only (the defaults)", True, passes, True),
+    profiles[STUDENT_COMPILED] = profile_steps(
+        student(True, 0.0), batches, step, cfg, n_student, cls_only=True, compiled=True
+    )
+    for name, now, max_tokens, cls_only, compiled in (
+        ("teacher fine-tuning as before (dropout 0.1, every weight trained)", False, 0, False, False),
+        ("teacher fine-tuning as before, in passes of 1,024 tokens", False, 1024, False, False),
+        ("teacher fine-tuning, word embeddings frozen, no dropout", True, passes, False, False),
+        (TEACHER_DEFAULTS, True, passes, True, False),
+        (TEACHER_COMPILED, True, passes, True, True),
     ):
         model = load_classifier(plan.source)
         profiles[name] = profile_steps(
@@ -244,6 +312,7 @@ def main() -> None:
             config.num_hidden_layers,
             max_tokens=max_tokens,
             cls_only=cls_only,
+            compiled=compiled,
         )
     for p in profiles.values():
         p.seconds["collation"] = collation * p.steps
@@ -268,8 +337,11 @@ def main() -> None:
     epoch["evaluation"] = eval_seconds[f"batch {EVAL_BATCH}, last layer for [CLS] only"]
     total = sum(epoch.values())
 
+    # Measured again after the steps: the peak is the better of the two, so a busy start cannot understate it.
+    after = bf16_peak(shapes, args.matmul_seconds)
+    sustained = max(*peak["bf16"].values(), *after.values())
     fp32 = max(peak["fp32"].values())
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, {describe(cpu)}"
     print(f"\nRoofline on {machine}; sustained peak: bf16 {sustained:.0f} GFLOP/s, fp32 {fp32:.0f} GFLOP/s\n")
     print("| step | ms/step | tokens/step | achieved GFLOP/s | achieved / bf16 peak |")
     print("|---|---|---|---|---|")
@@ -285,11 +357,17 @@ def main() -> None:
         print(f"| {phase} | {seconds:.1f} | {seconds / total:.0%} |")
     rows = sum(len(d) for d in eval_data.values())
     print(f"\nevaluation of {rows} rows: " + ", ".join(f"{b} {t:.1f} s" for b, t in eval_seconds.items()))
+    print(
+        "first 3 steps, compiling included: "
+        + ", ".join(f"{name} {profiles[name].warmup_seconds:.1f} s" for name in (STUDENT_COMPILED, TEACHER_COMPILED))
+    )
     write_json(
         OUT,
         {
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
+            "machine": machine,
+            "cpu": cpu,
             "matmul_gflops": peak,
+            "bf16_gflops_after_the_steps": after,
             "sustained_bf16_gflops": sustained,
             "flops_check": flops_check,
             "steps": {
@@ -300,6 +378,7 @@ def main() -> None:
                     "share_of_peak": p.gflops / sustained,
                     "phase_seconds": p.seconds,
                     "steps": p.steps,
+                    "warmup_seconds": p.warmup_seconds,
                 }
                 for name, p in profiles.items()
             },

@@ -159,17 +159,22 @@ def fit(
     sampler = loader.batch_sampler
     # The optimizer and scheduler stay unwrapped: our own scaler and clipping drive them, on one or many processes.
     model, loader = accelerator.prepare(model, loader)
+    plain = accelerator.unwrap_model(model)  # what is evaluated, checkpointed and returned
+    if cfg.torch_compile:
+        # By hand, not accelerate's dynamo setting: that one is process-wide, and one app runs many jobs.
+        # dynamic=True compiles one graph for every batch width, and every student of a job reuses it.
+        model = torch.compile(model, dynamic=True)
     history: list[dict] = []
     # Training and the after-epoch evaluation read only the last layer's [CLS] position (cfg.cls_only_last_layer).
-    with cls_only_last_layer(accelerator.unwrap_model(model), cfg.cls_only_last_layer):
+    with cls_only_last_layer(plain, cfg.cls_only_last_layer):
         if checkpoint is not None and checkpoint.exists():  # loaded after prepare: optimizer state follows the device
-            history = load_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, scheduler, scaler)
+            history = load_checkpoint(checkpoint, plain, optimizer, scheduler, scaler)
             done = trained_epochs(history)
             sampler.passes = done  # the next epoch draws the batch order it would have drawn
             runtime.done += done * len(loader)
             runtime.emit("stage", stage, f"{stage}: continuing from its checkpoint after epoch {done}")
         elif measure_start and after_epoch is not None:
-            start = {"epoch": 0, **after_epoch(accelerator.unwrap_model(model), 0)}
+            start = {"epoch": 0, **after_epoch(plain, 0)}
             history.append(start)
             runtime.emit("epoch", stage, f"{stage}: before training " + _short(start), **start)
         for epoch in range(trained_epochs(history) + 1, epochs + 1):
@@ -194,15 +199,15 @@ def fit(
                 runtime.emit("step", stage, loss=value, epoch=epoch, **parts)
             row = {"epoch": epoch, **{f"train_{k}": v / max(batches, 1) for k, v in sums.items()}}
             if after_epoch is not None:
-                row.update(after_epoch(accelerator.unwrap_model(model), epoch))
+                row.update(after_epoch(plain, epoch))
             history.append(row)
             if checkpoint is not None and epoch < epochs and runtime.is_main:
-                save_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, scheduler, scaler, history)
+                save_checkpoint(checkpoint, plain, optimizer, scheduler, scaler, history)
             runtime.emit("epoch", stage, f"{stage}: epoch {epoch}/{epochs} " + _short(row), **row)
-    model = accelerator.unwrap_model(model)
+    del model
     accelerator.free_memory()
     release_freed_memory()
-    return model, history
+    return plain, history
 
 
 def release_freed_memory() -> None:
@@ -233,12 +238,20 @@ def accumulate(
         last = start == starts[-1]
         with runtime.accelerator.no_sync(model) if not last else contextlib.nullcontext():
             with autocast(runtime.device, runtime.precision), training_attention(runtime.device):
-                loss, pass_parts = step_loss(model, {k: v[start : start + per_pass] for k, v in batch.items()})
+                loss, pass_parts = step_loss(model, _rows(batch, start, per_pass, len(starts)))
             runtime.accelerator.backward(scaler.scale(loss * share))
         total += loss.detach().float() * share
         for name, value in pass_parts.items():
             parts[name] += value * share
     return total, dict(parts)
+
+
+def _rows(batch: dict[str, torch.Tensor], start: int, count: int, passes: int) -> dict[str, torch.Tensor]:
+    """The batch's rows for one pass: copies, not views, when it splits (torch.compile guards on a view's base
+    and would compile the model again for the first split batch: a minute for the teacher on a 2-core CPU)."""
+    if passes == 1:
+        return batch
+    return {k: v[start : start + count].clone() for k, v in batch.items()}
 
 
 def training_attention(device: torch.device) -> contextlib.AbstractContextManager:

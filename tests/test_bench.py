@@ -12,15 +12,14 @@ ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
 
+def bench_output(*args: str) -> str:
+    """What `python -m bench.<args>` prints, run from the repository as a user runs it."""
+    command = [sys.executable, "-m", *args]
+    return subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, text=True, check=True).stdout
+
+
 def test_gpu_estimate_prints_an_estimate_for_each_card():
-    out = subprocess.run(
-        [sys.executable, "-m", "bench.gpu_estimate", "examples/jobs/bert-base-mnli.yaml"],
-        cwd=ROOT,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    out = bench_output("bench.gpu_estimate", "examples/jobs/bert-base-mnli.yaml")
     assert out.startswith("ESTIMATE for bert-base-uncased, 6-layer students, 15 students, 392,702 training pairs")
     rows = [line for line in out.splitlines() if line.startswith("| T4") or line.startswith("| H200")]
     assert len(rows) == 2
@@ -85,3 +84,62 @@ def test_the_roofline_flop_formula_agrees_with_torchs_counter(cls_only):
     with cls_only_last_layer(student, cls_only):
         counted = counted_flops(student, batch, step)
     assert 3 * forward_flops(student.config, batch, 3, cls_only) == pytest.approx(counted, rel=0.03)
+
+
+def test_a_roofline_whose_peak_is_under_what_this_cpu_measures_is_refused():
+    from bench.roofline import cpu_facts, stale_peak
+
+    here = cpu_facts()
+    assert here["threads"] >= 1 and here["model"]
+    measured = 400.0
+    busy = {"cpu": here, "sustained_bf16_gflops": 0.5 * measured}
+    refused = stale_peak(busy, measured, here)
+    assert refused is not None and "200 GFLOP/s" in refused and "400" in refused
+    assert stale_peak({**busy, "sustained_bf16_gflops": 0.9 * measured}, measured, here) is None  # within noise
+    assert stale_peak({**busy, "sustained_bf16_gflops": 2 * measured}, measured, here) is None
+    other_cpu = {**busy, "cpu": {**here, "matmul_flags": [*here["matmul_flags"], "amx_bf16"]}}
+    assert stale_peak(other_cpu, measured, here) is None  # another CPU's peak is not this one's to judge
+    assert stale_peak({**busy, "cpu": {**here, "threads": here["threads"] + 1}}, measured, here) is None
+
+
+def test_the_committed_roofline_peak_stands_on_this_cpu():
+    """The committed peak against the same shapes measured now: if this machine has the CPU it was measured on
+    and multiplies faster than the file says, the file came from a busy or slower machine and must be remeasured."""
+    from bench.roofline import OUT, bf16_peak, cpu_facts, stale_peak
+
+    recorded, here = json.loads(OUT.read_text()), cpu_facts()
+    assert set(recorded["cpu"]) == set(here)  # the file names its CPU, flags, threads and torch
+    if recorded["cpu"] != here:
+        pytest.skip(f"bench/roofline.json was measured on {recorded['cpu']}, this is {here}")
+    shapes = [tuple(map(int, shape.split("x"))) for shape in recorded["matmul_gflops"]["bf16"]]
+    measured = max(bf16_peak(shapes, 0.5).values())
+    assert stale_peak(recorded, measured, here) is None
+
+
+def test_scaling_projects_the_full_job_with_the_jobs_launchers_own_estimate():
+    from bench.scaling import FULL_SIZE_JOB, PROJECTED_FLAVORS
+    from distill.config import JobConfig
+    from distill.hf_jobs import estimate
+
+    out = bench_output("bench.scaling", "--project-only")
+    assert "PROJECTED, not measured" in out and "bert-base-uncased 12 -> 6 layers" in out
+    cfg = JobConfig.from_yaml(FULL_SIZE_JOB)
+    for flavor in PROJECTED_FLAVORS:
+        row = next(line for line in out.splitlines() if line.startswith(f"| {flavor} |"))
+        expected = estimate(cfg, flavor)
+        assert f"${expected['cost_usd']:.2f}" in row and f"{expected['compute_hours']:.1f} h" in row
+    single, four = (estimate(cfg, f)["compute_hours"] for f in ("a10g-large", "a10g-largex4"))
+    assert four == pytest.approx(single / 4)  # the launcher assumes perfect scaling, and the page says so
+    assert "split perfectly over 4 GPUs" in out
+
+
+@pytest.mark.slow
+def test_scaling_measures_a_whole_job_in_a_process_of_its_own(tmp_path):
+    from bench.scaling import run_measured
+
+    tiny = ["--train-size", "64", "--eval-size", "64", "--seeds", "0", "--strategies", "top_k"]
+    seconds, gib = run_measured([*tiny, "--teacher-epochs", "1", "--latency-examples", "4"], str(tmp_path / "a"))
+    assert seconds > 1 and 0.3 < gib < 8  # the child's own peak: torch and a MiniLM are a few hundred MB at least
+    assert list((tmp_path / "a").iterdir())  # the run was written where it was told
+    with pytest.raises(SystemExit, match="failed"):
+        run_measured([*tiny, "--epochs", "0"], str(tmp_path / "b"))
