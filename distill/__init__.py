@@ -8,6 +8,15 @@ import os
 os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16")
 
 from .config import ConfigError, JobConfig
-from .job import run_job
 
 __all__ = ["ConfigError", "JobConfig", "run_job"]
+
+
+def __getattr__(name: str):
+    """`distill.run_job` on first use: the training stack (torch, transformers, accelerate: seconds to import) is
+    loaded when a job runs, not when `python -m distill --help` or a config check starts."""
+    if name == "run_job":
+        from .job import run_job
+
+        return run_job
+    raise AttributeError(f"module 'distill' has no attribute {name!r}")

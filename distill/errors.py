@@ -25,6 +25,16 @@ def echo(value: object, limit: int = 60) -> str:
     return repr(text if len(text) <= limit else text[:limit] + "…")
 
 
+def first_line(err: BaseException | str, limit: int = 300) -> str:
+    """The first non-empty line of an error's text, cut to `limit` characters; the error's type name when it has
+    no text (an empty message has no first line to index)."""
+    text = str(err).strip()
+    if not text:
+        return type(err).__name__ if isinstance(err, BaseException) else ""
+    line = text.splitlines()[0]
+    return line if len(line) <= limit else line[:limit] + "…"
+
+
 def scrub(text: str) -> str:
     """Remove the HF token (and anything shaped like one) from text meant for logs or users."""
     token = os.environ.get("HF_TOKEN")

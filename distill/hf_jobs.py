@@ -37,7 +37,7 @@ import yaml
 from huggingface_hub import HfApi, Volume
 
 from .config import EMBEDDED_TEACHER, HUB_DATA, SAMPLE_DATA, JobConfig
-from .errors import UserError, scrub, strip_paths
+from .errors import UserError, first_line, scrub, strip_paths
 from .hub import HUB_ID
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -463,7 +463,7 @@ def hub_failure(what: str, err: BaseException, token: str | None) -> UserError:
 
 
 def _first_line(err: BaseException) -> str:
-    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return first_line(err)
 
 
 def code_source() -> tuple[str, str]:

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from .config import EMBEDDED_TEACHER, ConfigError
-from .errors import UserError, scrub
+from .errors import UserError, first_line, scrub
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_.-]{0,95})?$")
 
@@ -52,7 +52,7 @@ def require_online(what: str) -> None:
 
 def hub_error(what: str, err: Exception) -> UserError:
     """One readable line for a failed Hub download, with any token scrubbed from it."""
-    text = scrub(str(err).splitlines()[0] if str(err) else type(err).__name__)
+    text = scrub(first_line(err))
     return UserError(
         f"cannot load {what}: {text[:300]}; check the id and the network, or use the offline default "
         f"(--teacher {EMBEDDED_TEACHER} --data mnli-sample)"

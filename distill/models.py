@@ -18,6 +18,7 @@ from transformers.utils import logging as hf_logging
 
 from .config import ConfigError
 from .data import LABELS
+from .errors import first_line
 from .hub import download_token, hub_error, resolve_model
 
 hf_logging.set_verbosity_error()  # the "newly initialized classifier" notice is expected: the head is fine-tuned
@@ -33,7 +34,7 @@ def load_model_config(name: str) -> tuple[str, PretrainedConfig]:
     except ValueError as err:
         if "trust_remote_code" in str(err) or "custom code" in str(err):
             raise remote_code_refused(name) from None
-        raise ConfigError(f"cannot read the config of {name}: {str(err).splitlines()[0][:300]}") from None
+        raise ConfigError(f"cannot read the config of {name}: {first_line(err)}") from None
     except OSError as err:
         raise hub_error(f"model {name!r}", err) from None
     if getattr(config, "auto_map", None):
@@ -91,7 +92,7 @@ def load_classifier(source: str, *, eight_bit: bool = False) -> nn.Module:
     except ValueError as err:
         if "trust_remote_code" in str(err):
             raise remote_code_refused(source) from None
-        raise ConfigError(f"cannot load {source} as a sequence classifier: {str(err).splitlines()[0][:300]}") from None
+        raise ConfigError(f"cannot load {source} as a sequence classifier: {first_line(err)}") from None
     except OSError as err:
         raise hub_error(f"model {source!r}", err) from None
     except ImportError as err:

@@ -26,7 +26,7 @@ from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, get_tok
 
 from .config import EMBEDDED_TEACHER, HUB_DATA, SAMPLE_DATA
 from .data import LABELS, load_job_data
-from .errors import UserError, scrub, strip_paths
+from .errors import UserError, first_line, scrub, strip_paths
 from .hub import HUB_ID
 from .results import Run, atomic_write, read_json, write_json
 from .strategies import DESCRIPTIONS, strategy_label
@@ -637,7 +637,7 @@ def publish(run: Run, repo: str, *, private: bool = False, token: str | None = N
                 delete_patterns=STALE,
             )
         except Exception as err:  # network, auth or quota: one line for the user, never a traceback
-            text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            text = first_line(err)
             if token:
                 text = text.replace(token, "***")
             raise UserError(strip_paths(scrub(f"publishing to {repo} failed: {text[:300]}"))) from None

@@ -43,7 +43,7 @@ import numpy as np
 
 from . import lease  # lease writes run files too: imported as a module, the two may import each other
 from .config import RUN_NAME, ConfigError, JobConfig, default_results_dir
-from .errors import UserError, echo, scrub
+from .errors import UserError, echo, first_line, scrub
 from .progress import JobState
 from .schema import (
     CONFIG,
@@ -538,7 +538,7 @@ def _check_model_folder(folder: Path, what: str) -> None:
             with safe_open(str(weights), "np") as f:
                 f.keys()
         except Exception as err:  # safetensors raises its own error types for a cut or overwritten file
-            raise DamagedRun(f"{what}/{weights.name} cannot be read ({str(err).splitlines()[0][:120]})") from None
+            raise DamagedRun(f"{what}/{weights.name} cannot be read ({first_line(err, 120)})") from None
 
 
 def save_pretrained_atomic(target: Path, model, tokenizer) -> Path:

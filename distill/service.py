@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import JobConfig
-from .errors import UserError, user_message
+from .errors import UserError, first_line, user_message
 from .job import resume_job, run_job
 from .lease import RunBusy
 from .progress import Event, JobState
@@ -482,6 +482,6 @@ def refusal(err: BaseException, run: str | None) -> UserError | None:
     text = f"{title} {message}"
     kept = f"run {run} is paused with its finished models; resume it later" if run else "nothing was started"
     return UserError(
-        f"{text.splitlines()[0][:300]}. {kept}: the daily quota resets 24 h after its first use, signed-in "
+        f"{first_line(text)}. {kept}: the daily quota resets 24 h after its first use, signed-in "
         "visitors get more, and a duplicate of this Space on your own hardware has no quota"
     )

@@ -16,7 +16,7 @@ import yaml
 
 from .config import ConfigError, JobConfig
 from .data import read_capped
-from .errors import UserError, scrub, user_message
+from .errors import UserError, first_line, scrub, user_message
 from .hub import HUB_ID
 from .job import check_resumable, preflight
 from .results import Run, find_runs
@@ -70,7 +70,7 @@ def reference_runs() -> list[str]:
         try:
             folders.append(_hub_run(item))
         except Exception as err:  # offline, gone or private: listed without it, said once in the log
-            print(f"reference models {item!r} skipped: {scrub(str(err).splitlines()[0][:200])}")
+            print(f"reference models {item!r} skipped: {scrub(first_line(err, 200))}")
     return folders
 
 
@@ -377,5 +377,5 @@ def upload_run(run_path: Path) -> str | None:
             ignore_patterns=["cache/*", "checkpoints/*", "data/*", "owner.json", "heartbeat.json", "errors.log", ".*"],
         )
     except Exception as err:  # network, permission or quota: report, never crash the app
-        raise UserError(scrub(f"upload to {repo} failed: {str(err).splitlines()[0][:300]}")) from None
+        raise UserError(scrub(f"upload to {repo} failed: {first_line(err)}")) from None
     return f"https://huggingface.co/{repo}/tree/main/{run_path.name}"

@@ -96,3 +96,16 @@ def test_an_unforeseen_error_is_one_line_without_python_text(capsys, results_dir
     monkeypatch.setenv("DISTILL_DEBUG", "1")
     with pytest.raises(TypeError):
         main(["list"])
+
+
+def test_help_and_config_checks_load_no_training_stack():
+    """`python -m distill --help` answers without importing torch, transformers or accelerate (seconds to load on
+    2 cores); `distill.run_job` still loads them on first use."""
+    probe = (
+        "import sys, distill.cli, distill.config; heavy = [m for m in ('torch', 'transformers', 'accelerate') "
+        "if m in sys.modules]; import distill; distill.run_job; print(heavy, 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[] True"
+    shown = subprocess.run([sys.executable, "-m", "distill", "--help"], capture_output=True, text=True, check=True)
+    assert "run a distillation job" in shown.stdout

@@ -110,3 +110,21 @@ def test_missing_arguments_say_how_many_and_where_to_look(app_server):
         stream = http.get(api + f"call/chat/{event}").text
     error = next(line for line in stream.splitlines() if line.startswith("data:"))
     one_plain_line(json.loads(error.removeprefix("data:"))["error"], "this endpoint takes 6 arguments, got 0: " + told)
+
+
+@pytest.mark.parametrize(
+    ("error", "shown"),
+    [
+        (OSError(""), "OSError"),  # no text: its kind, not an IndexError from an empty message
+        (ValueError("   \n  "), "ValueError"),
+        (RuntimeError("first\nsecond"), "first"),
+        (RuntimeError("\nafter a blank line"), "after a blank line"),
+        ("plain text", "plain text"),
+        ("", ""),
+    ],
+)
+def test_an_errors_first_line_never_fails(error, shown):
+    from distill.errors import first_line
+
+    assert first_line(error) == shown
+    assert first_line("x" * 500, 120) == "x" * 120 + "…"
