@@ -42,6 +42,8 @@ RESAMPLES = 1000  # enough for a standard error within a few percent; the t quan
 MIN_SEEDS = 3  # a side with fewer seeds is not tested (see above)
 UNTESTED = f"fewer than {MIN_SEEDS} seeds: untested"
 FEW_TEACHERS = f"fewer than {MIN_SEEDS} teachers: untested"
+# Models of one run from some but not all of the same teachers: a run still training, or a model that failed.
+SOME_TEACHERS = "not from the same teachers: untested"
 OTHER_TEACHERS = "another teacher: untested"
 PAIRED_MIN = 4  # units; with 3, the paired test's training part has 2 degrees of freedom and runs liberal
 INDEPENDENT = "seeds + examples"
@@ -143,7 +145,8 @@ def compare(a: Models, b: Models) -> Difference:
     """Strategy a against b, by the test their models' making calls for (the module's docstring)."""
     if a.teachers != b.teachers:
         difference = float(np.mean(a.correct, dtype=np.float64) - np.mean(b.correct, dtype=np.float64))
-        return Difference(difference, (len(a.correct), len(b.correct)), reason=OTHER_TEACHERS)
+        reason = SOME_TEACHERS if a.teachers & b.teachers else OTHER_TEACHERS
+        return Difference(difference, (len(a.correct), len(b.correct)), reason=reason)
     several = len(a.teachers) > 1
     units_a, units_b = (per_teacher(a), per_teacher(b)) if several else (a, b)
     if shares_blocks(units_a, units_b) and len(units_a.blocks) >= PAIRED_MIN:

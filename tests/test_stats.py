@@ -11,6 +11,7 @@ from distill.stats import (
     MIN_SEEDS,
     OTHER_TEACHERS,
     PAIRED_MIN,
+    SOME_TEACHERS,
     UNTESTED,
     Difference,
     Models,
@@ -256,6 +257,10 @@ def test_compare_picks_the_test_the_models_making_calls_for():
     two = [(f"t{s % 2}", s) for s in range(6)]  # 2 teachers: no test of the teacher level
     untested = compare(Models(a, two), Models(b, two))
     assert not untested.tested and untested.record()["test"] == FEW_TEACHERS
+    # a run still training: one strategy has models of all three teachers, the other of two so far
+    two_so_far = [i for i, (teacher, _) in enumerate(three) if teacher != "t2"]
+    unfinished = compare(Models(a, three), Models(b[two_so_far], [three[i] for i in two_so_far]))
+    assert not unfinished.tested and unfinished.record()["test"] == SOME_TEACHERS
     four = [(f"t{s % 4}", s) for s in range(8)]
     a, b = simulate(rng, 0.02, 0.01, seeds=8)
     assert compare(Models(a, four), Models(b, four)).design == "paired by teacher + seeds + examples"
