@@ -313,3 +313,36 @@ def test_scaling_projection():
     lines = [line for line in printed(print_projected, project()).splitlines() if line.startswith(("| a", "PROJ"))]
     assert len(lines) == 4
     assert_on_page(PERFORMANCE, lines, "python -m bench.scaling --project-only")
+
+
+def test_three_teacher_reference_is_pasted_as_the_report_prints_it():
+    """docs/reference.md pastes the three-teacher run's table and both splits' pairs; its prose figures are the
+    pairs' own, and every test in it counts the teachers."""
+    from distill.report import comparison, pairwise
+    from distill.results import open_run
+
+    run = open_run(ROOT / "results" / "reference-3-teachers")
+    page = PAGES["docs/reference.md"]
+    block = re.search(r"reference-3-teachers --results-dir results --pairwise` .*?```\n(.*?)```", page, re.S).group(1)
+    table = block.split("\n\n")[0]  # the table, before the verdict and the pairs
+    lines = {line.split()[0]: line for line in table.splitlines()[2:]}
+    for r in comparison(run):
+        expected = [f"{r['accuracy']:.2%}", f"{r['accuracy_std']:.2%}", f"{r['other_accuracy']:.2%}"]
+        if r.get("p_value") is not None:
+            expected.append("<0.001" if r["p_value"] < 0.001 else f"{r['p_value']:.3f}")
+            assert "teachers" in r["test"], r["test"]  # the teacher is the unit of every test
+        assert all(value in lines[r["strategy"]] for value in expected), (r["strategy"], expected)
+    text = flat(page)
+    for split in ("validation_matched", "validation_mismatched"):
+        pairs = {(p["better"], p["worse"]): p for p in pairwise(run, split)}
+        assert len(pairs) == 28
+        for (a, b), p in pairs.items():
+            assert flat(f"{a} - {b}") in text and f"{p['difference']:+.1%}" in text
+        for a, b in (
+            ("odd", "bottom_k"),
+            ("top_k", "random"),
+            ("top_k", "pretrained-only"),
+            ("top_k", "no-distillation"),
+        ):
+            p = pairs[(a, b)]
+            assert f"{p['difference']:+.1%} [{p['low']:+.1%}, {p['high']:+.1%}]" in text, (split, a, b)
