@@ -104,9 +104,11 @@ def stale_peak(recorded: dict, measured_gflops: float, here: dict) -> str | None
     return None
 
 
-def bf16_peak(shapes: list[tuple[int, int, int]], seconds: float) -> dict[str, float]:
-    """GFLOP/s of a bf16 matmul at each shape, named 'MxKxN'."""
-    return {"x".join(map(str, dims)): matmul_gflops(torch.bfloat16, *dims, seconds) for dims in shapes}
+def matmul_rates(
+    shapes: list[tuple[int, int, int]], seconds: float, dtype: torch.dtype = torch.bfloat16
+) -> dict[str, float]:
+    """GFLOP/s of a matmul at each shape, named 'MxKxN'."""
+    return {"x".join(map(str, dims)): matmul_gflops(dtype, *dims, seconds) for dims in shapes}
 
 
 def matmul_gflops(dtype: torch.dtype, m: int, k: int, n: int, seconds: float) -> float:
@@ -244,8 +246,8 @@ def main() -> None:
     cpu = cpu_facts()
     shapes = [(tokens, h, i), (tokens, i, h), (tokens, h, h)]
     peak = {
-        "bf16": bf16_peak(shapes, args.matmul_seconds),
-        "fp32": {"x".join(map(str, d)): matmul_gflops(torch.float32, *d, args.matmul_seconds) for d in shapes},
+        "bf16": matmul_rates(shapes, args.matmul_seconds),
+        "fp32": matmul_rates(shapes, args.matmul_seconds, torch.float32),
     }
     for name, rates in peak.items():
         print(f"matmul {name}: " + ", ".join(f"{s} {g:.0f} GFLOP/s" for s, g in rates.items()))
@@ -338,7 +340,7 @@ def main() -> None:
     total = sum(epoch.values())
 
     # Measured again after the steps: the peak is the better of the two, so a busy start cannot understate it.
-    after = bf16_peak(shapes, args.matmul_seconds)
+    after = matmul_rates(shapes, args.matmul_seconds)
     sustained = max(*peak["bf16"].values(), *after.values())
     fp32 = max(peak["fp32"].values())
     machine = f"{platform.machine()}, {os.cpu_count()} cores, {describe(cpu)}"

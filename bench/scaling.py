@@ -19,7 +19,6 @@ that `python -m distill launch --backend hf-jobs` shows before it launches, with
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
@@ -140,7 +139,7 @@ def main() -> None:
     machine = f"{platform.machine()}, {os.cpu_count()} cores, {describe(cpu_facts())}"
     measured = measure()
     print_measured(measured, machine)
-    write_json(OUT, {"machine": machine, "measured": measured, "projected": json.loads(json.dumps(projected))})
+    write_json(OUT, {"machine": machine, "measured": measured, "projected": projected})
 
 
 if __name__ == "__main__":

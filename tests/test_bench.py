@@ -105,14 +105,14 @@ def test_a_roofline_whose_peak_is_under_what_this_cpu_measures_is_refused():
 def test_the_committed_roofline_peak_stands_on_this_cpu():
     """The committed peak against the same shapes measured now: if this machine has the CPU it was measured on
     and multiplies faster than the file says, the file came from a busy or slower machine and must be remeasured."""
-    from bench.roofline import OUT, bf16_peak, cpu_facts, stale_peak
+    from bench.roofline import OUT, cpu_facts, matmul_rates, stale_peak
 
     recorded, here = json.loads(OUT.read_text()), cpu_facts()
     assert set(recorded["cpu"]) == set(here)  # the file names its CPU, flags, threads and torch
     if recorded["cpu"] != here:
         pytest.skip(f"bench/roofline.json was measured on {recorded['cpu']}, this is {here}")
     shapes = [tuple(map(int, shape.split("x"))) for shape in recorded["matmul_gflops"]["bf16"]]
-    measured = max(bf16_peak(shapes, 0.5).values())
+    measured = max(matmul_rates(shapes, 0.5).values())
     assert stale_peak(recorded, measured, here) is None
 
 
