@@ -10,10 +10,14 @@ import contextlib
 import functools
 import inspect
 import json
+import logging
 import os
 import re
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 with contextlib.suppress(ImportError):  # on ZeroGPU, `spaces` comes before anything that touches CUDA (torch)
     import spaces  # noqa: F401
@@ -28,36 +32,28 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
 from distill import hf_jobs, space
+from distill.comparison import comparison
 from distill.config import PRECISIONS, RUN_NAME, ConfigError, JobConfig
 from distill.errors import UserError, echo, strip_paths, user_message
 from distill.inference import MAX_LENGTH_RANGE, TEMPERATURE_RANGE, chat, chat_models, describe
 from distill.lease import BEAT_SECONDS, holder_line, is_alive, read_lease, request_stop
-from distill.report import (
-    column_widths,
-    comparison,
-    curves,
-    display_rows,
-    glossary,
-    notes,
-    plan_line,
-    plotted_strategies,
-    step_loss_figure,
-    teacher_name,
-    verdict,
-)
+from distill.plan import JobPlan, plan_job
+from distill.plots import curves, step_loss_figure
 from distill.results import DAMAGED, DamagedRun, Run, download_copies, find_runs, finite, list_runs, open_run
 from distill.results import run_label as describe_run
 from distill.service import JobRunner, job_slice, watch_folder
 from distill.strategies import DESCRIPTIONS, parse_layer_list
+from distill.tables import display_rows
+from distill.wording import glossary, notes, plan_line, teacher_name, verdict
 
 REFERENCE_DIR = Path(__file__).resolve().parent / "results"  # committed runs, e.g. results/reference
-REFERENCE_MODELS = space.reference_runs()  # published runs with their models: Chat opens on their best student
-ROOTS = [space.results_dir(), str(REFERENCE_DIR), *REFERENCE_MODELS]
 # decorated once, as ZeroGPU expects
+log = logging.getLogger("distill.app")
 RUNNER = JobRunner(space.gpu_task(job_slice), space.unwatched_seconds(), space.jobs_per_visitor)
 RUNNER.on_complete = space.upload_finished
 DEFAULT = space.default_job()
-EXAMPLES = [json.loads(line) for line in (Path(__file__).parent / "examples" / "chat_examples.jsonl").open()]
+CHAT_EXAMPLES = Path(__file__).parent / "examples" / "chat_examples.jsonl"
+EXAMPLES = [json.loads(line) for line in CHAT_EXAMPLES.read_text(encoding="utf-8").splitlines()]
 DATA_CHOICES = ("mnli-sample", "glue", "upload")
 NO_STUDENTS = (
     "No students yet: train a quick one with the button below (about two minutes), or run a job in the "
@@ -65,11 +61,24 @@ NO_STUDENTS = (
 )
 
 
-def find_run(name: str, roots: list[str] = ROOTS):
-    """A run by name only: visitors never reach folders by path."""
+@functools.cache
+def reference_models() -> tuple[str, ...]:
+    """The published runs named by DISTILL_REFERENCE_MODELS, with their models (Chat opens on their best student):
+    fetched on first use, not when the app is imported."""
+    return tuple(space.reference_runs())
+
+
+def roots(published: bool = True) -> list[str]:
+    """Where runs are listed from: the app's results folder, the committed reference runs and (`published`) the
+    published ones. The page is built from the first two; its opening events list them all."""
+    return [space.results_dir(), str(REFERENCE_DIR), *(reference_models() if published else ())]
+
+
+def find_run(name: str, where: list[str] | None = None):
+    """A run by name only (in `where`, default: every root): visitors never reach folders by path."""
     if not isinstance(name, str) or not name.strip():
         raise UserError("name a run: /list_runs (or the Compare tab's list) gives their names")
-    return open_run(name, roots, allow_paths=False)
+    return open_run(name, where or roots(), allow_paths=False)
 
 
 class Refusal(gr.Error):
@@ -217,6 +226,14 @@ LABELS = {
     "search_loss_weights": "Loss weights ce:kl:cos",
     "teacher_seeds": "Teacher seeds (optional)",
 }
+
+
+def shortest(value: float) -> str:
+    """A number as a person would type it: 2, 0.5, 5e-5."""
+    mantissa, exponent = f"{value:e}".split("e")
+    return min(f"{value:g}", f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}", key=len)
+
+
 FORM_START = {  # the form as it opens, a valid job; each value also stands in for a refused one (`refusals`)
     "teacher": DEFAULT.teacher,
     "data": DEFAULT.data,
@@ -238,9 +255,9 @@ FORM_START = {  # the form as it opens, a valid job; each value also stands in f
     "optimizer_8bit": False,
     "run_name": "",
     "search": False,
-    "search_temperatures": "1 2 4",
-    "search_learning_rates": "5e-5 1e-4 2e-4",
-    "search_loss_weights": "1:1:1",
+    "search_temperatures": " ".join(map(shortest, DEFAULT.search_temperatures)),
+    "search_learning_rates": " ".join(map(shortest, DEFAULT.search_learning_rates)),
+    "search_loss_weights": " ".join(DEFAULT.search_loss_weights),
     "teacher_seeds": "",
 }
 # What stands in for a refused field while the others are checked: the form's opening values, but a layer list
@@ -343,16 +360,53 @@ def job_settings(arguments: dict) -> JobConfig:
     )
 
 
-def check_new_job(arguments: dict) -> JobConfig:
-    """The checks a new job passes before the queue: the visitor's share of the Space, its settings and the
-    Space's limits, and a run name that no listed run has (the committed reference runs included: a visitor's
-    run must not shadow them)."""
+class SharedCheck:
+    """A check's outcome for the same values, shared for a minute by the requests of one submission (the line
+    by the Run button, the validator, the job itself) and taken by the job: a job is checked once on its way,
+    and the next submission is checked afresh. Only a refusal (UserError) is kept among errors."""
+
+    def __init__(self, check: Callable[[dict], Any], fields: Iterable[str], seconds: float = 60.0) -> None:
+        self.check, self.fields, self.seconds = check, tuple(fields), seconds
+        self._kept: dict[str, tuple[float, Any, UserError | None]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, arguments: dict, *, take: bool = False) -> Any:
+        key = json.dumps({name: arguments.get(name) for name in self.fields}, sort_keys=True, default=str)
+        now = time.monotonic()
+        with self._lock:
+            self._kept = {k: kept for k, kept in self._kept.items() if now - kept[0] < self.seconds}
+            kept = self._kept.pop(key, None) if take else self._kept.get(key)
+        if kept is None:
+            try:
+                kept = (now, self.check(arguments), None)
+            except UserError as err:
+                kept = (now, None, err)
+            if not take:
+                with self._lock:
+                    self._kept[key] = kept
+        if kept[2] is not None:
+            raise kept[2]
+        return kept[1]
+
+
+def checked_job(arguments: dict) -> JobPlan:
+    """A new job's settings and the Space's limits, a run name that no listed run has (the committed reference
+    runs included: a visitor's run must not shadow them), and its plan (`plan.plan_job`)."""
     with form_words(arguments):
         cfg = job_settings(arguments)
         refuse_taken_name(cfg)
-        space.check_job(cfg)
+        return space.check_job(cfg)
+
+
+CHECKED_JOBS = SharedCheck(checked_job, LABELS)
+
+
+def check_new_job(arguments: dict, *, take: bool = False) -> JobPlan:
+    """The checks a new job passes before the queue (`checked_job`, once per submission), then the visitor's
+    share of the Space; returns its plan (`take`: the job's own call, which the next submission does not share)."""
+    plan = CHECKED_JOBS(arguments, take=take)
     RUNNER.check_room(share(arguments["request"]))
-    return cfg
+    return plan
 
 
 def show_refusals(values: dict) -> dict:
@@ -388,7 +442,7 @@ def refused_line(refused: dict[str, str], outcome: str = "Not started") -> str:
 def refuse_taken_name(cfg: JobConfig) -> None:
     """A new run's name must be no listed run's: not a committed reference run (a visitor's run must not shadow
     it), nor one launched on Hugging Face Jobs that has not written its folder yet."""
-    taken = {r.name for r in find_runs(ROOTS)} | {r["run"] for r in hf_jobs.launched(space.results_dir())}
+    taken = {r.name for r in find_runs(roots())} | {r["run"] for r in hf_jobs.launched(space.results_dir())}
     if cfg.run_name and cfg.run_name in taken:
         raise ConfigError(f"a run named {echo(cfg.run_name)} already exists; choose another name", "run_name")
 
@@ -419,9 +473,9 @@ def run_job(
     optimizer_8bit: bool,
     run_name: str,
     search: bool = False,
-    search_temperatures: str = "1 2 4",
-    search_learning_rates: str = "5e-5 1e-4 2e-4",
-    search_loss_weights: str = "1:1:1",
+    search_temperatures: str = FORM_START["search_temperatures"],
+    search_learning_rates: str = FORM_START["search_learning_rates"],
+    search_loss_weights: str = FORM_START["search_loss_weights"],
     teacher_seeds: str = "",
     progress=gr.Progress(),  # noqa: B008 (Gradio injects a per-request tracker for this default)
     request: gr.Request = None,
@@ -432,26 +486,26 @@ def run_job(
     JSONL file with premise, hypothesis and label columns).
     strategies are names (top_k, bottom_k, odd, even, ...); layer_list adds an explicit 0-based list such as 0,2,4.
     student_layers 0 means half the teacher's layers; train_size/eval_size 0 mean all rows.
-    search: a hyperparameter search over the first strategy, one student per combination of the temperatures,
+    search: a hyperparameter search over one strategy (choose one), one student per combination of the temperatures,
     learning rates and 'ce:kl:cos' loss weights given (space-separated).
     teacher_seeds (space-separated, optional): fine-tune one teacher per seed and spread each strategy's students
     over them, so that the tests count a teacher's luck; the number of seeds must be a multiple of theirs.
     Settings are checked before the job joins the queue; a model that diverges is marked failed in `models`.
     """
-    cfg = check_new_job(locals())  # the validator ran these checks already; a direct caller gets them here
-    yield from follow(submit(cfg, request=request).run, progress, starter=True)
+    plan = check_new_job(locals(), take=True)  # the validator's check, or a direct caller's own
+    yield from follow(submit(plan, request=request).run, progress, starter=True)
 
 
-def submit(cfg: JobConfig, resume: str | None = None, request: gr.Request | None = None):
+def submit(job: JobConfig | JobPlan, resume: str | None = None, request: gr.Request | None = None):
     """Hand the job to the app's worker (in time slices on ZeroGPU, time-limited on the public Space): it runs
     there whether or not anyone watches, except on ZeroGPU, where it runs only while its visitor does. A new
     run of a visitor of the public Space first makes room among their kept runs (`space.prune_runs_of`)."""
     if request is None:  # the app's own job (the quick student on start): nobody's
-        return RUNNER.submit(cfg, resume=resume, slice_seconds=space.slice_seconds(), time_limit=space.job_time_limit())
+        return RUNNER.submit(job, resume=resume, slice_seconds=space.slice_seconds(), time_limit=space.job_time_limit())
     if resume is None:
         space.prune_runs_of(who(request), busy=lambda run: RUNNER.live(run) is not None)
     return RUNNER.submit(
-        cfg,
+        job,
         resume=resume,
         owner=who(request),
         slice_seconds=space.slice_seconds(),
@@ -480,14 +534,24 @@ def follow(run: str, progress=None, starter: bool = False):
         yield state
 
 
-def resumable(run: str, request: gr.Request | None) -> tuple[Run, JobConfig]:
-    """The checks a resume passes before the queue: the visitor's share, the run (this visitor's, not queued or
-    running here or in another process, resumable) and the Space's limits."""
-    RUNNER.check_room(share(request))
-    found = find_run(run, [space.results_dir()])  # committed runs are read-only
+def checked_resume(arguments: dict) -> tuple[Run, JobPlan]:
+    """A run that `arguments["who"]` may resume (theirs, not queued or running here or in another process,
+    resumable, within the Space's limits), and its settings' plan."""
+    found = find_run(arguments["run"], [space.results_dir()])  # committed runs are read-only
     if RUNNER.live(found.name) is not None:
         raise UserError(f"run {found.name} is already queued or running; watch it instead")
-    return found, space.check_resume(found, who(request))
+    return found, plan_job(space.check_resume(found, arguments["who"]))
+
+
+CHECKED_RESUMES = SharedCheck(checked_resume, ("run", "who"))
+
+
+def resumable(run: str, request: gr.Request | None, *, take: bool = False) -> tuple[Run, JobPlan]:
+    """The checks a resume passes before the queue, once per submission (`checked_resume`), then the visitor's
+    share."""
+    found, plan = CHECKED_RESUMES({"run": _text(run), "who": who(request)}, take=take)
+    RUNNER.check_room(share(request))
+    return found, plan
 
 
 @checked_before_queue(lambda a: resumable(a["run"], a["request"]))
@@ -496,8 +560,8 @@ def resume_job(run: str, progress=gr.Progress(), request: gr.Request = None):  #
     """Continue a stopped, paused, interrupted (killed) or failed run with its own settings: finished models are
     kept and a model that was in training continues from its last finished epoch. Streams like /run_job.
     On the public Space only the visitor who started the run may resume it, within its time limit."""
-    found, cfg = resumable(run, request)
-    yield from follow(submit(cfg, resume=str(found.path), request=request).run, progress, starter=True)
+    found, plan = resumable(run, request, take=True)
+    yield from follow(submit(plan, resume=str(found.path), request=request).run, progress, starter=True)
 
 
 @user_errors
@@ -635,7 +699,7 @@ def runs() -> list[dict]:
     cannot be read is listed with state 'damaged' and the reason. Each run's name is the `run` that the
     `comparison` tool takes; its chat models are listed by the `models` tool."""
     launched = hf_jobs.listing(space.results_dir(), space.jobs_token())  # on Jobs, not written here yet
-    return sorted(list_runs(ROOTS) + launched, key=lambda r: r["started"], reverse=True)
+    return sorted(list_runs(roots()) + launched, key=lambda r: r["started"], reverse=True)
 
 
 @user_errors
@@ -661,7 +725,7 @@ def comparison_api(run: str, ensemble: list[str] | None = None) -> dict:
 def models() -> list[str]:
     """Models to chat with, as 'run/model' (and 'run/ensemble' for a run's students together): each is a `model`
     that the `chat` tool takes."""
-    return chat_models(ROOTS)
+    return chat_models(roots())
 
 
 @user_errors
@@ -684,7 +748,7 @@ def chat_api(
         max_length: the most tokens of context and query the model reads, a whole number from 8 to 512.
         every_model: true adds `answers`, the same classification by every other model of the model's run.
     """
-    return chat(model, query, context, temperature, max_length, every_model, ROOTS)
+    return chat(model, query, context, temperature, max_length, every_model, roots())
 
 
 # ---------------------------------------------------------------- UI helpers (rendering only)
@@ -734,18 +798,19 @@ def comparable(state: dict) -> bool:
 def run_label(run: Run, request: gr.Request | None = None) -> str:
     """What a run is, in plain words (`results.run_label`): the committed and published runs by their kind, any
     other as the viewer's own or, on the public Space, a visitor's."""
-    committed = run.path.parent == REFERENCE_DIR or str(run.path) in REFERENCE_MODELS
+    committed = run.path.parent == REFERENCE_DIR or str(run.path) in reference_models()
     return describe_run(run, committed=committed, viewer=who(request), shared=space.is_public_space())
 
 
-def run_choices() -> list[tuple[str, str]]:
-    """The Compare picker's runs, each with what it is ("search · hyperparameter search"), a damaged one labelled
-    as such (picking it shows why)."""
+def run_choices(published: bool = True) -> list[tuple[str, str]]:
+    """The Compare picker's runs (`roots`), each with what it is ("search · hyperparameter search"), a damaged one
+    labelled as such (picking it shows why)."""
+    where = roots(published)
     found: dict[str, Run] = {}
-    for run in find_runs(ROOTS):
+    for run in find_runs(where):
         found.setdefault(run.name, run)  # the first root's, as `find_run` picks it
     out = []
-    for r in list_runs(ROOTS):
+    for r in list_runs(where):
         name = r["run"]
         if r["state"] == DAMAGED or name not in found:
             out.append((f"{name} (damaged)" if r["state"] == DAMAGED else name, name))
@@ -763,8 +828,8 @@ def refresh_run_choices() -> dict:
     return gr.update(choices=run_choices())
 
 
-def default_run() -> str | None:
-    names = [r["run"] for r in list_runs(ROOTS) if r["state"] != DAMAGED]
+def default_run(published: bool = True) -> str | None:
+    names = [r["run"] for r in list_runs(roots(published)) if r["state"] != DAMAGED]
     return "reference" if "reference" in names else (names[0] if names else None)
 
 
@@ -959,7 +1024,7 @@ def chat_ui(
         gr.Warning(NO_STUDENTS.replace("**", ""))
         return history, query
     try:
-        result = chat(model, query, context, temperature, int(max_length), every_model, ROOTS)
+        result = chat(model, query, context, temperature, int(max_length), every_model, roots())
     except UserError as err:
         gr.Warning(str(err))
         return history, query
@@ -980,7 +1045,7 @@ def refresh_models() -> dict:
     """The chat models, opening on the best reference student when there is one; the quick-student button
     only while there is no model at all. By component name (CHAT_REFRESH)."""
     names = models()
-    best = [f"{r['run']}/{r['best_student']}" for r in list_runs(REFERENCE_MODELS) if r["best_student"]]
+    best = [f"{r['run']}/{r['best_student']}" for r in list_runs(list(reference_models())) if r["best_student"]]
     students = [n for n in names if not n.endswith(("/teacher", "/ensemble"))]
     value = next((n for n in best if n in names), students[0] if students else (names[0] if names else None))
     quick = RUNNER.live(space.QUICK_RUN)  # started by the app itself on a Space with nothing to chat with
@@ -1010,7 +1075,7 @@ def lists_after(state: dict | None = None) -> dict:
     return {"compare_run": runs, **refresh_models()}
 
 
-def check_quick_student(arguments: dict) -> JobConfig:
+def check_quick_student(arguments: dict, *, take: bool = False) -> JobPlan:
     """The checks a quick student passes before the queue: no student to chat with exists yet (unless the
     visitor asks for their own), the visitor's share of the Space, and the job's own checks."""
     if not isinstance(arguments["own"], bool):
@@ -1022,9 +1087,10 @@ def check_quick_student(arguments: dict) -> JobConfig:
             "(own=True) to train one anyway"
         )
     RUNNER.check_room(share(arguments["request"]))
-    cfg = space.quick_job()
-    space.check_job(cfg)
-    return cfg
+    return QUICK_PLAN({}, take=take)
+
+
+QUICK_PLAN = SharedCheck(lambda _: space.check_job(space.quick_job()), ())
 
 
 @checked_before_queue(check_quick_student)
@@ -1033,8 +1099,8 @@ def quick_student(own: bool = False, progress=gr.Progress(), request: gr.Request
     """Train one student with the embedded default's fast settings (about two minutes on a 2-core CPU,
     fine-tuned teacher included), streaming its progress as a line of text. Refused while a student to chat
     with exists, unless `own`. It counts as the visitor's job on the public Space."""
-    cfg = check_quick_student(locals())
-    for state in follow(submit(cfg, request=request).run, progress, starter=True):
+    plan = check_quick_student(locals(), take=True)
+    for state in follow(submit(plan, request=request).run, progress, starter=True):
         yield quick_line(state)
 
 
@@ -1053,11 +1119,45 @@ def start_quick_student() -> str | None:
     try:
         if folder.exists():
             return submit(cfg, resume=str(find_run(space.QUICK_RUN, [cfg.results_dir]).path)).run
-        space.check_job(cfg)
-        return submit(cfg).run
+        return submit(space.check_job(cfg)).run
     except UserError as err:  # a damaged or completed-but-unusable run: said once in the log, the app serves on
-        print(f"quick student not started: {err}")
+        log.warning("quick student not started: %s", err)
         return None
+
+
+CHAR_PX = 8.4  # one character of the app's 14 px monospace table font
+
+
+def column_widths(rows: list[dict[str, str]]) -> list[str]:
+    """Widths for `display_rows` in the app's table, in pixels: each column as wide as the longest word of its
+    title or its longest cell, long cells (intervals, names) capped so that they wrap. A table wider than its
+    frame (on a phone, or with many columns) scrolls sideways in it; no word is ever cut."""
+    if not rows:
+        return []
+    widths = []
+    for title in rows[0]:
+        word = max(len(w) for w in re.split(r"(?<=-)|\s+", title))  # a title breaks at spaces and after hyphens
+        # a cell with spaces wraps at them (13: an interval in two lines), any other anywhere
+        cell = max(min(len(r[title]), 13 if " " in r[title] else 10) for r in rows)
+        widths.append(f"{round((max(word, cell, 3) + 2.3) * CHAR_PX)}px")  # + 2.3: the cell's padding (16 px)
+    return widths
+
+
+def plotted_strategies(table: list[dict], width_px: int = 1000, most: int = 10) -> list[str]:
+    """The rows a plot can name in its legend: the teacher, then the students by accuracy, then any ensemble,
+    as many as fit in one legend row of `width_px` and at most `most` (one colour each)."""
+    # Gradio's plots draw their legend as one row below the plot (Vega-Lite, 10 px labels): past its width the
+    # names are cut off, and past ten the colours repeat.
+    finished_rows = [r for r in table if r.get("accuracy") is not None]
+    order = {"teacher": 0, "student": 1}
+    ranked = sorted(finished_rows, key=lambda r: (order.get(r["role"], 2), -r["accuracy"]))
+    out, used = [], 0
+    for r in ranked:
+        used += 26 + 5 * len(r["strategy"])  # symbol and padding, then about 5 px a character
+        if len(out) == most or (out and used > width_px):
+            break
+        out.append(r["strategy"])
+    return out
 
 
 # ---------------------------------------------------------------- layout
@@ -1137,6 +1237,7 @@ def distill_tab() -> tuple[View, View]:
             value=FORM_START["strategies"],
             label=LABELS["strategies"],
             info="; ".join(f"{k}: {v}" for k, v in DESCRIPTIONS.items()),
+            elem_id="job-strategies",
         )
         form["layer_list"] = gr.Textbox(FORM_START["layer_list"], label=LABELS["layer_list"], placeholder="e.g. 0,2,4")
     gr.Markdown(quick_default_note(), elem_id="quick-default-note")
@@ -1148,7 +1249,7 @@ def distill_tab() -> tuple[View, View]:
         "search_section"
     ]:
         gr.Markdown(
-            "Distil the **first** strategy once per combination of the values below (and per seed); "
+            "Distil **one** strategy (tick only one above) once per combination of the values below (and per seed); "
             "Compare then shows one row per setting, with its paired test against the best."
         )
         with gr.Row():
@@ -1246,7 +1347,7 @@ def training_settings(form: View) -> None:
 def compare_tab() -> View:
     view: View = {}
     with gr.Row():
-        view["run"] = gr.Dropdown(run_choices(), value=default_run(), label="Run", allow_custom_value=False)
+        view["run"] = gr.Dropdown(run_choices(False), value=default_run(False), label="Run", allow_custom_value=False)
         view["refresh"] = gr.Button("Refresh runs")
     view["header"] = gr.Markdown()
     view["ensemble"] = gr.CheckboxGroup(
@@ -1307,12 +1408,13 @@ def compare_tab() -> View:
 
 def chat_tab() -> View:
     view: View = {}
-    view["no_students"] = gr.Markdown(NO_STUDENTS, visible=not models())
+    local = chat_models(roots(published=False))  # the page's opening events add the published runs' models
+    view["no_students"] = gr.Markdown(NO_STUDENTS, visible=not local)
     with gr.Row():
-        view["quick"] = gr.Button("Train a quick student (about 2 minutes)", visible=not models(), variant="primary")
+        view["quick"] = gr.Button("Train a quick student (about 2 minutes)", visible=not local, variant="primary")
         view["quick_progress"] = gr.Markdown()
     with gr.Row():
-        view["model"] = gr.Dropdown(models(), label="Model (run/model)", allow_custom_value=False)
+        view["model"] = gr.Dropdown(local, label="Model (run/model)", allow_custom_value=False)
         view["refresh"] = gr.Button("Refresh models")
     view["own"] = gr.Checkbox(False, visible=False, label="Train my own student")  # API: own=True
     view["timer"] = gr.Timer(5, active=False)  # while the Space's own quick student trains

@@ -1,4 +1,5 @@
-"""Benchmark (not a test): the original's training loop against this project's pipeline, side by side.
+"""Benchmark (not a test): the training loop of the experiment this project grew from against this project's
+pipeline, side by side.
 
     python -m bench.compare_pipelines                 # prints the table and writes bench/results.json
     python -m bench.compare_pipelines --show          # prints the last run's table again

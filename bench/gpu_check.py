@@ -32,8 +32,9 @@ from transformers import BertConfig, BertForSequenceClassification
 from distill.config import JobConfig
 from distill.data import Encoded, encode, load_job_data, make_loader
 from distill.evaluation import forward_all
-from distill.job import check_teacher_and_layers, distillation_step
+from distill.job import distillation_step
 from distill.models import build_student, for_training, load_classifier, load_tokenizer, trained_with
+from distill.plan import check_teacher_and_layers
 from distill.progress import JobPaused
 from distill.teacher import TeacherOutputs
 from distill.training import Runtime, cross_entropy_step, fit
@@ -90,7 +91,7 @@ def epoch(model, data: Encoded, step_loss, cfg: JobConfig, layers: int, max_seco
     except JobPaused:
         complete = False
     seconds = time.perf_counter() - started
-    steps = runtime.done
+    steps = runtime.steps.done
     result = {
         "steps": steps,
         "epoch_steps": len(loader),

@@ -39,7 +39,7 @@ from distill.config import JobConfig
 from distill.data import encode, load_job_data, make_loader
 from distill.estimate import flops_per_token
 from distill.evaluation import autocast, evaluate
-from distill.job import check_teacher_and_layers, distillation_step
+from distill.job import distillation_step
 from distill.models import (
     build_student,
     cls_only_last_layer,
@@ -49,8 +49,9 @@ from distill.models import (
     load_tokenizer,
     set_dropout,
 )
-from distill.prepared import EVAL_BATCH
+from distill.plan import check_teacher_and_layers
 from distill.results import write_json
+from distill.shared import EVAL_BATCH
 from distill.teacher import TeacherOutputs
 from distill.training import Runtime, accumulate, cross_entropy_step, make_optimizer, training_attention
 

@@ -93,9 +93,13 @@ def measure() -> list[dict]:
     return rows
 
 
-def project() -> list[dict]:
+def project() -> dict:
+    """The full-size job, its counted work, and its estimate on each projected flavor."""
     cfg = JobConfig.from_yaml(FULL_SIZE_JOB)
-    return [estimate(cfg, flavor) for flavor in PROJECTED_FLAVORS]
+    work = workload(cfg)
+    job = {"teacher": cfg.teacher, "n_teacher": work.n_teacher, "n_student": work.n_student, "models": work.models}
+    job |= {"train_rows": work.train_rows, "flops": work.flops}
+    return {"job": job, "flavors": [estimate(cfg, flavor) for flavor in PROJECTED_FLAVORS]}
 
 
 def print_measured(rows: list[dict], machine: str) -> None:
@@ -110,13 +114,12 @@ def print_measured(rows: list[dict], machine: str) -> None:
         )
 
 
-def print_projected(rows: list[dict]) -> None:
-    cfg = JobConfig.from_yaml(FULL_SIZE_JOB)
-    work = workload(cfg)
+def print_projected(projection: dict) -> None:
+    job, rows = projection["job"], projection["flavors"]
     print(
-        f"\nPROJECTED, not measured: {FULL_SIZE_JOB.relative_to(ROOT)} ({cfg.teacher} {work.n_teacher} -> "
-        f"{work.n_student} layers, {work.models} students, {work.train_rows:,} pairs, {work.flops / 1e15:.0f} PFLOP),"
-        " by the estimate `python -m distill launch --backend hf-jobs` shows:\n"
+        f"\nPROJECTED, not measured: {FULL_SIZE_JOB.relative_to(ROOT)} ({job['teacher']} {job['n_teacher']} -> "
+        f"{job['n_student']} layers, {job['models']} students, {job['train_rows']:,} pairs, "
+        f"{job['flops'] / 1e15:.0f} PFLOP), by the estimate `python -m distill launch --backend hf-jobs` shows:\n"
     )
     print("| Jobs flavor | GPUs | compute | wall, setup included | cost | peak memory of a GPU |")
     print("|---|---|---|---|---|---|")

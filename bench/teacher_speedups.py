@@ -21,10 +21,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 from distill.config import JobConfig
-from distill.data import load_job_data
-from distill.job import check_teacher_and_layers
-from distill.prepared import prepare
+from distill.plan import plan_job
 from distill.results import Run, write_json
+from distill.shared import prepare
 from distill.teacher import fine_tune
 from distill.training import Runtime
 
@@ -46,7 +45,7 @@ def fine_tune_once(folder: Path, seed: int, changes: dict) -> dict:
     cfg = JobConfig(**settings, **changes, results_dir=str(folder), checkpoints=False)
     runtime = Runtime.create(cfg.precision)
     run = Run.create(cfg)
-    job = prepare(cfg, check_teacher_and_layers(cfg), load_job_data(cfg), run, runtime)
+    job = prepare(plan_job(cfg), run, runtime)
     started = time.perf_counter()
     _, _, evaluated = fine_tune(job, run, runtime, run.path / "teacher", seed)
     return {"seconds": time.perf_counter() - started, **{s: evaluated[0][s]["accuracy"] for s in SPLITS}}

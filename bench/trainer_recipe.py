@@ -28,14 +28,15 @@ from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
 from distill.config import JobConfig
 from distill.data import encode, load_job_data
-from distill.job import check_teacher_and_layers
 from distill.models import build_student, load_classifier, load_tokenizer
-from distill.prepared import student_rows
+from distill.plan import check_teacher_and_layers
+from distill.shared import student_rows
 from distill.strategies import StrategyContext, resolve_layers
 
 
 class DistillationTrainer(Trainer):
-    """A student Trainer: the teacher's forward pass on every batch, the original's three-part loss."""
+    """A student Trainer: the teacher's forward pass on every batch, and the three-part loss of the experiment this
+    project grew from."""
 
     def __init__(self, *args, teacher, temperature: float, **kwargs):
         super().__init__(*args, **kwargs)

@@ -9,14 +9,15 @@ os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16")
 
 from .config import ConfigError, JobConfig
 
-__all__ = ["ConfigError", "JobConfig", "run_job"]
+__all__ = ["ConfigError", "JobConfig", "JobPlan", "plan_job", "run_job"]
+LAZY = {"run_job": "job", "plan_job": "plan", "JobPlan": "plan"}
 
 
 def __getattr__(name: str):
-    """`distill.run_job` on first use: the training stack (torch, transformers, accelerate: seconds to import) is
-    loaded when a job runs, not when `python -m distill --help` or a config check starts."""
-    if name == "run_job":
-        from .job import run_job
+    """`distill.run_job` and `distill.plan_job` on first use: the training stack (torch, transformers, accelerate:
+    seconds to import) is loaded when a job is planned or run, not when `python -m distill --help` starts."""
+    if name in LAZY:
+        import importlib
 
-        return run_job
+        return getattr(importlib.import_module(f".{LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'distill' has no attribute {name!r}")

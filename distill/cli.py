@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import paths
-from .config import HUB_DATA, SAMPLE_DATA, JobConfig, default_results_dir
+from .config import HUB_DATA, SAMPLE_DATA, JobConfig, default_results_dir, read_job_file, setting_types
 from .errors import UserError, user_message
 
 if TYPE_CHECKING:
@@ -107,9 +107,10 @@ def add_job_flags(parser: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(JobConfig):
         flag = "--" + f.name.replace("_", "-")
         help_text = f.metadata.get("help", "")
-        if f.type.startswith("bool"):
+        kind = setting_types()[f.name]
+        if kind.base is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        elif f.type.startswith("list"):
+        elif kind.base is list:
             parser.add_argument(flag, nargs="+", default=None, help=help_text)
         else:
             parser.add_argument(flag, default=None, help=help_text)
@@ -121,11 +122,11 @@ def job_config(args: argparse.Namespace, *, writes: bool = True) -> JobConfig:
     checked."""
     values = {}
     if args.config:
-        values = JobConfig.from_yaml(args.config).to_dict()
+        values = read_job_file(args.config)
     for f in dataclasses.fields(JobConfig):
         given = getattr(args, f.name)
         if given is not None:
-            values[f.name] = None if given in ("none", "None", "") and "None" in f.type else given
+            values[f.name] = None if given in ("none", "None", "") and setting_types()[f.name].optional else given
     cfg = JobConfig.from_dict(values)
     if cfg.data not in (SAMPLE_DATA, HUB_DATA):
         cfg.data = paths.input_file(cfg.data, "--data")
@@ -246,8 +247,10 @@ def _run_with_progress(args: argparse.Namespace, start) -> int:
     """Run a job with a tqdm bar, then print its comparison and write its plots."""
     from accelerate import PartialState
 
+    from .comparison import comparison
+    from .plots import write_plots
     from .progress import TqdmReporter, ignore
-    from .report import comparison, format_table, write_plots
+    from .tables import format_table
 
     reporter = ignore if args.quiet else TqdmReporter()
     try:
@@ -269,8 +272,11 @@ def _run_with_progress(args: argparse.Namespace, start) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import comparison, format_pairwise, format_table, pairwise, plan_line, verdict, write_plots
+    from .comparison import comparison, pairwise
+    from .plots import write_plots
     from .results import open_run
+    from .tables import format_pairwise, format_table
+    from .wording import plan_line, verdict
 
     run = open_run(args.run, args.results_dir) if args.no_plots else writable_run(args)
     controls = [open_run(name, args.results_dir) for name in args.controls or []]

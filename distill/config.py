@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 import os
 import re
+import typing
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,7 +159,7 @@ class JobConfig:
         default_factory=list,
     )
     search: bool = _help(
-        "hyperparameter search: distil the first strategy once per combination of the search_* values "
+        "hyperparameter search: distil the job's one strategy once per combination of the search_* values "
         "(and seed) instead of once per strategy",
         default=False,
     )
@@ -174,7 +176,9 @@ class JobConfig:
     optimizer_8bit: bool = _help("8-bit AdamW (bitsandbytes)", default=False)
     cache_teacher_outputs: bool = _help("compute teacher outputs once per job and reuse them", default=True)
     group_by_length: bool = _help("batch examples of similar length to keep padding small", default=True)
-    pad_to_max_length: bool = _help("pad every batch to max_length (the original's behaviour)", default=False)
+    pad_to_max_length: bool = _help(
+        "pad every batch to max_length (as the experiment this project grew from did)", default=False
+    )
     checkpoints: bool = _help(
         "save the training state after every epoch, so a resumed run continues a model mid-way", default=True
     )
@@ -194,15 +198,7 @@ class JobConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> JobConfig:
-        try:
-            values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except OSError as err:
-            raise ConfigError(f"cannot read job file {path}: {err.strerror}") from None
-        except yaml.YAMLError as err:
-            raise ConfigError(f"job file {path} is not valid YAML: {err}") from None
-        if not isinstance(values, dict):
-            raise ConfigError(f"job file {path} must be a mapping of settings")
-        return cls.from_dict(values)
+        return cls.from_dict(read_job_file(path))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -227,7 +223,7 @@ class JobConfig:
     def validated(self) -> JobConfig:
         """Coerce types and reject values that cannot work; returns self."""
         for f in dataclasses.fields(self):
-            setattr(self, f.name, _coerce(f.name, getattr(self, f.name), f.type))
+            setattr(self, f.name, _coerce(f.name, getattr(self, f.name), setting_types()[f.name]))
         if self.run_name is not None and not RUN_NAME.match(self.run_name):
             raise ConfigError(
                 f"run_name {echo(self.run_name)} is not allowed: use letters, digits, '.', '_' and '-' only "
@@ -317,6 +313,23 @@ class JobConfig:
             raise ConfigError(
                 f"the search grid has {points} settings; at most {MAX_SEARCH_POINTS} are allowed", "search_temperatures"
             )
+        if len(self.strategies) > 1:
+            raise ConfigError(
+                f"a search tunes the settings of one strategy; choose one, not {len(self.strategies)}", "strategies"
+            )
+
+
+def read_job_file(path: str | Path) -> dict[str, Any]:
+    """A YAML job file's settings, as written (checked when a JobConfig is made of them)."""
+    try:
+        values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except OSError as err:
+        raise ConfigError(f"cannot read job file {path}: {err.strerror}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"job file {path} is not valid YAML: {err}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"job file {path} must be a mapping of settings")
+    return values
 
 
 def parse_loss_weights(spec: str) -> tuple[float, float, float]:
@@ -368,51 +381,67 @@ def _positive(name: str, value: float) -> None:
         raise ConfigError(f"{name} must be a positive number, not {value:g}", name)
 
 
-def _coerce(name: str, value: Any, annotation: str) -> Any:
-    """Turn YAML/CLI/API values into the annotated type, with a readable error."""
+@dataclass(frozen=True)
+class SettingType:
+    """A setting's type, from its annotation: `base` (str, int, float, bool or list), a list's `item` type, and
+    whether None is allowed."""
+
+    base: type
+    item: type | None = None
+    optional: bool = False
+
+
+@functools.cache
+def setting_types() -> dict[str, SettingType]:
+    """Every JobConfig setting's type, by name."""
+    types = {}
+    for name, hint in typing.get_type_hints(JobConfig).items():
+        optional = type(None) in typing.get_args(hint)
+        if optional:
+            hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+        if typing.get_origin(hint) is list:
+            types[name] = SettingType(list, typing.get_args(hint)[0], optional)
+        else:
+            types[name] = SettingType(hint, None, optional)
+    return types
+
+
+def _coerce(name: str, value: Any, kind: SettingType) -> Any:
+    """Turn a YAML/CLI/API value into the setting's type, with a readable error."""
     if value is None:
-        if "None" in annotation:
+        if kind.optional:
             return None
         raise ConfigError(f"{name} must be set", name)
     try:
-        if annotation.startswith("list[str]"):
-            items = value.split(";") if isinstance(value, str) else list(value)
-            return [str(item).strip() for item in items if str(item).strip()]
-        if annotation.startswith("list[float]"):
+        if kind.base is list:
+            if kind.item is str:
+                items = value.split(";") if isinstance(value, str) else list(value)
+                return [str(item).strip() for item in items if str(item).strip()]
             items = value.replace(",", " ").split() if isinstance(value, str) else list(value)
-            return [_float(item) for item in items]
-        if annotation.startswith("list[int]"):
-            items = value.replace(",", " ").split() if isinstance(value, str) else list(value)
-            return [_int(item) for item in items]
-        if annotation.startswith("bool"):
-            if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-                return value.lower() in ("true", "1", "yes")
-            if isinstance(value, bool):
-                return value
-            raise TypeError
-        if annotation.startswith("int"):
-            return _int(value)
-        if annotation.startswith("float"):
-            return _float(value)
-        if annotation.startswith("str"):
-            if not isinstance(value, str):
-                raise TypeError
-            return value.strip()
+            return [SCALARS[kind.item](item) for item in items]
+        return SCALARS[kind.base](value)
     except (TypeError, ValueError):
-        wanted = next(text for kind, text in WANTED.items() if annotation.startswith(kind))
+        wanted = LIST_WANTED[kind.item] if kind.base is list else WANTED[kind.base]
         raise ConfigError(f"{name} must be {wanted}, not {echo(value)}", name) from None
-    return value
 
 
-WANTED = {  # what a value of each annotated type must be, in words
-    "list[str]": "a list of names",
-    "list[float]": "numbers separated by spaces",
-    "list[int]": "whole numbers separated by spaces",
-    "bool": "true or false",
-    "int": "a whole number",
-    "float": "a number",
-    "str": "text",
-}
+# What a value of each type must be, in words.
+WANTED = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}
+LIST_WANTED = {str: "a list of names", float: "numbers separated by spaces", int: "whole numbers separated by spaces"}
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+        return value.lower() in ("true", "1", "yes")
+    raise TypeError
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError
+    return value.strip()
 
 
 def _float(value: Any) -> float:
@@ -427,3 +456,6 @@ def _int(value: Any) -> int:
     if isinstance(value, float) and not value.is_integer():
         raise ValueError
     return int(value)
+
+
+SCALARS = {bool: _bool, int: _int, float: _float, str: _str}

@@ -70,17 +70,6 @@ def load_job_data(cfg: JobConfig) -> dict[str, Examples]:
     return out
 
 
-def check_data(cfg: JobConfig) -> None:
-    """Refuse a job's data before the job runs: a user's file is read in full (it is small), the Hub's
-    MNLI needs the network, the shipped sample is always there."""
-    if cfg.data == HUB_DATA:
-        from .hub import require_online
-
-        require_online(HUB_DATASET)
-    elif cfg.data != SAMPLE_DATA:
-        load_job_data(cfg)
-
-
 def _hold_out(examples: Examples, eval_size: int | None, seed: int) -> dict[str, Examples]:
     n_eval = min(eval_size or max(1, len(examples) // 10), len(examples) // 2)
     if n_eval < 1:

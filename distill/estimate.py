@@ -48,8 +48,8 @@ def mean_padded_tokens(batch_size: int, max_length: int) -> float:
     """Mean padded tokens per pair in length-grouped batches of the shipped MNLI sample (tokenized once per
     batch size and length in a process)."""
     from .data import encode, load_job_data, make_loader
-    from .job import check_teacher_and_layers
     from .models import load_tokenizer
+    from .plan import check_teacher_and_layers
 
     cfg = JobConfig(train_size=0, max_length=max_length)
     source = check_teacher_and_layers(JobConfig()).source
@@ -66,7 +66,7 @@ def model_shape(cfg: JobConfig) -> Any:
 
     if cfg.teacher in KNOWN_SHAPES:  # no Hub here: the shapes are written above
         return BertConfig(num_labels=3, **KNOWN_SHAPES[cfg.teacher])
-    from .job import check_teacher_and_layers
+    from .plan import check_teacher_and_layers
 
     return check_teacher_and_layers(cfg).teacher_config
 

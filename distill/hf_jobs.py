@@ -544,11 +544,11 @@ def waiting_view(record: dict[str, Any], token: str | None = None) -> dict[str, 
 
     status = cached_status(record, token)
     view = JobState(record["run"], status["state"], f"on Hugging Face Jobs ({record.get('flavor')})")
-    view.log(f"launched on Hugging Face Jobs as job {record['job_id']}: {record.get('url', '')}")
+    view.add_log(f"launched on Hugging Face Jobs as job {record['job_id']}: {record.get('url', '')}")
     if status.get("message"):
-        view.log(status["message"])
+        view.add_log(status["message"])
     if status["state"] in ("launched", "queued", "running"):
-        view.log("the run appears here once its container writes it to the bucket this app reads")
+        view.add_log("the run appears here once its container writes it to the bucket this app reads")
     return {**view.snapshot(), "backend": BACKEND, "job_url": record.get("url")}
 
 

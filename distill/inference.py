@@ -139,7 +139,7 @@ def describe(prediction: dict[str, Any], model: str) -> str:
     lines = [f"**{prediction['label']}** ({prediction['probability']:.1%}) — {model}"]
     lines.append(" · ".join(f"{k} {v:.1%}" for k, v in prediction["probabilities"].items()))
     if not prediction["used_context"]:
-        lines.append("_No context given: the query alone was classified (as the original app did)._")
+        lines.append("_No context given: the query alone was classified._")
     if prediction["truncated"]:
         lines.append(f"_The input was truncated to {prediction['tokens']} tokens (max length)._")
     return "\n\n".join(lines)

@@ -15,8 +15,7 @@ import torch
 from accelerate.utils import broadcast_object_list, set_seed
 from torch import nn
 
-from .config import ConfigError, JobConfig, about
-from .data import check_data, load_job_data
+from .config import ConfigError, JobConfig
 from .errors import UserError, user_message
 from .evaluation import TimingCut, latency_ms, model_inputs
 from .lease import Lease, RunBusy, StopEither, holder_line, is_alive, read_lease
@@ -25,16 +24,16 @@ from .models import (
     build_student,
     copied_layers_match,
     for_training,
-    is_mnli_classifier,
     load_classifier,
-    load_model_config,
     saved_architecture,
 )
-from .prepared import Prepared, TeacherPlan, Validation, prepare, record_model
+from .plan import JobPlan, plan_job
 from .progress import EventHandler, JobPaused, JobStopped, SavedProgress, StopSignal, ignore
+from .publish import write_model_cards
 from .results import RESUMABLE, Run
-from .search import Variant, setting, variants
-from .strategies import PRETRAINED_LAYERS, RANDOM_INIT, StrategyContext, parse_layer_list, resolve_layers
+from .search import Variant, searched_settings, variants
+from .shared import Shared, Validation, prepare, record_model
+from .strategies import PRETRAINED_LAYERS, RANDOM_INIT, StrategyContext, resolve_layers
 from .summary import summary_row
 from .teacher import (
     Teacher,
@@ -54,45 +53,50 @@ LATENCY_NOT_TIMED = (
 
 
 def run_job(
-    cfg: JobConfig,
+    job: JobConfig | JobPlan,
     on_event: EventHandler = ignore,
     stop: StopSignal | None = None,
     *,
     resume: Run | None = None,
     deadline: float | None = None,
 ) -> Run:
-    """Run a job and return its run folder; the folder's status says completed, stopped, paused or failed.
+    """Run a job (its plan, or settings it plans first: `plan.plan_job`) and return its run folder; the folder's
+    status says completed, stopped, paused or failed.
 
     With `resume`, continue that run: its finished models are kept and skipped. With `deadline` (a
     time.monotonic() value), pause cleanly once it passes; a paused run is resumed the same way.
     """
-    plan = check_teacher_and_layers(cfg)
-    with about("data"):  # what preflight's data check reads, read once here
-        examples = load_job_data(cfg)
+    plan = job if isinstance(job, JobPlan) else plan_job(job)
+    cfg = plan.cfg
     runtime = Runtime.create(cfg.precision, on_event, stop, deadline)
     run = open_run_folder(cfg, runtime, resume)
     finished = {r["model"] for r in run.summary()}
     with (
         held_by_this_job(run, runtime, resumed=resume is not None),
         progress_saved(run, runtime),
+        model_cards_written(run, runtime),
         outcome_recorded(run, runtime),
     ):
-        job = prepare(cfg, plan, examples, run, runtime)
-        already_classifier = is_mnli_classifier(plan.teacher_config)
-        runtime.total = planned_steps(job, runtime, finished, already_classifier)
+        shared = prepare(plan, run, runtime)
+        already_classifier = plan.teacher.already_classifier
+        to_fine_tune = teachers_to_fine_tune(shared, runtime, finished, already_classifier)
+        runtime.steps.total = planned_steps(shared, runtime, finished, to_fine_tune)
         if finished:
             runtime.emit("stage", "teacher", f"resuming run {run.name}: {len(finished)} finished model(s) kept")
-        teachers = {seed: ready_teacher(job, run, runtime, seed, finished, already_classifier) for seed in cfg.teachers}
-        importance = layer_importance_once(job, teachers[cfg.teachers[0]].model, runtime, run)
+        teachers = {
+            seed: ready_teacher(shared, run, runtime, seed, finished, already_classifier, seed in to_fine_tune)
+            for seed in cfg.teachers
+        }
+        importance = layer_importance_once(shared, teachers[cfg.teachers[0]].model, runtime, run)
         for variant in variants(cfg):
-            layers = resolve_layers(variant.strategy, StrategyContext(job.n_teacher, job.n_student, importance))
+            layers = resolve_layers(variant.strategy, StrategyContext(shared.n_teacher, shared.n_student, importance))
             for seed in cfg.seeds:
                 if student_name(variant, seed) not in finished:
                     teacher = teachers[cfg.teacher_of(seed)]
                     distil_or_record_failure(
-                        job, run, runtime, teacher=teacher, variant=variant, layers=layers, seed=seed
+                        shared, run, runtime, teacher=teacher, variant=variant, layers=layers, seed=seed
                     )
-        timed = time_side_by_side(job, run, runtime) if runtime.is_main else True
+        timed = time_side_by_side(shared, run, runtime) if runtime.is_main else True
         failed = [r["model"] for r in run.summary() if r.get("failed")]
         notes = [f"{len(failed)} model(s) failed and are left out: {', '.join(failed)}"] if failed else []
         note = "; ".join(notes + ([] if timed else [LATENCY_NOT_TIMED]))
@@ -147,6 +151,17 @@ def progress_saved(run: Run, runtime: Runtime) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def model_cards_written(run: Run, runtime: Runtime) -> Iterator[None]:
+    """Each saved model's card (`publish.write_model_cards`), written as the job ends, however it ends: the run's
+    settings and data are read back for them once, after training rather than between two models."""
+    try:
+        yield
+    finally:
+        if runtime.is_main:
+            write_model_cards(run)
+
+
+@contextlib.contextmanager
 def outcome_recorded(run: Run, runtime: Runtime) -> Iterator[None]:
     """Record how the job in the block ends, when it does not complete: paused after a time slice, stopped by
     the user, or failed with one line for the user (the traceback goes to the run's errors.log)."""
@@ -176,38 +191,61 @@ def outcome_recorded(run: Run, runtime: Runtime) -> Iterator[None]:
 
 
 def ready_teacher(
-    job: Prepared, run: Run, runtime: Runtime, seed: int, finished: set[str], already_classifier: bool
+    shared: Shared,
+    run: Run,
+    runtime: Runtime,
+    seed: int,
+    finished: set[str],
+    already_classifier: bool,
+    planned: bool,
 ) -> Teacher:
     """The teacher of `seed`, ready to teach: kept from the run being resumed or prepared now (`prepare_teacher`),
-    with its outputs on the students' rows computed once."""
-    name = teacher_name(job.cfg, seed)
+    with its outputs on the students' rows computed once. `planned`: its fine-tuning is counted in the job's steps."""
+    name = teacher_name(shared.cfg, seed)
     if name in finished:
         model = load_classifier(str(run.model_dir(name))).to(runtime.device).eval()
-    else:
-        model = prepare_teacher(job, run, runtime, already_classifier, seed)
-    outputs = teacher_outputs(job, model, runtime, run, name) if job.cfg.cache_teacher_outputs else None
+    else:  # another job may have cached this teacher since it was planned: its planned steps count as done
+        with runtime.steps.stage(teacher_steps(shared, runtime) if planned else 0):
+            model = prepare_teacher(shared, run, runtime, already_classifier, seed)
+    outputs = teacher_outputs(shared, model, runtime, run, name) if shared.cfg.cache_teacher_outputs else None
     return Teacher(name, model, outputs)
 
 
-def planned_steps(job: Prepared, runtime: Runtime, finished: set[str], already_classifier: bool) -> int:
-    """Training steps left in the job: the students not yet finished, and each teacher's unless it is cached."""
-    cfg = job.cfg
+def teachers_to_fine_tune(shared: Shared, runtime: Runtime, finished: set[str], already_classifier: bool) -> set[int]:
+    """The teacher seeds this job will fine-tune, as things stand: not kept from the resumed run, not cached."""
+    if already_classifier:
+        return set()
+    return {
+        seed
+        for seed in shared.cfg.teachers
+        if teacher_name(shared.cfg, seed) not in finished
+        and not (teacher_cache_dir(shared.cfg, shared.source, runtime, seed) / "done").exists()
+    }
+
+
+def teacher_steps(shared: Shared, runtime: Runtime) -> int:
+    return shared.cfg.teacher_epochs * runtime.steps_per_epoch(len(shared.train), shared.cfg.batch_size)
+
+
+def planned_steps(shared: Shared, runtime: Runtime, finished: set[str], to_fine_tune: set[int]) -> int:
+    """Training steps left in the job: the students not yet finished, and the teachers to fine-tune."""
+    cfg = shared.cfg
     students = sum(student_name(v, seed) not in finished for v in variants(cfg) for seed in cfg.seeds)
-    total = students * cfg.epochs * runtime.steps_per_epoch(len(job.data["students"]), cfg.batch_size)
-    for seed in cfg.teachers:
-        kept = teacher_name(cfg, seed) in finished
-        cached = (teacher_cache_dir(cfg, job.source, runtime, seed) / "done").exists()
-        if not (already_classifier or kept or cached):
-            total += cfg.teacher_epochs * runtime.steps_per_epoch(len(job.data["train"]), cfg.batch_size)
-    return total
+    total = students * cfg.epochs * runtime.steps_per_epoch(len(shared.students), cfg.batch_size)
+    return total + len(to_fine_tune) * teacher_steps(shared, runtime)
 
 
 def resume_job(
-    run: Run, on_event: EventHandler = ignore, stop: StopSignal | None = None, deadline: float | None = None
+    run: Run,
+    on_event: EventHandler = ignore,
+    stop: StopSignal | None = None,
+    deadline: float | None = None,
+    plan: JobPlan | None = None,
 ) -> Run:
-    """Continue a stopped, paused, interrupted or failed run with its own settings, keeping its finished models."""
+    """Continue a stopped, paused, interrupted or failed run with its own settings (`plan`: them, planned
+    already), keeping its finished models."""
     check_resumable(run)
-    return run_job(run.job_config(), on_event, stop, resume=run, deadline=deadline)
+    return run_job(plan or run.job_config(), on_event, stop, resume=run, deadline=deadline)
 
 
 def check_resumable(run: Run) -> None:
@@ -222,58 +260,8 @@ def check_resumable(run: Run) -> None:
         raise ConfigError(f"run {run.name} is {state}; only {', '.join(RESUMABLE)} runs can be resumed")
 
 
-def preflight(cfg: JobConfig) -> None:
-    """Check what can be known before a job runs: its settings, its teacher (its config is read, no weights),
-    its layer choices and its data.
-
-    The app calls it before a job joins the training queue, so a job that cannot work never waits there.
-    """
-    check_teacher_and_layers(cfg)
-    with about("data"):
-        check_data(cfg)
-
-
-def check_teacher_and_layers(cfg: JobConfig) -> TeacherPlan:
-    """The settings, the teacher's config and the layer choices checked; returns the teacher's source and
-    config and the student depth."""
-    cfg.validated()
-    with about("teacher"):
-        source, teacher_config = load_model_config(cfg.teacher)
-        already_classifier = is_mnli_classifier(teacher_config)  # three labels in another order are refused here
-    if already_classifier:  # used as is: one draw of the teacher, and no pre-trained encoder beside it
-        if len(cfg.teachers) > 1:
-            raise ConfigError(
-                f"teacher {cfg.teacher} already classifies MNLI and is used as is, so there is one teacher: "
-                "teacher_seeds need a teacher that the job fine-tunes",
-                "teacher_seeds",
-            )
-        pretrained = [s for s in cfg.strategies if s in PRETRAINED_LAYERS]
-        if pretrained:
-            raise ConfigError(
-                f"{pretrained[0]} copies layers from the pre-trained encoder, but teacher {cfg.teacher} is already "
-                "fine-tuned: give the pre-trained model as the teacher",
-                "strategies",
-            )
-    n_teacher = teacher_config.num_hidden_layers
-    n_student = cfg.student_layers or max(1, n_teacher // 2)
-    with about("strategies"):
-        check_strategies(cfg.strategies, n_teacher, n_student)
-    return TeacherPlan(source, teacher_config, n_student)
-
-
 def student_name(variant: Variant, seed: int) -> str:
     return f"{variant.label}-seed{seed}"
-
-
-def check_strategies(specs: list[str], n_teacher: int, n_student: int) -> None:
-    """Reject unknown strategies and bad layer lists before any work starts."""
-
-    def placeholder() -> list[float]:
-        return [0.0] * n_teacher  # the data-driven scores are not known yet; only the shape is checked here
-
-    for spec in specs:  # an explicit list's faults are the layer list's (a form's own field), a name's the strategies'
-        with about("strategies" if parse_layer_list(spec) is None else "layer_list"):
-            resolve_layers(spec, StrategyContext(n_teacher, n_student, placeholder))
 
 
 def distillation_step(cfg: JobConfig, teacher: nn.Module | None, outputs: TeacherOutputs | None, layers: list[int]):
@@ -289,7 +277,7 @@ def distillation_step(cfg: JobConfig, teacher: nn.Module | None, outputs: Teache
             rows = batch["rows"].cpu()
             teacher_logits = outputs.logits[rows].to(out.logits.device)
             teacher_hidden = outputs.hidden[rows][:, source_states].to(out.logits.device) if need_hidden else None
-        else:  # the original's way: a teacher forward pass on every step
+        else:  # as the experiment this project grew from did: a teacher forward pass on every step
             with torch.no_grad():
                 t = teacher(**model_inputs(batch), output_hidden_states=need_hidden)
             teacher_logits = t.logits
@@ -304,15 +292,15 @@ def distillation_step(cfg: JobConfig, teacher: nn.Module | None, outputs: Teache
 
 
 def distil_student(
-    job: Prepared, run: Run, runtime: Runtime, *, teacher: Teacher, variant: Variant, layers: list[int], seed: int
+    shared: Shared, run: Run, runtime: Runtime, *, teacher: Teacher, variant: Variant, layers: list[int], seed: int
 ) -> None:
     """Build one student from its teacher layers (or, for a control, random or pre-trained ones), distil it and
     record it."""
-    job = dataclasses.replace(job, cfg=variant.cfg)  # a search variant or a control trains with its own settings
-    cfg = job.cfg
+    shared = dataclasses.replace(shared, cfg=variant.cfg)  # a search variant or a control trains with its own settings
+    cfg = shared.cfg
     name = student_name(variant, seed)
     random_init = variant.strategy in RANDOM_INIT
-    source = load_classifier(job.source) if variant.strategy in PRETRAINED_LAYERS else None  # before the seed
+    source = load_classifier(shared.source) if variant.strategy in PRETRAINED_LAYERS else None  # before the seed
     set_seed(seed)  # the random control's layers are drawn per seed
     student = build_student(teacher.model, layers, random_init=random_init, layer_source=source)
     if not random_init and not copied_layers_match(student, source or teacher.model, layers):
@@ -325,9 +313,9 @@ def distil_student(
     else:
         origin = f"teacher layers {layers}"
     runtime.emit("stage", name, f"distilling {name}: {len(layers)} layers from {origin}, taught by {teacher.name}")
-    loader = job.train_loader(job.data["students"], seed)
+    loader = shared.train_loader(shared.students, seed)
     started = time.perf_counter()
-    validation = Validation(job, runtime, cfg.epochs)
+    validation = Validation(shared, runtime, cfg.epochs)
     student, history = fit(
         student,
         loader,
@@ -338,7 +326,7 @@ def distil_student(
         runtime=runtime,
         stage=name,
         seed=seed,
-        max_tokens=cfg.pass_tokens(job.n_teacher, len(layers)),
+        max_tokens=cfg.pass_tokens(shared.n_teacher, len(layers)),
         after_epoch=validation,
         checkpoint=run.checkpoint(name) if cfg.checkpoints else None,
         # Epoch 0: what the layer choice alone gives, before any training. A copy of layers is the same model for
@@ -346,7 +334,7 @@ def distil_student(
         measure_start=random_init or cfg.seeds.index(seed) < len(cfg.teachers),
     )
     record_model(
-        job,
+        shared,
         run,
         runtime,
         student,
@@ -363,36 +351,35 @@ def distil_student(
 
 
 def distil_or_record_failure(
-    job: Prepared, run: Run, runtime: Runtime, *, teacher: Teacher, variant: Variant, layers: list[int], seed: int
+    shared: Shared, run: Run, runtime: Runtime, *, teacher: Teacher, variant: Variant, layers: list[int], seed: int
 ) -> None:
     """Distil one student; one that diverges is recorded as failed, with the reason, and the job goes on."""
-    steps = variant.cfg.epochs * runtime.steps_per_epoch(len(job.data["students"]), variant.cfg.batch_size)
-    start = runtime.done
-    try:
-        distil_student(job, run, runtime, teacher=teacher, variant=variant, layers=layers, seed=seed)
-    except ModelDiverged as err:
-        run.log_failure(err)
-        runtime.done = start + steps  # the progress bar still ends at its total
-        name = student_name(variant, seed)
-        row = summary_row(
-            model=name,
-            role="student",
-            strategy=variant.label,
-            layers=layers,
-            seed=seed,
-            splits={},
-            eval_rows=None,
-            teacher=teacher.name,
-            **setting(variant.cfg),
-            failed=str(err),
-        )
-        if runtime.is_main:
-            run.write_summary([r for r in run.summary() if r["model"] != name] + [row])
-            run.checkpoint(name).unlink(missing_ok=True)
-        runtime.emit("model", name, f"{name} failed: {err}", **row)
+    steps = variant.cfg.epochs * runtime.steps_per_epoch(len(shared.students), variant.cfg.batch_size)
+    with runtime.steps.stage(steps):  # a student that diverged still brings the job's progress to its total
+        try:
+            distil_student(shared, run, runtime, teacher=teacher, variant=variant, layers=layers, seed=seed)
+        except ModelDiverged as err:
+            run.log_failure(err)
+            name = student_name(variant, seed)
+            row = summary_row(
+                model=name,
+                role="student",
+                strategy=variant.label,
+                layers=layers,
+                seed=seed,
+                splits={},
+                eval_rows=None,
+                teacher=teacher.name,
+                **searched_settings(variant.cfg),
+                failed=str(err),
+            )
+            if runtime.is_main:
+                run.write_summary([r for r in run.summary() if r["model"] != name] + [row])
+                run.checkpoint(name).unlink(missing_ok=True)
+            runtime.emit("model", name, f"{name} failed: {err}", **row)
 
 
-def time_side_by_side(job: Prepared, run: Run, runtime: Runtime, rounds: int = 3) -> bool:
+def time_side_by_side(shared: Shared, run: Run, runtime: Runtime, rounds: int = 3) -> bool:
     """Re-time one saved model of each architecture in interleaved rounds and keep each one's fastest round.
 
     Timing models one after another, minutes apart, lets a busy moment of the machine land on one model only;
@@ -405,7 +392,7 @@ def time_side_by_side(job: Prepared, run: Run, runtime: Runtime, rounds: int = 3
     """
     runtime.emit("stage", "latency", "timing every model architecture side by side")
     rows = run.summary()
-    split = next(iter(job.eval_loaders))
+    split = shared.main_split
     names = [r["model"] for r in rows if not r.get("failed")]
     shape_of = {name: saved_architecture(run.model_dir(name)) for name in names}
     members: dict[str, str] = {}  # architecture: the model timed for it
@@ -421,10 +408,10 @@ def time_side_by_side(job: Prepared, run: Run, runtime: Runtime, rounds: int = 3
                 model = load_classifier(str(run.model_dir(name))).to(runtime.device)
                 timed = latency_ms(
                     model,
-                    job.data[split],
-                    job.tokenizer.pad_token_id,
+                    shared.validation[split],
+                    shared.tokenizer.pad_token_id,
                     runtime.precision,
-                    job.cfg.latency_examples,
+                    shared.cfg.latency_examples,
                     lambda: time_is_up(runtime),
                 )
                 best[shape] = {k: min(v, best.get(shape, timed)[k]) for k, v in timed.items()}

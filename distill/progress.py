@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
 MAX_LOG_LINES = 400
@@ -31,6 +32,25 @@ class Event:
 
 
 EventHandler = Callable[[Event], None]
+
+
+@dataclass
+class StepCount:
+    """A job's training steps: planned in all, and done so far; every event carries both."""
+
+    done: int = 0
+    total: int = 0
+
+    def advance(self, steps: int = 1) -> None:
+        self.done += steps
+
+    @contextlib.contextmanager
+    def stage(self, planned: int) -> Iterator[None]:
+        """A stage of `planned` steps ends at its planned count, whatever it trained: a model that diverged, or a
+        teacher another job cached meanwhile, still brings the job's progress to its end."""
+        start = self.done
+        yield  # a stop or a pause leaves the count where it stood
+        self.done = start + planned
 
 
 class StopSignal(Protocol):
@@ -68,42 +88,57 @@ class TqdmReporter:
             self.bar.close()
 
 
+@dataclass
 class JobState:
     """A job's state as watchers see it, built from its events: run, state, stage, steps done of total, the last
-    log lines, the loss per step and the finished models. Plain data (`snapshot()`), the same for every watcher."""
+    log lines, the loss per step and the finished models; and, from the app's runner, its place in the queue, its
+    error and its upload. `snapshot()` is plain data, the same for every watcher."""
 
-    def __init__(self, run: str | None = None, state: str = "running", stage: str = "starting") -> None:
-        self.data: dict[str, Any] = {
-            "run": run,
-            "state": state,
-            "stage": stage,
-            "done": 0,
-            "total": 0,
-            "log": [],
-            "curve": [],
-            "models": [],
-        }
+    run: str | None = None
+    state: str = "running"
+    stage: str = "starting"
+    done: int = 0
+    total: int = 0
+    log: list[str] = field(default_factory=list)
+    curve: list[dict[str, Any]] = field(default_factory=list)
+    models: list[dict[str, Any]] = field(default_factory=list)
+    queue_position: int | None = None  # jobs ahead of it in the app's queue
+    error: str | None = None  # why it failed, in one line
+    upload: str | None = None  # where it was uploaded when it completed
+    upload_error: str | None = None
 
     def apply(self, event: Event) -> None:
-        data = self.data
-        data.update(done=event.done, total=event.total, stage=event.stage or data["stage"])
-        data["run"] = event.metrics.get("run", data["run"])
+        self.done, self.total, self.stage = event.done, event.total, event.stage or self.stage
+        self.run = event.metrics.get("run", self.run)
         if event.message:
-            self.log(event.message)
+            self.add_log(event.message)
         if event.kind == "step":
-            data["curve"].append({"step": event.done, "stage": event.stage, "loss": event.metrics.get("loss")})
-            if len(data["curve"]) > MAX_CURVE_POINTS:  # long jobs: keep every other point
-                data["curve"] = data["curve"][::2]
+            self.curve.append({"step": event.done, "stage": event.stage, "loss": event.metrics.get("loss")})
+            if len(self.curve) > MAX_CURVE_POINTS:  # long jobs: keep every other point
+                self.curve = self.curve[::2]
         if event.kind == "model":
             keys = ("model", "strategy", "layers", "accuracy", "failed")
-            data["models"].append({k: event.metrics.get(k) for k in keys})
+            self.models.append({k: event.metrics.get(k) for k in keys})
 
-    def log(self, line: str) -> None:
-        self.data["log"] = [*self.data["log"], line][-MAX_LOG_LINES:]
+    def add_log(self, line: str) -> None:
+        self.log = [*self.log, line][-MAX_LOG_LINES:]
+
+    def update(self, **changes: Any) -> None:
+        """Set fields by name (an unknown one is an error, not a new key)."""
+        for name, value in changes.items():
+            if name not in FIELDS_OF_STATE:
+                raise TypeError(f"JobState has no field {name!r}")
+            setattr(self, name, value)
 
     def snapshot(self) -> dict[str, Any]:
-        data = self.data
-        return {**data, "log": list(data["log"]), "curve": list(data["curve"]), "models": list(data["models"])}
+        """Plain data that later events do not change: every field a job has, and the runner's only while set."""
+        data = {name: getattr(self, name) for name in FIELDS_OF_STATE}
+        data = {name: value for name, value in data.items() if value is not None or name not in RUNNER_FIELDS}
+        return {**data, "log": list(self.log), "curve": list(self.curve), "models": list(self.models)}
+
+
+FIELDS_OF_STATE = tuple(f.name for f in fields(JobState))
+RUNNER_FIELDS = ("queue_position", "error", "upload", "upload_error")  # set by the app's runner, not by events
 
 
 class SavedProgress:

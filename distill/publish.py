@@ -202,12 +202,13 @@ def _card_data(config: dict, **extra: Any) -> ModelCardData:
     )
 
 
-def model_card(run: Run, row: dict, repo: str | None = None) -> ModelCard:
-    """The card of one saved model (teacher or student) of `run`, from its summary row.
+def model_card(run: Run, row: dict, repo: str | None = None, config: dict | None = None) -> ModelCard:
+    """The card of one saved model (teacher or student) of `run`, from its summary row (`config`: the run's
+    settings, when read already).
 
     With `repo`, it shows how to load the model from that Hub repo; without, from the run folder.
     """
-    config = run.config()
+    config = config or run.config()
     model_config = read_json(run.model_dir(row["model"]) / "config.json", {})
     data = _card_data(
         config,
@@ -459,11 +460,15 @@ def _markdown_table(rows: list[dict[str, str]]) -> str:
     return "\n".join(lines)
 
 
-def write_model_card(run: Run, row: dict, repo: str | None = None) -> Path:
-    """Write the card of a saved model into its folder, models/<name>/README.md."""
-    path = run.model_dir(row["model"]) / CARD
-    atomic_write(path, str(model_card(run, row, repo)))
-    return path
+def write_model_cards(run: Run) -> None:
+    """Write the card of each saved model of `run` into its folder, models/<name>/README.md, as a job ends; a
+    card that cannot be written is logged in the run's errors.log, and the others are written."""
+    config = run.config()
+    for row in _published_models(run):
+        try:
+            atomic_write(run.model_dir(row["model"]) / CARD, str(model_card(run, row, config=config)))
+        except Exception as err:  # a card is a description: the model and its results stand without it
+            run.log_failure(err)
 
 
 def _published_models(run: Run) -> list[dict]:
@@ -483,7 +488,8 @@ def _public_config(config: dict) -> dict:
 def repo_card(run: Run, repo: str | None = None) -> ModelCard:
     """The card of the published run: the recommended student (`recommended`), its limitations, the comparison
     table, where each model is, and how to load the recommended one."""
-    from .report import comparison, display_rows
+    from .comparison import comparison
+    from .tables import display_rows
 
     config = run.config()
     models = _published_models(run)
@@ -571,7 +577,7 @@ def publish_tree(run: Run, target: Path, repo: str | None = None) -> list[Path]:
 
     Refuses a damaged run and one that is not completed.
     """
-    from .report import write_plots
+    from .plots import write_plots
 
     if repo is not None:
         check_repo(repo)
@@ -586,7 +592,8 @@ def publish_tree(run: Run, target: Path, repo: str | None = None) -> list[Path]:
     if not any(published(f"plots/{p.name}") for p in run.path.glob("plots/*.png")):
         write_plots(run)
     target.mkdir(parents=True, exist_ok=True)
-    write_json(target / "config.json", _public_config(run.config()))
+    config = run.config()
+    write_json(target / "config.json", _public_config(config))
     status = {k: v for k, v in run.status().items() if k not in ("pid", "host")}  # no server details
     write_json(target / "status.json", status)
     Run(target).write_summary(run.summary())  # as read: a model whose figure is not finite is failed, never NaN
@@ -605,7 +612,7 @@ def publish_tree(run: Run, target: Path, repo: str | None = None) -> list[Path]:
         for path in sorted(source.iterdir()):  # the allow-list: no `done` marker, history.json or checkpoint
             if path.is_file() and path.name != CARD and published(f"models/{row['model']}/{path.name}"):
                 shutil.copyfile(path, folder / path.name)
-        atomic_write(folder / CARD, str(model_card(run, row, repo)))
+        atomic_write(folder / CARD, str(model_card(run, row, repo, config)))
     atomic_write(target / CARD, str(repo_card(run, repo)))
     files = sorted(p for p in target.rglob("*") if p.is_file())
     stray = [str(p.relative_to(target)) for p in files if not published(p.relative_to(target))]
@@ -617,7 +624,7 @@ def publish_tree(run: Run, target: Path, repo: str | None = None) -> list[Path]:
 def publish(run: Run, repo: str, *, private: bool = False, token: str | None = None) -> str:
     """Upload the run's published tree to the Hub model repo `repo` (created if needed); returns its URL.
 
-    Any failure (network, permission, quota) is one ConfigError line, without the token.
+    Any failure (network, permission, quota) is one UserError line, without the token.
     """
     check_repo(repo)
     if not (token or get_token()):

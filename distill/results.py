@@ -310,17 +310,17 @@ class Run:
         saved = self._read(PROGRESS_FILE, {}, PROGRESS)
         status = self.public_status()
         view = JobState(self.name, status["state"], status["state"])
-        view.data.update({key: saved[key] for key in ("log", "curve", "done", "total") if key in saved})
+        view.update(**{key: saved[key] for key in ("log", "curve", "done", "total") if key in saved})
         if status["state"] == "running" and isinstance(saved.get("stage"), str):
-            view.data["stage"] = saved["stage"]
+            view.stage = saved["stage"]
         keys = ("model", "strategy", "layers", "accuracy", "failed")
-        view.data["models"] = [{k: row.get(k) for k in keys} for row in self.summary()]
-        if not view.data["log"]:  # a run written before progress was saved: its models say what it did
-            for row in view.data["models"]:
+        view.models = [{k: row.get(k) for k in keys} for row in self.summary()]
+        if not view.log:  # a run written before progress was saved: its models say what it did
+            for row in view.models:
                 said = row["failed"] or (f"accuracy {row['accuracy']:.4f}" if row["accuracy"] is not None else "")
-                view.log(f"{row['model']} (layers {row['layers']}): {said}")
-        if status["message"] and view.data["log"][-1:] != [status["message"]]:
-            view.log(status["message"])
+                view.add_log(f"{row['model']} (layers {row['layers']}): {said}")
+        if status["message"] and view.log[-1:] != [status["message"]]:
+            view.add_log(status["message"])
         return view.snapshot()
 
     def owned_by(self, visitor: str | None) -> bool:

@@ -1,7 +1,7 @@
 """What a job trains: one variant per strategy, or, in search mode, one per hyperparameter setting.
 
-A search distils the job's first strategy once per combination of temperature, learning rate and loss
-weights, so each setting becomes one row of the comparison table, with its spread over seeds and a paired
+A search distils the job's one strategy (`JobConfig` refuses more) once per combination of temperature, learning
+rate and loss weights, so each setting becomes one row of the comparison table, with its spread over seeds and a paired
 test against the best setting.
 """
 
@@ -31,7 +31,7 @@ def variants(cfg: JobConfig) -> list[Variant]:
         label = f"T{temperature:g}-lr{learning_rate:g}-ce{ce:.2g}-kl{kl:.2g}-cos{cos:.2g}"
         changes = {"temperature": temperature, "learning_rate": learning_rate}
         changes.update(weight_ce=ce, weight_kl=kl, weight_cos=cos)
-        out.append(Variant(label, cfg.strategies[0], cfg.replace(**changes)))
+        out.append(Variant(label, cfg.strategies[0], cfg.replace(**changes)))  # its one strategy
     return out
 
 
@@ -42,12 +42,10 @@ def trained_as(strategy: str, cfg: JobConfig) -> JobConfig:
     return cfg
 
 
-def setting(cfg: JobConfig) -> dict[str, float]:
-    """The searched settings of a variant, as columns of its summary row."""
-    return {
-        "temperature": cfg.temperature,
-        "learning_rate": cfg.learning_rate,
-        "weight_ce": round(cfg.weight_ce, 4),
-        "weight_kl": round(cfg.weight_kl, 4),
-        "weight_cos": round(cfg.weight_cos, 4),
-    }
+SEARCHED_SETTINGS = ("temperature", "learning_rate", "weight_ce", "weight_kl", "weight_cos")
+
+
+def searched_settings(cfg: JobConfig) -> dict[str, float]:
+    """The searched settings of a variant, as columns of its summary row (the weights rounded: they were scaled)."""
+    values = {name: getattr(cfg, name) for name in SEARCHED_SETTINGS}
+    return {name: round(value, 4) if name.startswith("weight_") else value for name, value in values.items()}

@@ -21,6 +21,7 @@ from .config import JobConfig
 from .errors import UserError, first_line, user_message
 from .job import resume_job, run_job
 from .lease import RunBusy
+from .plan import JobPlan, plan_job
 from .progress import Event, JobState
 from .results import Run
 
@@ -30,6 +31,7 @@ KEEP_FINISHED = 50  # finished jobs kept in memory for their watchers (their run
 # A watcher is sent the unchanged state after this long without news: Gradio ends a watcher that is cancelled or
 # gone only between two states, so a queued job's watcher would otherwise hold its thread until the job moves.
 KEEPALIVE_SECONDS = 2.0
+PUBLISH_SECONDS = 0.25  # a running job's steps reach its watchers at most this often
 
 
 class StopFile:
@@ -59,11 +61,11 @@ class StopFile:
         Path(self.path).unlink(missing_ok=True)
 
 
-def job_slice(cfg: JobConfig, resume: str | None, seconds: float | None, stop: StopFile) -> Iterator[Event | str]:
+def job_slice(plan: JobPlan, resume: str | None, seconds: float | None, stop: StopFile) -> Iterator[Event | str]:
     """One time slice of a job (the whole job when `seconds` is None): its progress events, then its run folder.
 
     On ZeroGPU this is the `spaces.GPU` function, run in a forked worker: what it takes and yields must pickle
-    (a JobConfig, strings, numbers, a StopFile, Event records), so progress comes back as yielded events.
+    (a JobPlan, strings, numbers, a StopFile, Event records), so progress comes back as yielded events.
     """
     deadline = time.monotonic() + seconds if seconds is not None else None
     events: queue.Queue[Event | None] = queue.Queue()
@@ -72,9 +74,9 @@ def job_slice(cfg: JobConfig, resume: str | None, seconds: float | None, stop: S
     def work() -> None:
         try:
             if resume:
-                outcome["run"] = str(resume_job(Run(Path(resume)), events.put, stop, deadline).path)
+                outcome["run"] = str(resume_job(Run(Path(resume)), events.put, stop, deadline, plan).path)
             else:
-                outcome["run"] = str(run_job(cfg, events.put, stop, deadline=deadline).path)
+                outcome["run"] = str(run_job(plan, events.put, stop, deadline=deadline).path)
         except BaseException as err:  # raised again on the consuming side
             outcome["error"] = err
         finally:
@@ -99,7 +101,7 @@ class Job:
     """One submitted job: its settings, who may stop it, and the state its watchers see (`snapshot`)."""
 
     run: str
-    cfg: JobConfig
+    plan: JobPlan
     resume: str | None
     owner: str | None
     slice_seconds: float | None
@@ -110,6 +112,7 @@ class Job:
     event: str | None = None  # the id of the request that submitted it, which its client may cancel
     stop: StopFile = field(default_factory=StopFile)
     view: JobState = field(init=False)
+    owned: bool = field(init=False)
     version: int = 0
     over: bool = False
     error: BaseException | None = None
@@ -119,10 +122,15 @@ class Job:
 
     def __post_init__(self) -> None:
         self.view = JobState(self.run, "queued", "queued")
+        self.owned = self.owner is None or self.resume is not None  # its run folder says whose it is
+
+    @property
+    def cfg(self) -> JobConfig:
+        return self.plan.cfg
 
     def publish(self, **changes: Any) -> None:
         with self.changed:
-            self.view.data.update(changes)
+            self.view.update(**changes)
             self.version += 1
             self.changed.notify_all()
 
@@ -155,7 +163,7 @@ class JobRunner:
 
     def submit(
         self,
-        cfg: JobConfig,
+        job: JobConfig | JobPlan,
         *,
         resume: str | None = None,
         owner: str | None = None,
@@ -165,22 +173,24 @@ class JobRunner:
         share: tuple[str, ...] | None = None,
         event: str | None = None,
     ) -> Job:
-        """Queue a job (a new run, or `resume`, a run folder, continued) and return it at once. A new run is named
-        now, so it can be watched while it waits. Its slices run in the caller's context (on ZeroGPU, spaces
-        finds the visitor's request there and charges the visitor's quota). `share`: the keys of the visitor
-        whose share of the Space it uses (the owner unless given); `event`: the submitting request, for `cancel`."""
+        """Queue a job (its plan, or settings it plans now: a job that cannot work is refused here) and return it
+        at once: a new run, or `resume`, a run folder, continued. A new run is named now, so it can be watched
+        while it waits. Its slices run in the caller's context (on ZeroGPU, spaces finds the visitor's request
+        there and charges the visitor's quota). `share`: the keys of the visitor whose share of the Space it uses
+        (the owner unless given); `event`: the submitting request, for `cancel`."""
         share = share if share is not None else (owner,) if owner else ()
+        plan = job if isinstance(job, JobPlan) else plan_job(job)
         with self._lock:
             self.check_room(share)
             if resume:
                 name = Path(resume).name
             else:
-                name = cfg.run_name or self._free_name(Path(cfg.results_dir))
-                cfg = cfg.replace(run_name=name)
+                name = plan.cfg.run_name or self._free_name(Path(plan.cfg.results_dir))
+                plan = plan if plan.cfg.run_name else plan.named(name)
             if self.live(name):
                 raise UserError(f"run {name} is already queued or running; watch it instead")
             job = Job(
-                name, cfg, resume, owner, slice_seconds, time_limit, attached, contextvars.copy_context(), share, event
+                name, plan, resume, owner, slice_seconds, time_limit, attached, contextvars.copy_context(), share, event
             )
             self._jobs[name] = job
             self._queue.append(job)
@@ -311,7 +321,7 @@ class JobRunner:
 
     def stream(
         self,
-        cfg: JobConfig,
+        job: JobConfig | JobPlan,
         poll_seconds: float = 0.5,
         slice_seconds: float | None = None,
         time_limit: float | None = None,
@@ -319,8 +329,8 @@ class JobRunner:
         owner: str | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Submit a job and watch it to its end (what a caller that waits for its job wants)."""
-        job = self.submit(cfg, resume=resume, owner=owner, slice_seconds=slice_seconds, time_limit=time_limit)
-        yield from self.watch(job, poll_seconds)
+        submitted = self.submit(job, resume=resume, owner=owner, slice_seconds=slice_seconds, time_limit=time_limit)
+        yield from self.watch(submitted, poll_seconds)
 
     # ------------------------------------------------------------ the worker
 
@@ -337,7 +347,7 @@ class JobRunner:
             except BaseException as err:  # handed to the watchers, who raise it; the worker goes on
                 job.error = err
                 with job.changed:
-                    job.view.log(user_message(err))
+                    job.view.add_log(user_message(err))
                 with self._lock:  # a run another process writes (RunBusy) is that process's: this job failed
                     state = "failed" if isinstance(err, RunBusy) else self._stored_state(job) or "failed"
                     self._finish(job, state=state, stage=state, error=user_message(err))
@@ -361,8 +371,9 @@ class JobRunner:
             return None
 
     def _execute(self, job: Job) -> None:
-        """Run the job to its end: slice after slice (resuming the run after each pause) where slices are asked
-        for, stopped cleanly once the run has been busy `time_limit` seconds over all its resumes."""
+        """Run the job to its end: in one piece here, or slice after slice (resuming the run after each pause)
+        where slices are asked for (ZeroGPU), stopped cleanly once the run has been busy `time_limit` seconds
+        over all its resumes."""
         resume = job.resume
         used = Run(Path(resume)).busy_seconds() if resume else 0.0
         ends = time.monotonic() + job.time_limit - used if job.time_limit else None
@@ -372,13 +383,11 @@ class JobRunner:
             if ends is not None:
                 seconds = max(0.0, min(seconds or float("inf"), ends - time.monotonic()))
             finished_before = len(Run(Path(resume)).summary()) if resume else 0
-            events: queue.Queue[Event] = queue.Queue()
-            worker = SliceWorker(self.run_slice, job.cfg, resume, seconds, job.stop, events, job.context.copy())
-            worker.start()
-            self._follow(job, worker, events)
-            if worker.error is not None:
-                raise refusal(worker.error, job.run if self._folder(job).is_dir() else None) or worker.error
-            run = Run(Path(worker.run_path))
+            run = (
+                self._run_plainly(job, resume, seconds)
+                if job.slice_seconds is None
+                else self._slice(job, resume, seconds)
+            )
             status = run.status()
             if status["state"] == "paused" and ends is not None and time.monotonic() >= ends:
                 message = (
@@ -386,7 +395,7 @@ class JobRunner:
                     "kept; duplicate the Space to run longer jobs"
                 )
                 run.set_status("stopped", message)
-                job.view.log(message)
+                job.view.add_log(message)
                 status = run.status()
             paused_by_visitor = job.stop.pausing()
             if status["state"] != "paused" or paused_by_visitor:
@@ -403,32 +412,59 @@ class JobRunner:
                 )
             resume = str(run.path)
 
-    def _follow(self, job: Job, worker: SliceWorker, events: queue.Queue[Event]) -> None:
-        """Publish the slice's events as they come, until it ends; a new run is marked as its owner's as soon as
-        its folder exists, and a job that nobody has watched for `unwatched_seconds` is stopped."""
-        owned = job.owner is None or job.resume is not None
+    def _run_plainly(self, job: Job, resume: str | None, seconds: float | None) -> Run:
+        """The job in this thread, paused after `seconds` if given. Its events are published as they come, its
+        training steps at most every PUBLISH_SECONDS (a GPU steps faster than a watcher needs to hear)."""
+        deadline = time.monotonic() + seconds if seconds is not None else None
+        pending: list[Event] = []
+        published = time.monotonic()
+
+        def on_event(event: Event) -> None:
+            nonlocal published
+            pending.append(event)
+            if event.kind != "step" or time.monotonic() - published >= PUBLISH_SECONDS:
+                self._news(job, pending)
+                pending.clear()
+                published = time.monotonic()
+
+        try:
+            if resume:
+                return resume_job(Run(Path(resume)), on_event, job.stop, deadline, job.plan)
+            return run_job(job.plan, on_event, job.stop, deadline=deadline)
+        finally:
+            self._news(job, pending)
+
+    def _slice(self, job: Job, resume: str | None, seconds: float | None) -> Run:
+        """One slice of the job (`run_slice`, on ZeroGPU a GPU call in a forked worker) in a thread of its own
+        run in the submitter's context; its events are published as they come back."""
+        events: queue.Queue[Event] = queue.Queue()
+        worker = SliceWorker(self.run_slice, job.plan, resume, seconds, job.stop, events, job.context.copy())
+        worker.start()
         while worker.is_alive() or not events.empty():
-            worker.join(timeout=0.25)
-            changed = False
-            while True:
-                try:
-                    event = events.get_nowait()
-                except queue.Empty:
-                    break
-                with job.changed:
+            worker.join(timeout=PUBLISH_SECONDS)
+            news = []
+            while not events.empty():
+                news.append(events.get_nowait())
+            self._news(job, news)
+        if worker.error is not None:
+            raise refusal(worker.error, job.run if self._folder(job).is_dir() else None) or worker.error
+        return Run(Path(worker.run_path))
+
+    def _news(self, job: Job, events: list[Event]) -> None:
+        """Publish a job's events; a new run is marked as its owner's as soon as its folder exists, and a job that
+        nobody has watched for `unwatched_seconds` is stopped."""
+        if events:
+            with job.changed:
+                for event in events:
                     job.view.apply(event)
-                changed = True
-            if changed:
-                job.publish()
-                if not owned and self._folder(job).is_dir():
-                    Run(self._folder(job)).set_owner(job.owner)
-                    owned = True
-            idle = time.monotonic() - job.unwatched_since
-            unwatched = self.unwatched_seconds is not None and job.watchers == 0 and idle > self.unwatched_seconds
-            if unwatched and not job.stop.is_set():
-                job.stop.set(
-                    f"stopped: nobody watched it for {self.unwatched_seconds / 60:g} min (this Space's setting)"
-                )
+            job.publish()
+            if not job.owned and self._folder(job).is_dir():
+                Run(self._folder(job)).set_owner(job.owner)
+                job.owned = True
+        idle = time.monotonic() - job.unwatched_since
+        unwatched = self.unwatched_seconds is not None and job.watchers == 0 and idle > self.unwatched_seconds
+        if unwatched and not job.stop.is_set():
+            job.stop.set(f"stopped: nobody watched it for {self.unwatched_seconds / 60:g} min (this Space's setting)")
 
 
 class SliceWorker(threading.Thread):
@@ -436,9 +472,9 @@ class SliceWorker(threading.Thread):
     request there and charges the slice to that visitor's quota rather than the Space's. Its events go to
     `events`; its run folder ends in `run_path`, or its error in `error`."""
 
-    def __init__(self, run_slice: Callable[..., Iterator], cfg, resume, seconds, stop, events, context):
+    def __init__(self, run_slice: Callable[..., Iterator], plan, resume, seconds, stop, events, context):
         super().__init__(name="distill-job", daemon=True)
-        self.run_slice, self.arguments, self.events = run_slice, (cfg, resume, seconds, stop), events
+        self.run_slice, self.arguments, self.events = run_slice, (plan, resume, seconds, stop), events
         self.context = context
         self.run_path: str | None = None
         self.error: BaseException | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import shutil
 import tempfile
@@ -18,10 +19,12 @@ from .config import ConfigError, JobConfig
 from .data import read_capped
 from .errors import UserError, first_line, scrub, user_message
 from .hub import HUB_ID
-from .job import check_resumable, preflight
+from .job import check_resumable
+from .plan import JobPlan, plan_job
 from .results import Run, find_runs
 from .search import variants
 
+log = logging.getLogger(__name__)
 SETTINGS_FILE = Path(__file__).resolve().parent.parent / "space_config" / "space.yaml"
 
 
@@ -70,7 +73,7 @@ def reference_runs() -> list[str]:
         try:
             folders.append(_hub_run(item))
         except Exception as err:  # offline, gone or private: listed without it, said once in the log
-            print(f"reference models {item!r} skipped: {scrub(first_line(err, 200))}")
+            log.warning("reference models %r skipped: %s", item, scrub(first_line(err, 200)))
     return folders
 
 
@@ -272,10 +275,11 @@ def _is_over(run: Run) -> bool:
         return True
 
 
-def check_job(cfg: JobConfig) -> None:
-    """Everything a new job must pass before it joins the queue: the Space's limits, then the job's own checks."""
+def check_job(cfg: JobConfig) -> JobPlan:
+    """Everything a new job must pass before it joins the queue: the Space's limits, then the job's own checks;
+    returns its plan, which is what runs."""
     enforce_limits(cfg)
-    preflight(cfg)
+    return plan_job(cfg)
 
 
 def check_resume(run: Run, who: str | None) -> JobConfig:

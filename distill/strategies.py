@@ -61,12 +61,12 @@ def _spread(candidates: list[int], k: int) -> list[int]:
     return [candidates[round(x)] for x in np.linspace(0, len(candidates) - 1, k)]
 
 
-@register_strategy("top_k", "the first k layers, 0..k-1 (the original experiment's Top-K)")
+@register_strategy("top_k", "the first k layers, 0..k-1 (Top-K in the experiment this project grew from)")
 def top_k(ctx: StrategyContext) -> list[int]:
     return list(range(ctx.n_student))
 
 
-@register_strategy("bottom_k", "the last k layers, n-k..n-1 (the original experiment's Bottom-K)")
+@register_strategy("bottom_k", "the last k layers, n-k..n-1 (Bottom-K in the experiment this project grew from)")
 def bottom_k(ctx: StrategyContext) -> list[int]:
     return list(range(ctx.n_teacher - ctx.n_student, ctx.n_teacher))
 

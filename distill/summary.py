@@ -28,7 +28,7 @@ METRICS = tuple(SplitMetrics.__annotations__)
 
 
 class SummaryRow(TypedDict):
-    """One model. A search variant's row also holds its searched settings (`search.setting`)."""
+    """One model. A search variant's row also holds its searched settings (`search.searched_settings`)."""
 
     model: str
     role: str  # teacher or student; ensemble or baseline in a report

@@ -18,8 +18,8 @@ from .config import EMBEDDED_TEACHER, JobConfig
 from .data import make_loader
 from .evaluation import classification_metrics, forward_all
 from .models import build_student, cls_only_last_layer, load_classifier, trained_with
-from .prepared import EVAL_BATCH, Prepared, Validation, record_model
 from .results import Run, read_json, save_pretrained_atomic, write_json
+from .shared import EVAL_BATCH, Shared, Validation, record_model
 from .training import Runtime, cross_entropy_step, fit
 
 HIDDEN_IN_MEMORY_BYTES = 2 * 2**30  # teacher [CLS] states above this size go to a file on disk
@@ -92,35 +92,35 @@ def data_identity(data: str) -> str:
     return f"file:{hashlib.sha256(path.read_bytes()).hexdigest()}" if path.is_file() else data
 
 
-def prepare_teacher(job: Prepared, run: Run, runtime: Runtime, already_classifier: bool, seed: int) -> nn.Module:
+def prepare_teacher(shared: Shared, run: Run, runtime: Runtime, already_classifier: bool, seed: int) -> nn.Module:
     """The fine-tuned teacher of `seed`: loaded as is, from the cache, or fine-tuned now and cached; evaluated
     and saved."""
-    cfg = job.cfg
+    cfg = shared.cfg
     name = teacher_name(cfg, seed)
     history: list[dict] = []
     evaluated = None
     folder = None
     if already_classifier:
         runtime.emit("stage", name, f"teacher {cfg.teacher} already classifies MNLI labels: no fine-tuning")
-        teacher = load_classifier(job.source)
+        teacher = load_classifier(shared.source)
     else:
-        folder = teacher_cache_dir(cfg, job.source, runtime, seed)
+        folder = teacher_cache_dir(cfg, shared.source, runtime, seed)
         if (folder / "done").exists():
             runtime.emit("stage", name, f"reusing the fine-tuned teacher cached for these settings (seed {seed})")
             teacher = load_classifier(str(folder))
             history = read_json(folder / "history.json", [])
         else:
-            teacher, history, evaluated = fine_tune(job, run, runtime, folder, seed)
+            teacher, history, evaluated = fine_tune(shared, run, runtime, folder, seed)
     teacher.to(runtime.device).eval()
     record_model(
-        job,
+        shared,
         run,
         runtime,
         teacher,
         name=name,
         role="teacher",
         strategy="teacher",
-        layers=list(range(job.n_teacher)),
+        layers=list(range(shared.n_teacher)),
         seed=seed,
         history=history,
         saved_from=folder,
@@ -130,20 +130,20 @@ def prepare_teacher(job: Prepared, run: Run, runtime: Runtime, already_classifie
 
 
 def fine_tune(
-    job: Prepared, run: Run, runtime: Runtime, folder: Path, seed: int
+    shared: Shared, run: Run, runtime: Runtime, folder: Path, seed: int
 ) -> tuple[nn.Module, list[dict], tuple | None]:
     """Fine-tune the teacher on the job's training rows with `seed` (batch order, dropout, head) and cache it in
     `folder`; returns the model, its epoch history and its last evaluation."""
-    cfg = job.cfg
+    cfg = shared.cfg
     name = teacher_name(cfg, seed)
     runtime.emit("stage", name, f"fine-tuning teacher {cfg.teacher} for {cfg.teacher_epochs} epoch(s), seed {seed}")
-    validation = Validation(job, runtime, cfg.teacher_epochs)
+    validation = Validation(shared, runtime, cfg.teacher_epochs)
     set_seed(seed)  # the new classification head is drawn per teacher seed
-    model = load_classifier(job.source)
+    model = load_classifier(shared.source)
     with trained_with(model, freeze_words=cfg.teacher_freeze_word_embeddings, dropout=cfg.teacher_dropout):
         teacher, history = fit(
             model,
-            job.train_loader(job.data["train"], seed),
+            shared.train_loader(shared.train, seed),
             cross_entropy_step,
             epochs=cfg.teacher_epochs,
             learning_rate=cfg.teacher_learning_rate,
@@ -155,26 +155,26 @@ def fine_tune(
             checkpoint=run.checkpoint(name) if cfg.checkpoints else None,
         )
     if runtime.is_main:
-        save_pretrained_atomic(folder, teacher, job.tokenizer)
+        save_pretrained_atomic(folder, teacher, shared.tokenizer)
         write_json(folder / "history.json", history)
         (folder / "done").touch()
     runtime.accelerator.wait_for_everyone()
     return teacher, history, validation.last
 
 
-def teacher_outputs(job: Prepared, teacher: nn.Module, runtime: Runtime, run: Run, name: str) -> TeacherOutputs:
+def teacher_outputs(shared: Shared, teacher: nn.Module, runtime: Runtime, run: Run, name: str) -> TeacherOutputs:
     """Run the teacher `name` once over the students' training rows; its students reuse the result every epoch."""
-    cfg = job.cfg
+    cfg = shared.cfg
     need_hidden = cfg.weight_hidden > 0
-    rows = job.data["students"]
+    rows = shared.students
     runtime.emit("stage", "teacher-outputs", f"computing teacher outputs once for {len(rows)} training rows")
     model = teacher
     if cfg.teacher_8bit:
         model = load_classifier(str(run.model_dir(name)), eight_bit=True)
-    loader = runtime.accelerator.prepare(make_loader(rows, job.tokenizer.pad_token_id, EVAL_BATCH, train=False))
+    loader = runtime.accelerator.prepare(make_loader(rows, shared.tokenizer.pad_token_id, EVAL_BATCH, train=False))
     hidden_file = None
     if need_hidden:
-        size = len(rows) * (job.n_teacher + 1) * teacher.config.hidden_size * 2
+        size = len(rows) * (shared.n_teacher + 1) * teacher.config.hidden_size * 2
         if size > HIDDEN_IN_MEMORY_BYTES:
             hidden_file = run.path / "cache" / "teacher_hidden.npy"
             hidden_file.parent.mkdir(exist_ok=True)
@@ -193,7 +193,7 @@ def teacher_outputs(job: Prepared, teacher: nn.Module, runtime: Runtime, run: Ru
     )
 
 
-def layer_importance_once(job: Prepared, teacher: nn.Module, runtime: Runtime, run: Run) -> Callable[[], list[float]]:
+def layer_importance_once(shared: Shared, teacher: nn.Module, runtime: Runtime, run: Run) -> Callable[[], list[float]]:
     """A lazy scorer for data-driven strategies: the teacher's accuracy drop when each layer is skipped."""
     scores: list[float] = []
 
@@ -201,19 +201,19 @@ def layer_importance_once(job: Prepared, teacher: nn.Module, runtime: Runtime, r
         if scores:
             return scores
         runtime.emit("stage", "importance", "measuring each teacher layer's importance (accuracy drop when skipped)")
-        train = job.data["train"]
+        train = shared.train
         probe = train.subset(list(range(min(IMPORTANCE_PROBE_ROWS, len(train)))))
-        loader = make_loader(probe, job.tokenizer.pad_token_id, EVAL_BATCH, train=False)
+        loader = make_loader(probe, shared.tokenizer.pad_token_id, EVAL_BATCH, train=False)
 
         def accuracy(model: nn.Module) -> float:
-            with cls_only_last_layer(model, job.cfg.cls_only_last_layer):
+            with cls_only_last_layer(model, shared.cfg.cls_only_last_layer):
                 logits, _ = forward_all(model, loader, len(probe), runtime.precision)
             return classification_metrics(logits, probe.labels)["accuracy"]
 
         full = accuracy(teacher)
-        for i in range(job.n_teacher):
+        for i in range(shared.n_teacher):
             runtime.check_stop()
-            scores.append(full - accuracy(build_student(teacher, [j for j in range(job.n_teacher) if j != i])))
+            scores.append(full - accuracy(build_student(teacher, [j for j in range(shared.n_teacher) if j != i])))
         if runtime.is_main:
             write_json(
                 run.path / "layer_importance.json",

@@ -12,7 +12,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -26,7 +26,7 @@ from .config import ConfigError, JobConfig
 from .errors import UserError
 from .evaluation import autocast, model_inputs
 from .models import cls_only_last_layer
-from .progress import Event, EventHandler, JobPaused, JobStopped, StopSignal, ignore
+from .progress import Event, EventHandler, JobPaused, JobStopped, StepCount, StopSignal, ignore
 from .results import atomic_write
 
 
@@ -63,8 +63,7 @@ class Runtime:
     on_event: EventHandler = ignore
     stop: StopSignal | None = None
     deadline: float | None = None  # time.monotonic() after which the job pauses (a time slice on ZeroGPU)
-    done: int = 0
-    total: int = 0
+    steps: StepCount = field(default_factory=StepCount)
 
     @classmethod
     def create(
@@ -93,7 +92,7 @@ class Runtime:
 
     def emit(self, kind: str, stage: str = "", message: str = "", **metrics) -> None:
         if self.is_main:
-            self.on_event(Event(kind, stage, message, self.done, self.total, metrics))
+            self.on_event(Event(kind, stage, message, self.steps.done, self.steps.total, metrics))
 
     def check_stop(self) -> None:
         if self.stop is not None and self.stop.is_set():
@@ -171,7 +170,7 @@ def fit(
             history = load_checkpoint(checkpoint, plain, optimizer, scheduler, scaler)
             done = trained_epochs(history)
             sampler.passes = done  # the next epoch draws the batch order it would have drawn
-            runtime.done += done * len(loader)
+            runtime.steps.advance(done * len(loader))
             runtime.emit("stage", stage, f"{stage}: continuing from its checkpoint after epoch {done}")
         elif measure_start and after_epoch is not None:
             start = {"epoch": 0, **after_epoch(plain, 0)}
@@ -195,7 +194,7 @@ def fit(
                 sums["loss"] += value
                 for name, part in parts.items():
                     sums[name] += part
-                runtime.done += 1
+                runtime.steps.advance()
                 runtime.emit("step", stage, loss=value, epoch=epoch, **parts)
             row = {"epoch": epoch, **{f"train_{k}": v / max(batches, 1) for k, v in sums.items()}}
             if after_epoch is not None:

@@ -120,3 +120,16 @@ def app_server(tmp_path_factory):
     finally:
         app_module.demo.close()
         os.environ.pop("DISTILL_RESULTS_DIR", None)
+
+
+# Fixtures that make a test slow: the app's server (seconds to start, jobs in it), and jobs that train the embedded
+# MiniLM (`finished_run`, `fast_run`, `full_run`) or fifteen tiny students from three teachers (`three_teachers`).
+SLOW_FIXTURES = {"app_server", "finished_run", "fast_run", "full_run", "three_teachers"}
+
+
+def pytest_collection_modifyitems(items):
+    """`-m "not slow"` is the quick loop: a test that starts a server or trains more than a tiny model is slow,
+    whether or not it says so (a marker would be forgotten on the next one)."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

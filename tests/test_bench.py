@@ -18,6 +18,7 @@ def bench_output(*args: str) -> str:
     return subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, text=True, check=True).stdout
 
 
+@pytest.mark.slow
 def test_gpu_estimate_prints_an_estimate_for_each_card():
     out = bench_output("bench.gpu_estimate", "examples/jobs/bert-base-mnli.yaml")
     assert out.startswith("ESTIMATE for bert-base-uncased, 6-layer students, 15 students, 392,702 training pairs")
@@ -116,6 +117,7 @@ def test_the_committed_roofline_peak_stands_on_this_cpu():
     assert stale_peak(recorded, measured, here) is None
 
 
+@pytest.mark.slow
 def test_scaling_projects_the_full_job_with_the_jobs_launchers_own_estimate():
     from bench.scaling import FULL_SIZE_JOB, PROJECTED_FLAVORS
     from distill.config import JobConfig

@@ -77,6 +77,7 @@ def test_strategies_and_list(capsys, results_dir):
     assert "no runs yet" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_exit_code_in_a_real_process(results_dir):
     done = subprocess.run([sys.executable, "-m", "distill", "run", "--epochs", "-1"], capture_output=True, text=True)
     assert done.returncode == 2
@@ -98,6 +99,7 @@ def test_an_unforeseen_error_is_one_line_without_python_text(capsys, results_dir
         main(["list"])
 
 
+@pytest.mark.slow
 def test_help_and_config_checks_load_no_training_stack():
     """`python -m distill --help` answers without importing torch, transformers or accelerate (seconds to load on
     2 cores); `distill.run_job` still loads them on first use."""

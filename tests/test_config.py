@@ -1,5 +1,10 @@
+import ast
+import inspect
+import textwrap
+
 import pytest
 
+from distill import config
 from distill.config import ConfigError, JobConfig
 
 
@@ -47,8 +52,61 @@ from distill.config import ConfigError, JobConfig
     ],
 )
 def test_bad_settings_are_refused_with_a_clear_message(changes, message):
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError, match=message) as refused:
         JobConfig.from_dict(changes)
+    assert refused.value.setting in changes  # named, so a form shows it at its own field
+
+
+@pytest.mark.parametrize(
+    ("changes", "setting"),
+    [
+        ({"run_name": "x" * 81}, "run_name"),
+        ({"max_tokens_per_pass": -1}, "max_tokens_per_pass"),
+        ({"max_length": 4}, "max_length"),
+        ({"dropout": 1.5}, "dropout"),
+        ({"teacher_dropout": -0.1}, "teacher_dropout"),
+        ({"warmup_ratio": 1}, "warmup_ratio"),
+        ({"weight_decay": -1}, "weight_decay"),
+        ({"train_size": -1}, "train_size"),
+        ({"eval_size": 10**8}, "eval_size"),
+        ({"student_train_size": 2.5}, "student_train_size"),
+        ({"student_layers": 0}, "student_layers"),
+        ({"seeds": []}, "seeds"),
+        ({"seeds": [-1]}, "seeds"),
+        ({"teacher_seeds": [1, 1]}, "teacher_seeds"),
+        ({"seeds": [0, 1, 2], "teacher_seeds": [0, 1]}, "teacher_seeds"),
+        ({"data_seed": 2**32}, "data_seed"),
+        ({"teacher": "  "}, "teacher"),
+        ({"data": ""}, "data"),
+        ({"strategies": ["odd", "odd"]}, "strategies"),
+        ({"latency_examples": 0}, "latency_examples"),
+        ({"max_grad_norm": 0}, "max_grad_norm"),
+        ({"teacher_epochs": 101}, "teacher_epochs"),
+        ({"checkpoints": "maybe"}, "checkpoints"),
+        ({"eval_data": 3}, "eval_data"),
+        ({"search": True, "strategies": ["odd"], "search_loss_weights": []}, "search_loss_weights"),
+        ({"search": True, "strategies": ["odd"], "search_loss_weights": ["1:x:1"]}, "search_loss_weights"),
+        ({"search": True, "strategies": ["odd", "even"]}, "strategies"),
+    ],
+)
+def test_every_refusal_names_its_setting(changes, setting):
+    with pytest.raises(ConfigError) as refused:
+        JobConfig.from_dict(changes)
+    assert refused.value.setting == setting, str(refused.value)
+
+
+def test_every_error_raised_in_validation_names_a_setting():
+    """Walk the validation's code: each ConfigError it raises passes the setting at fault (a form attaches the
+    message to that field), whatever case the tests above happen to cover."""
+    checks = [JobConfig.validated, JobConfig._check_search, config._choice, config._at_most, config._positive]
+    raised = []
+    for check in [*checks, config._coerce]:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(check)))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "ConfigError":
+                raised.append(node)
+                assert len(node.args) == 2 or any(k.arg == "setting" for k in node.keywords), ast.unparse(node)
+    assert len(raised) >= 25  # the walk found the raises
 
 
 def test_largest_allowed_values_are_accepted():

@@ -10,9 +10,11 @@ from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 import distill.job
+from distill.comparison import comparison
 from distill.config import JobConfig
 from distill.data import SAMPLE_DIR
-from distill.report import comparison, format_table, write_plots
+from distill.plots import write_plots
+from distill.tables import format_table
 
 STRATEGY_LAYERS = {"top_k": [0, 1, 2], "bottom_k": [3, 4, 5], "odd": [0, 2, 4], "even": [1, 3, 5]}
 
@@ -48,6 +50,7 @@ def finished_run(tmp_path_factory):
     return cfg, run, initial_layers, events
 
 
+@pytest.mark.slow
 def test_run_completes_with_teacher_and_four_strategies(finished_run):
     _, run, _, events = finished_run
     assert run.status()["state"] == "completed"
@@ -78,6 +81,7 @@ def test_students_started_from_the_teacher_layers_they_name(finished_run):
                 assert torch.equal(value, teacher_weights[f"bert.encoder.layer.{source}.{key}"]), (layers, j, key)
 
 
+@pytest.mark.slow
 def test_saved_models_reload_and_their_accuracy_matches_an_independent_recomputation(finished_run):
     cfg, run, _, _ = finished_run
     with gzip.open(SAMPLE_DIR / "validation_matched.jsonl.gz", "rt") as f:
@@ -101,6 +105,7 @@ def test_saved_models_reload_and_their_accuracy_matches_an_independent_recomputa
         assert abs(correct / len(sample) - recorded) <= 1 / len(sample), row["model"]
 
 
+@pytest.mark.slow
 def test_second_job_reuses_the_cached_teacher(finished_run):
     cfg, first, _, _ = finished_run
     events = []
@@ -110,6 +115,20 @@ def test_second_job_reuses_the_cached_teacher(finished_run):
     assert run.summary()[0]["accuracy"] == first.summary()[0]["accuracy"]
 
 
+@pytest.mark.slow
+def test_a_teacher_cached_meanwhile_by_another_job_still_ends_the_progress_at_its_total(finished_run, monkeypatch):
+    """Another job (the app's quick student, a second app on the same disk) may cache this job's teacher between
+    its planning and its fine-tuning: the teacher's planned steps then count as done, so a completed job never
+    shows 6 of 8 steps."""
+    cfg, _, _, _ = finished_run
+    monkeypatch.setattr(distill.job, "teachers_to_fine_tune", lambda job, *_: set(job.cfg.teachers))  # not cached yet
+    events = []
+    distill.job.run_job(cfg.replace(run_name="e2e-raced", strategies=["top_k"]), events.append)
+    assert any("reusing the fine-tuned teacher" in e.message for e in events)
+    assert events[-1].stage == "done" and events[-1].done == events[-1].total > 0
+
+
+@pytest.mark.slow
 def test_accelerate_launch_runs_the_same_command_line(finished_run):
     import subprocess
     import sys
@@ -163,7 +182,7 @@ def test_accelerate_launch_runs_the_same_command_line(finished_run):
 
 def test_report_pairwise_and_ensemble_from_the_command_line(finished_run, capsys):
     from distill.cli import main
-    from distill.report import pairwise
+    from distill.comparison import pairwise
 
     _, run, _, _ = finished_run
     pairs = pairwise(run)
@@ -200,6 +219,6 @@ def test_each_student_is_measured_before_its_first_step(finished_run):
     assert set(starts) == {f"{s}-seed0" for s in STRATEGY_LAYERS}  # students only: the teacher's head starts random
     for row in starts.values():
         assert 0 <= row["validation_matched_accuracy"] <= 1 and "train_loss" not in row
-    from distill.report import curves
+    from distill.plots import curves
 
     assert {c["epoch"] for c in curves(run) if c["curve"] == "val_accuracy" and c["strategy"] == "odd"} == {0, 1}

@@ -137,6 +137,7 @@ def test_cancel_drops_that_queued_job_and_nothing_else(app_server):
     assert not (results / "cancel-b").exists()
 
 
+@pytest.mark.slow
 def test_a_visitor_has_one_job_at_a_time_on_the_public_space_and_any_number_elsewhere(tiny_cfg):
     limit = {"value": 1}
     runner = JobRunner(jobs_per_visitor=lambda: limit["value"])

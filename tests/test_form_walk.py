@@ -13,7 +13,7 @@ from test_browser import ARTIFACTS, CHROMIUM, LAUNCH_ARGS, open_section
 
 import app
 
-SEARCH = {"search": True}
+SEARCH = {"search": True, "strategies": ["top_k"]}  # a search tunes one strategy
 # (field, value sent, other settings it needs): each must be refused at `field`.
 NUMBER_CASES = [
     *[(name, value, {}) for name in app.NUMBERS for value in (None, "", "abc", -3)],
@@ -175,6 +175,9 @@ def test_every_field_refuses_nonsense_in_chromium(app_server):
         page.screenshot(path=str(ARTIFACTS / "form-refused.png"))
         page.get_by_label(app.LABELS["batch_size"], exact=True).fill(str(app.FORM_START["batch_size"]))
         page.get_by_label(app.LABELS["train_size"], exact=True).fill(str(app.FORM_START["train_size"]))
+        strategies = page.locator("#job-strategies")
+        for name in app.FORM_START["strategies"][1:]:  # one strategy, as a search needs
+            strategies.get_by_label(name, exact=True).uncheck()
         open_section(page, "Hyperparameter search (a job mode)")
         search = page.get_by_label(app.LABELS["search"], exact=True)
         errors = page.locator("div.validation-error")

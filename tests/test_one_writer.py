@@ -155,6 +155,7 @@ def two_apps(tmp_path):
         app.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_two_apps_racing_to_resume_one_run_train_it_once(two_apps, good_run):
     results, first, second = two_apps
     run = stopped_run(good_run, results, "raced", train_size=2000)
@@ -186,6 +187,7 @@ def test_two_apps_racing_to_resume_one_run_train_it_once(two_apps, good_run):
     assert read_lease(run.path) is None
 
 
+@pytest.mark.slow
 def test_a_stop_sent_to_the_other_app_stops_the_run_through_its_folder(two_apps, good_run):
     results, first, second = two_apps
     run = stopped_run(good_run, results, "stopped-elsewhere", train_size=20000)

@@ -10,8 +10,10 @@ import pandas as pd
 import pytest
 
 import app
-from distill.report import comparison, notes, step_loss_figure
+from distill.comparison import comparison
+from distill.plots import step_loss_figure
 from distill.results import Run, open_run, run_label
+from distill.wording import notes
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 LABELS = {
@@ -29,6 +31,7 @@ def original_space(monkeypatch):
     monkeypatch.delenv("SPACE_ID", raising=False)  # not on a Space: the docs link names the original Space
 
 
+@pytest.mark.slow
 def test_each_committed_run_is_labelled_by_what_it_is():
     for name, label in LABELS.items():
         assert run_label(open_run(RESULTS / name), committed=True) == label
@@ -54,6 +57,7 @@ def test_a_run_of_the_results_folder_is_yours_or_a_visitors(tmp_path):
     assert run_label(search, shared=True) == "a visitor's run (hyperparameter search)"
 
 
+@pytest.mark.slow
 def test_table_notes_and_glossary_read_in_plain_words(monkeypatch):
     shown = app.show_comparison("reference", ["odd", "importance"])
     titles = list(shown["table"]["value"].columns)
@@ -79,6 +83,7 @@ def test_table_notes_and_glossary_read_in_plain_words(monkeypatch):
     assert DOCS.format("someone/a-duplicate") in app.show_comparison("search")["glossary"]
 
 
+@pytest.mark.slow
 def test_the_notes_name_the_family_each_p_is_adjusted_over():
     reference = open_run(RESULTS / "reference")
     said = app.show_comparison("reference")["header"]
@@ -131,6 +136,7 @@ def test_a_finished_job_links_to_its_comparison():
     assert "?compare=" not in app.render_job({**done, "state": "running"})["header"]
 
 
+@pytest.mark.slow
 def test_the_compare_link_opens_the_compare_tab_on_that_run():
     linked = app.open_comparison("reference", SimpleNamespace(query_params={"compare": "search"}))
     assert linked["tabs"]["selected"] == "compare" and linked["run"]["value"] == "search"

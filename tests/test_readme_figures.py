@@ -3,7 +3,7 @@
 Each bench that the pages quote writes `bench/<name>.json`; the tests below format that file the way the bench
 prints it (with the bench's own formatting function where it has one) and require the printed lines, and a few
 figures quoted in prose, to appear on the page that cites `python -m bench.<name>`. The reference run's table in
-the README and in docs/reference.md is recomputed from `results/` by `distill.report`, the code the app uses.
+the README and in docs/reference.md is recomputed from `results/` by `distill.comparison`, the code the app uses.
 Change a number on a page, or a json file, and a test here fails. Benches that write no file (`bench.memory`,
 `bench.chat_p50`) are checked only for being quoted once.
 """
@@ -243,7 +243,7 @@ def test_figures_without_a_file_are_quoted_once():
 
 @pytest.fixture(scope="module")
 def reference():
-    from distill.report import comparison
+    from distill.comparison import comparison
     from distill.results import open_run
 
     return comparison(open_run(ROOT / "results" / "reference"))
@@ -262,6 +262,7 @@ def _row(r: dict) -> str:
     return f"| {r['strategy']} | {layers} | {accuracy} | {difference} | {p} | {'yes' if r['significant'] else 'no'} |"
 
 
+@pytest.mark.slow
 def test_readme_reference_table_is_the_apps(reference):
     """One p per pair, the app's: Holm over the run's own pairs of strategies, and the README says so."""
     assert_on_page("README.md", [_row(r) for r in reference], "python -m distill report results/reference")
@@ -285,10 +286,11 @@ def test_reference_page_table_has_the_apps_values(reference):
     assert "Holm-adjusted over the 10 pairs" in flat(PAGES["docs/reference.md"])
 
 
+@pytest.mark.slow
 def test_controls_of_another_teacher_are_pasted_untested():
     """The controls learned from another fine-tuning of the teacher: the page pastes them as the report shows
     them, with their differences untested and outside the run's family, and claims no p for them."""
-    from distill.report import comparison
+    from distill.comparison import comparison
     from distill.results import open_run
 
     runs = ROOT / "results"
@@ -315,10 +317,11 @@ def test_scaling_projection():
     assert_on_page(PERFORMANCE, lines, "python -m bench.scaling --project-only")
 
 
+@pytest.mark.slow
 def test_three_teacher_reference_is_pasted_as_the_report_prints_it():
     """docs/reference.md pastes the three-teacher run's table and both splits' pairs; its prose figures are the
     pairs' own, and every test in it counts the teachers."""
-    from distill.report import comparison, pairwise
+    from distill.comparison import comparison, pairwise
     from distill.results import open_run
 
     run = open_run(ROOT / "results" / "reference-3-teachers")

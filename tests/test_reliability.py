@@ -20,14 +20,16 @@ from tiny import TINY, copy_run, cut
 
 from distill import config, lease
 from distill.cli import main
+from distill.comparison import comparison
 from distill.config import ConfigError, JobConfig
 from distill.data import SAMPLE_DIR
 from distill.errors import UserError, strip_paths, user_message
 from distill.inference import chat, chat_models
-from distill.job import preflight, resume_job, run_job
+from distill.job import resume_job, run_job
 from distill.lease import RunBusy
-from distill.report import comparison, display_rows
+from distill.plan import plan_job
 from distill.results import DAMAGED, DamagedRun, Run, list_runs, open_run, to_json
+from distill.tables import display_rows
 
 
 def flip(path: Path) -> None:
@@ -183,6 +185,7 @@ def test_a_dead_process_on_this_host_reads_interrupted_at_once(good_run, tmp_pat
     assert run.status()["state"] == "interrupted"
 
 
+@pytest.mark.slow
 def test_the_heartbeat_keeps_a_busy_job_alive_seen_from_another_host(tiny_bert, tmp_path, monkeypatch):
     monkeypatch.setattr(lease, "BEAT_SECONDS", 0.1)
     monkeypatch.setattr(lease, "STALE_SECONDS", 1.0)
@@ -206,6 +209,7 @@ def test_the_heartbeat_keeps_a_busy_job_alive_seen_from_another_host(tiny_bert, 
 # ---------------------------------------------------------------- uploads are kept with the run
 
 
+@pytest.mark.slow
 def test_a_run_on_an_upload_resumes_after_the_upload_is_gone(tiny_bert, tmp_path):
     upload = tmp_path / "upload" / "my data.csv"
     upload.parent.mkdir()
@@ -245,6 +249,7 @@ def absurd_learning_rates(monkeypatch):
         monkeypatch.setitem(config.UPPER_BOUNDS, name, math.inf)
 
 
+@pytest.mark.slow
 def test_diverging_students_are_failed_and_the_run_keeps_its_other_models(tiny_bert, tmp_path, absurd_learning_rates):
     cfg = JobConfig.from_dict(
         {
@@ -343,9 +348,9 @@ def test_out_of_range_seeds_are_refused_before_any_work(changes, message, tmp_pa
         ({"data": "glue"}, "offline"),
     ],
 )
-def test_preflight_refuses_what_would_fail_later(changes, message, tmp_path):
+def test_planning_refuses_what_would_fail_later(changes, message, tmp_path):
     with pytest.raises(UserError, match=message):
-        preflight(JobConfig.from_dict({**TINY, **changes, "results_dir": str(tmp_path)}))
+        plan_job(JobConfig.from_dict({**TINY, **changes, "results_dir": str(tmp_path)}))
 
 
 def test_user_messages_hold_no_exception_type_path_or_token(monkeypatch):

@@ -7,20 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from distill.report import (
-    CHAR_PX,
-    ONE_TEACHER,
-    column_widths,
-    comparison,
-    display_rows,
-    format_pairwise,
-    pairwise,
-    plan_line,
-    plotted_strategies,
-    verdict,
-)
+from app import CHAR_PX, column_widths, plotted_strategies
+from distill.comparison import comparison, pairwise
 from distill.results import open_run
 from distill.stats import ALPHA, OTHER_TEACHERS, seed_example_test
+from distill.tables import display_rows, format_pairwise
+from distill.wording import ONE_TEACHER, plan_line, verdict
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 
@@ -46,6 +38,7 @@ def test_committed_probabilities_reproduce_the_saved_predictions(run):
                 assert saved[split].argmax(axis=1).tolist() == predicted, (model, split)
 
 
+@pytest.mark.slow
 def test_best_is_chosen_on_matched_and_tested_on_both_splits(table):
     students = [r for r in table if r["role"] == "student"]
     best = max(students, key=lambda r: r["accuracy"])
@@ -62,6 +55,7 @@ def test_best_is_chosen_on_matched_and_tested_on_both_splits(table):
         assert r["other_diff_vs_best"] == pytest.approx(r["other_accuracy"] - best["other_accuracy"])
 
 
+@pytest.mark.slow
 def test_vs_best_is_the_holm_adjusted_pair_of_the_pairwise_table(reference, table):
     for split, prefix in (("validation_matched", ""), ("validation_mismatched", "other_")):
         pairs = {(p["better"], p["worse"]): p for p in pairwise(reference, split)}
@@ -73,6 +67,7 @@ def test_vs_best_is_the_holm_adjusted_pair_of_the_pairwise_table(reference, tabl
                 assert r[f"{prefix}diff_vs_best"] == pytest.approx(-pair["difference"])
 
 
+@pytest.mark.slow
 def test_pairwise_p_values_are_holm_adjusted(reference):
     pairs = pairwise(reference)
     labels = np.asarray(json.loads((reference.path / "labels.json").read_text())["validation_matched"])
@@ -124,6 +119,7 @@ def test_one_seed_search_shows_no_verdict():
     assert all(c == "best" or c.endswith("(fewer than 3 seeds: can't tell yet, run 3 or more)") for c in cells)
 
 
+@pytest.mark.slow
 def test_control_runs_join_the_table_but_not_the_tests(reference):
     """Another run's students learned from another fine-tuning of the teacher: one draw of each teacher cannot
     tell its luck from a strategy's effect, so their differences are shown untested, and join no Holm family."""
@@ -144,6 +140,7 @@ def test_control_runs_join_the_table_but_not_the_tests(reference):
         comparison(reference, controls=[open_run(RESULTS / "search")])
 
 
+@pytest.mark.slow
 def test_verdict_on_the_reference_run_says_what_its_tests_say(reference):
     table = comparison(reference)
     rows = {r["strategy"]: r for r in table}
@@ -164,6 +161,7 @@ def test_verdict_on_the_reference_run_says_what_its_tests_say(reference):
     assert "Controls" not in text and "ensemble" not in text
 
 
+@pytest.mark.slow
 def test_verdict_names_the_controls_and_the_ensemble(reference):
     controls = [open_run(RESULTS / "control-random"), open_run(RESULTS / "control-hard-labels")]
     text = verdict(comparison(reference, ["odd", "importance"], controls=controls))
@@ -263,6 +261,7 @@ def test_plots_name_the_teacher_and_the_best_students_that_fit_one_legend_row(ta
     assert len(plotted_strategies([{**search[1], "strategy": f"s{i}"} for i in range(12)])) == 10  # one colour each
 
 
+@pytest.mark.slow
 def test_the_planner_says_what_the_reference_can_detect():
     table = comparison(open_run(RESULTS / "reference"))
     best = next(r for r in table if r.get("best"))

@@ -23,9 +23,10 @@ import pytest
 
 from distill import inference, space
 from distill.cli import main
+from distill.comparison import comparison
 from distill.errors import UserError
 from distill.inference import chat
-from distill.report import comparison, write_plots
+from distill.plots import write_plots
 from distill.results import DAMAGED, RESUMABLE, Run, list_runs, open_run, write_json
 
 GONE = object()  # a field left out
@@ -274,6 +275,7 @@ def problems(file: str, path: str, change: str, said: dict[str, tuple]) -> list[
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("file", [*JSON_FILES, "metrics.jsonl", "probabilities", "environment.json"])
 def test_every_field_of_every_run_file_changed_in_value_reads_as_damaged_in_one_line(
     base, tmp_path, capsys, monkeypatch, file

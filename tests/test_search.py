@@ -4,16 +4,17 @@ random-initialisation control."""
 import pytest
 from safetensors.torch import load_file
 
-from distill.config import JobConfig
+from distill.comparison import comparison
+from distill.config import ConfigError, JobConfig
 from distill.job import run_job
-from distill.report import comparison, display_rows
 from distill.search import variants
+from distill.tables import display_rows
 
 
 def test_variants_cover_the_grid_with_normalised_weights():
     cfg = JobConfig(
         search=True,
-        strategies=["odd", "even"],
+        strategies=["odd"],
         search_temperatures=[1, 4],
         search_learning_rates=[1e-4],
         search_loss_weights=["1:1:1", "2:2:0"],
@@ -25,11 +26,21 @@ def test_variants_cover_the_grid_with_normalised_weights():
         "T4-lr0.0001-ce0.33-kl0.33-cos0.33",
         "T4-lr0.0001-ce0.5-kl0.5-cos0",
     ]
-    assert {v.strategy for v in found} == {"odd"}  # a search distils the first strategy
+    assert {v.strategy for v in found} == {"odd"}
     assert [(v.cfg.temperature, v.cfg.weight_ce, v.cfg.weight_cos) for v in found][1] == (1.0, 0.5, 0.0)
-    assert [v.label for v in variants(cfg.replace(search=False))] == ["odd", "even"]
+    assert [v.label for v in variants(cfg.replace(search=False, strategies=["odd", "even"]))] == ["odd", "even"]
 
 
+@pytest.mark.parametrize("strategies", [["odd", "even"], ["top_k", "0,2"], ["top_k", "bottom_k", "odd", "even"]])
+def test_a_search_over_several_strategies_is_refused_at_strategies(strategies):
+    """A search tunes one strategy: with several it used to tune the first and drop the others in silence."""
+    refusal = f"a search tunes the settings of one strategy; choose one, not {len(strategies)}"
+    with pytest.raises(ConfigError, match=refusal) as err:
+        JobConfig(search=True, strategies=strategies)
+    assert err.value.setting == "strategies"
+
+
+@pytest.mark.slow
 def test_search_job_trains_each_setting_with_its_own_learning_rate(tiny_bert, tmp_path):
     cfg = JobConfig(
         teacher=str(tiny_bert),  # already an MNLI classifier: no fine-tuning
@@ -69,6 +80,7 @@ def test_search_job_trains_each_setting_with_its_own_learning_rate(tiny_bert, tm
     assert shown[2]["learning rate (lr)"] == "0.01"
 
 
+@pytest.mark.slow
 def test_random_control_in_a_job_is_recorded_without_teacher_layers(tiny_bert, tmp_path):
     cfg = JobConfig(
         teacher=str(tiny_bert),

@@ -57,7 +57,7 @@ def test_public_space_limits_job_and_upload_size(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match=r"epochs is limited.*duplicate the Space"):
         space.enforce_limits(JobConfig(epochs=50))
     with pytest.raises(ConfigError, match=r"students is limited to 12"):
-        space.enforce_limits(JobConfig(search=True, seeds=[0, 1]))  # 9 settings x 2 seeds
+        space.enforce_limits(JobConfig(search=True, strategies=["top_k"], seeds=[0, 1]))  # 9 settings x 2 seeds
     space.enforce_limits(JobConfig())
     assert space.job_time_limit() == space.settings()["public_limits"]["max_job_minutes"] * 60
     monkeypatch.delenv("SPACE_ID")
@@ -94,6 +94,7 @@ def fake_hub():
     server.shutdown()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("on_a_space", [True, False])
 def test_downloads_for_visitors_never_carry_the_spaces_token(fake_hub, on_a_space):
     import os
@@ -134,7 +135,10 @@ def test_every_way_to_start_work_meets_the_same_public_limits(tmp_path, monkeypa
         ({"max_length": 512}, "max_length is limited to 128"),
         ({"latency_examples": 1000}, "latency_examples is limited"),
         ({"strategies": ["0,1", "0,2", "1,2", "0,3", "1,3", "2,3", "top_k"]}, "strategies is limited to 6"),
-        ({"search": True, "search_learning_rates": [1e-4, 2e-4, 3e-4, 4e-4, 5e-4]}, "students is limited to 12"),
+        (
+            {"search": True, "strategies": ["top_k"], "search_learning_rates": [1e-4, 2e-4, 3e-4, 4e-4, 5e-4]},
+            "students is limited to 12",
+        ),
         ({"data": str(bomb)}, "uploads are limited to 10 MB.*expands to more than"),
     ]
     for changes, message in cases:

@@ -67,6 +67,7 @@ def restarted_app(bucket):
     app.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_chat_opens_on_the_best_published_reference_student(good_run, tmp_path):
     from distill.publish import publish_tree
 
@@ -112,6 +113,7 @@ def test_the_mcp_schema_lists_the_reading_tools_and_no_jobs(app_server):
     assert set(tools["comparison"]["inputSchema"]["properties"]) == {"run", "ensemble"}
 
 
+@pytest.mark.slow
 def test_a_restart_onto_damaged_runs_serves_everything_else(restarted_app):
     client, bucket = restarted_app
     runs = {r["run"]: r for r in client.predict(api_name="/list_runs")}
@@ -268,3 +270,20 @@ def test_the_quick_student_button_trains_a_student_that_answers(app_server, visi
     assert len(new) == 1
     reply = first.predict(new[0], "A dog runs in a park.", "An animal is outside.", 1.0, 128, False, api_name="/chat")
     assert reply["label"] in ("entailment", "neutral", "contradiction")
+
+
+def test_importing_the_app_builds_its_ui_and_fetches_nothing():
+    """`import app` (as gradio's reload, a test or a notebook does) builds the UI only: the published reference
+    runs are fetched when Chat or a listing first needs them, not on import."""
+    probe = (
+        "from distill import space\n"
+        "def refused():\n"
+        "    raise AssertionError('fetched on import')\n"
+        "space.reference_runs = refused\n"
+        "import app\n"
+        "print(type(app.demo).__name__, app.RUNNER.running())\n"
+    )
+    env = {**os.environ, "DISTILL_REFERENCE_MODELS": "someone/published-run", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["Blocks", "None"]

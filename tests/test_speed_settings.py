@@ -9,8 +9,9 @@ from tiny import TINY
 from torch import nn
 
 from distill.config import ConfigError, JobConfig
-from distill.job import check_teacher_and_layers, run_job
+from distill.job import run_job
 from distill.models import load_classifier, trained_with
+from distill.plan import check_teacher_and_layers
 
 WORD_EMBEDDINGS = "bert.embeddings.word_embeddings.weight"
 FIRST_LAYER = "bert.encoder.layer.0.attention.self.query.weight"
@@ -61,12 +62,14 @@ def source_model():
     return load_classifier(check_teacher_and_layers(JobConfig(**TINY)).source)
 
 
+@pytest.mark.slow
 def test_frozen_word_embeddings_stay_the_teachers_while_the_layers_train(fast_run):
     teacher, student = weights(fast_run, "teacher"), weights(fast_run, "top_k-seed0")
     assert (student[WORD_EMBEDDINGS] == teacher[WORD_EMBEDDINGS]).all()
     assert not (student[FIRST_LAYER] == teacher[FIRST_LAYER]).all()  # top_k's layer 0 is the teacher's layer 0
 
 
+@pytest.mark.slow
 def test_trained_word_embeddings_move(fast_run, full_run):
     teacher, student = weights(full_run, "teacher"), weights(full_run, "top_k-seed0")
     assert not (student[WORD_EMBEDDINGS] == teacher[WORD_EMBEDDINGS]).all()  # though the teacher's were frozen
@@ -160,8 +163,8 @@ def test_a_batch_split_into_passes_gets_the_whole_batchs_gradient():
     import torch
 
     from distill.data import encode, load_job_data, make_loader
-    from distill.job import check_teacher_and_layers
     from distill.models import build_student, load_classifier, load_tokenizer, set_dropout
+    from distill.plan import check_teacher_and_layers
     from distill.training import Runtime, accumulate, cross_entropy_step
 
     cfg = JobConfig(**TINY)
@@ -219,6 +222,7 @@ def onednn_probe(capacity: str | None) -> tuple[str, float]:
     return kept, float(growth)
 
 
+@pytest.mark.slow
 def test_the_onednn_primitive_cache_is_capped_unless_the_environment_says_otherwise():
     """distill caps oneDNN's cache of compiled bf16 matmuls before any runs (bench.onednn_cache: 0.3 to 0.4 GiB
     less at the same speed). Measured here by what 300 matmul shapes add to the process; a user's own capacity

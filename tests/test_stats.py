@@ -101,6 +101,7 @@ def flag_rates(
     return new / trials, old / trials
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("training_sd", [0.0, 0.01, 0.03])
 def test_no_true_difference_is_flagged_about_five_percent_of_the_time(training_sd):
     """Two-sided: too many false alarms is a liberal test, too few a timid one (a test that never rejects fails)."""
@@ -108,6 +109,7 @@ def test_no_true_difference_is_flagged_about_five_percent_of_the_time(training_s
     assert 0.02 <= new <= 0.07  # 600 trials: the binomial standard error at 5% is 0.9 points
 
 
+@pytest.mark.slow
 def test_where_training_noise_dominates_it_flags_far_less_than_the_example_only_interval():
     new, old = flag_rates(0.0, 0.03)
     assert old >= 0.3, old  # the replaced interval calls seed luck a difference
@@ -176,6 +178,7 @@ def test_holm_adjusts_like_the_textbook_and_keeps_marks_and_intervals_in_step():
     assert holm([untested, *tests])[0] is untested  # a one-seed difference joins no family
 
 
+@pytest.mark.slow
 def test_the_planner_says_what_the_test_finds_with_80_percent_power():
     """The planner, from noise estimated on simulated runs, against the test on runs with that difference."""
     rng = np.random.default_rng(5)
@@ -198,6 +201,7 @@ def test_the_paired_test_is_calibrated_from_four_seeds(seeds, training_sd):
     assert 0.02 <= paired <= 0.07, paired
 
 
+@pytest.mark.slow
 def test_the_paired_test_counts_its_training_part_at_half_its_degrees_of_freedom(monkeypatch):
     """Counted in full (Welch-Satterthwaite as is), the pairs' few degrees of freedom make the test liberal; at
     half it keeps its level. 4 seeds, 3 points of training noise, three streams of 600 runs: 6.7% and 3.9%."""
@@ -219,6 +223,7 @@ def test_the_paired_test_counts_its_training_part_at_half_its_degrees_of_freedom
     assert compare(Models(a, blocks), Models(b, blocks[::-1])).design == "paired by seed + examples"
 
 
+@pytest.mark.slow
 def test_pairing_changes_nothing_where_seeds_share_nothing_and_gains_where_they_do():
     alone, _ = flag_rates(0.03, 0.01, trials=200, seeds=5)
     paired, _ = flag_rates(0.03, 0.01, trials=200, seeds=5, test="paired")
@@ -230,6 +235,7 @@ def test_pairing_changes_nothing_where_seeds_share_nothing_and_gains_where_they_
     assert paired >= alone + 0.15, (paired, alone)  # shared blocks: the independent test pays (66.5% against 48.5%)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("teacher_sd", [0.0, 0.02])
 def test_teachers_as_the_unit_count_a_teachers_luck(teacher_sd):
     """Four teachers, two seeds each; each teacher suits each strategy a little more or less (teacher_sd).

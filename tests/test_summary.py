@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from distill.report import comparison, strategy_rows
+from distill.comparison import comparison, strategy_rows
 from distill.results import Run, open_run
 from distill.summary import METRICS, flat, metric, other_split, summary_row
 
@@ -57,6 +57,7 @@ def test_the_main_split_is_the_first_and_its_numbers_repeat_at_the_top():
     assert columns["dev_other_accuracy"] == 0.2 and columns["dev_macro_f1"] == 0.5
 
 
+@pytest.mark.slow
 def test_a_run_written_before_the_schema_reads_as_if_written_with_it(tmp_path):
     """The committed reference run has flat `<split>_<metric>` keys; rewritten in the nested layout, every row
     and the whole comparison stay the same, and the CSV keeps its columns."""

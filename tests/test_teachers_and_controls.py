@@ -4,12 +4,14 @@ teachers, each recorded with its teacher, tests that count a teacher's luck, and
 import pytest
 import torch
 
+from distill.comparison import comparison
 from distill.config import ConfigError, JobConfig
-from distill.job import check_teacher_and_layers, run_job
+from distill.job import run_job
 from distill.models import build_student, copied_layers_match, encoder_layers, load_classifier
-from distill.report import ONE_TEACHER, comparison, verdict
+from distill.plan import check_teacher_and_layers
 from distill.stats import BY_TEACHER, FEW_TEACHERS
 from distill.strategies import CONTROLS
+from distill.wording import ONE_TEACHER, verdict
 
 TINY = {"train_size": 64, "eval_size": 32, "epochs": 1, "teacher_epochs": 1, "latency_examples": 8}
 
@@ -31,6 +33,7 @@ def three_teachers(tiny_encoder, tmp_path_factory):
     return run
 
 
+@pytest.mark.slow
 def test_each_teacher_is_fine_tuned_with_its_own_seed_and_teaches_its_share(three_teachers):
     rows = {r["model"]: r for r in three_teachers.summary()}
     teachers = {name: r for name, r in rows.items() if r["role"] == "teacher"}
@@ -73,6 +76,7 @@ def test_the_tests_count_the_teachers_and_leave_the_controls_out_of_the_omnibus(
     assert best.get("omnibus_p") is not None
 
 
+@pytest.mark.slow
 def test_two_teachers_give_a_difference_but_no_verdict(tiny_encoder, tmp_path):
     cfg = JobConfig(
         **TINY,

@@ -16,6 +16,7 @@ from tiny import TINY, copy_run
 
 from distill.config import JobConfig
 from distill.errors import UserError
+from distill.plan import plan_job
 from distill.progress import Event
 from distill.results import Run
 from distill.service import JobRunner, StopFile, job_slice
@@ -32,11 +33,12 @@ def test_a_slice_asks_for_its_own_length_plus_the_margin_to_save():
     assert slice_duration(cfg, None, 10 * cap, stop) == cap, "never more than the cap"
 
 
+@pytest.mark.slow
 def test_slices_take_and_yield_only_what_pickles(tiny_bert, tmp_path):
     cfg = JobConfig.from_dict({**TINY, "teacher": str(tiny_bert), "strategies": ["top_k", "even"]})
     cfg = cfg.replace(results_dir=str(tmp_path), run_name="sliced")
     stop = StopFile()
-    arguments = pickle.loads(pickle.dumps((cfg, None, 3.0, stop)))  # what ZeroGPU sends to its worker
+    arguments = pickle.loads(pickle.dumps((plan_job(cfg), None, 3.0, stop)))  # what ZeroGPU sends to its worker
     first = list(job_slice(*arguments))
     for item in first:
         assert pickle.loads(pickle.dumps(item)) == item or isinstance(item, Event)
@@ -79,7 +81,7 @@ def test_a_quota_refusal_is_one_line_that_keeps_the_finished_models(good_run, tm
         yield
 
     with pytest.raises(gr.Error, match="data file not found"):
-        list(JobRunner(worker_error).stream(run.job_config(), resume=str(run.path)))
+        list(JobRunner(worker_error).stream(run.job_config(), slice_seconds=100, resume=str(run.path)))
 
 
 PROBE = """
@@ -91,6 +93,7 @@ print(space.gpu_task(job_slice) is job_slice, space.hardware(), torch.cuda.is_in
 """
 
 
+@pytest.mark.slow
 def test_off_zerogpu_the_real_spaces_package_leaves_the_slice_as_it_is():
     pytest.importorskip("spaces")
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("SPACES_", "ZEROGPU"))}

@@ -9,46 +9,39 @@ from pathlib import Path
 
 import numpy as np
 from torch import nn
-from transformers import PretrainedConfig
 
 from .config import JobConfig
 from .data import Encoded, encode, make_loader
 from .evaluation import evaluate, folder_size_mb, latency_ms, probabilities
 from .models import cls_only_last_layer, load_tokenizer, parameter_count, saved_architecture
-from .publish import write_model_card
+from .plan import JobPlan
 from .results import Run, write_json
-from .search import setting
+from .search import searched_settings
 from .summary import summary_row
 from .training import ModelDiverged, Runtime
 
 EVAL_BATCH = 64
 
 
-@dataclass(frozen=True)
-class TeacherPlan:
-    """The teacher's source and config and the student depth, checked before any work starts."""
-
-    source: str
-    teacher_config: PretrainedConfig
-    n_student: int
-
-    @property
-    def n_teacher(self) -> int:
-        return self.teacher_config.num_hidden_layers
-
-
 @dataclass
-class Prepared:
-    """What every model of a job shares."""
+class Shared:
+    """What every model of a job shares: its settings, tokenizer, depths and tokenised rows."""
 
     cfg: JobConfig
     source: str
     tokenizer: object
-    data: dict[str, Encoded]  # "train" (the teacher's), "students" (a subset of it) and the validation splits
-    eval_loaders: dict  # one per validation split, the main split first
+    train: Encoded  # the teacher's training rows
+    students: Encoded  # the students' (all of `train`, or a subset)
+    validation: dict[str, Encoded]  # every validation split, the main one first
+    eval_loaders: dict  # one per validation split, in the same order
     n_teacher: int
     n_student: int
     timed: dict[str, dict[str, float]] = field(default_factory=dict)  # latency by architecture
+
+    @property
+    def main_split(self) -> str:
+        """The split every choice is made on (validation_matched for MNLI)."""
+        return next(iter(self.validation))
 
     def latency(self, model: nn.Module, folder: Path, precision: str) -> dict[str, float]:
         """Latency per example at batch 1 and 32 on the main split of `model`, saved in `folder`, timed once per
@@ -56,8 +49,8 @@ class Prepared:
         differing by timing noise."""
         key = saved_architecture(folder)
         if key not in self.timed:
-            data = self.data[next(iter(self.eval_loaders))]
-            self.timed[key] = latency_ms(model, data, self.tokenizer.pad_token_id, precision, self.cfg.latency_examples)
+            rows = self.validation[self.main_split]
+            self.timed[key] = latency_ms(model, rows, self.tokenizer.pad_token_id, precision, self.cfg.latency_examples)
         return self.timed[key]
 
     def train_loader(self, rows: Encoded, seed: int):
@@ -75,26 +68,31 @@ class Prepared:
         )
 
 
-def prepare(cfg: JobConfig, plan: TeacherPlan, examples: dict, run: Run, runtime: Runtime) -> Prepared:
+def prepare(plan: JobPlan, run: Run, runtime: Runtime) -> Shared:
     """The data tokenised once, the students' rows, the validation loaders; the run records its validation
     splits, in order, with their labels (labels.json)."""
+    cfg, examples = plan.cfg, plan.data()
     runtime.emit(
         "stage",
         "data",
         f"run {run.name}: tokenising {', '.join(f'{k} {len(v)}' for k, v in examples.items())}",
         run=run.name,
     )
-    tokenizer = load_tokenizer(plan.source)
-    data = {name: encode(ex, tokenizer, cfg.max_length) for name, ex in examples.items()}
+    tokenizer = load_tokenizer(plan.teacher.source)
+    encoded = {name: encode(ex, tokenizer, cfg.max_length) for name, ex in examples.items()}
+    train = encoded.pop("train")
+    validation = encoded  # the splits after train, in the order the data gave them
     if runtime.is_main:
-        write_json(run.path / "labels.json", {k: v.labels for k, v in data.items() if k != "train"})
+        write_json(run.path / "labels.json", {name: rows.labels for name, rows in validation.items()})
     eval_loaders = {
-        name: runtime.accelerator.prepare(make_loader(enc, tokenizer.pad_token_id, EVAL_BATCH, train=False))
-        for name, enc in data.items()
-        if name != "train"
+        name: runtime.accelerator.prepare(make_loader(rows, tokenizer.pad_token_id, EVAL_BATCH, train=False))
+        for name, rows in validation.items()
     }
-    data["students"] = data["train"].subset(student_rows(len(data["train"]), cfg))
-    return Prepared(cfg, plan.source, tokenizer, data, eval_loaders, plan.n_teacher, plan.n_student)
+    students = train.subset(student_rows(len(train), cfg))
+    teacher = plan.teacher
+    return Shared(
+        cfg, teacher.source, tokenizer, train, students, validation, eval_loaders, teacher.n_teacher, teacher.n_student
+    )
 
 
 def student_rows(n_train: int, cfg: JobConfig) -> list[int]:
@@ -112,20 +110,20 @@ class Validation:
     it keeps the last epoch's evaluation, so the finished model is not evaluated a second time.
     """
 
-    def __init__(self, job: Prepared, runtime: Runtime, epochs: int):
-        self.job, self.runtime, self.epochs = job, runtime, epochs
+    def __init__(self, shared: Shared, runtime: Runtime, epochs: int):
+        self.shared, self.runtime, self.epochs = shared, runtime, epochs
         self.last: tuple[dict, dict] | None = None
 
     def __call__(self, model: nn.Module, epoch: int) -> dict:
-        job, runtime = self.job, self.runtime
-        if 0 < epoch < self.epochs and not job.cfg.eval_every_epoch:
+        shared, runtime = self.shared, self.runtime
+        if 0 < epoch < self.epochs and not shared.cfg.eval_every_epoch:
             return {}
-        self.last = evaluate(model, job.eval_loaders, job.data, runtime.precision, runtime.accelerator)
+        self.last = evaluate(model, shared.eval_loaders, shared.validation, runtime.precision, runtime.accelerator)
         return {f"{split}_{k}": v for split, m in self.last[0].items() for k, v in m.items()}
 
 
 def record_model(
-    job: Prepared,
+    shared: Shared,
     run: Run,
     runtime: Runtime,
     model: nn.Module,
@@ -144,17 +142,17 @@ def record_model(
     """Evaluate a finished model (unless its last epoch did), time it, save it, and record its summary row (a
     student's names the `teacher` it learned from)."""
     if evaluated is None:
-        with cls_only_last_layer(model, job.cfg.cls_only_last_layer):
-            evaluated = evaluate(model, job.eval_loaders, job.data, runtime.precision, runtime.accelerator)
+        with cls_only_last_layer(model, shared.cfg.cls_only_last_layer):
+            evaluated = evaluate(model, shared.eval_loaders, shared.validation, runtime.precision, runtime.accelerator)
     metrics, logits = evaluated
     broken = [f"{split} {key}" for split, m in metrics.items() for key, value in m.items() if not math.isfinite(value)]
     if broken:
         raise ModelDiverged(f"{name} diverged: its {broken[0]} is not a finite number; try a lower learning rate")
     if not runtime.is_main:
         return
-    folder = run.link_model(name, saved_from) if saved_from else run.save_model(name, model, job.tokenizer)
-    main_split = next(iter(job.eval_loaders))
-    latency = job.latency(model, folder, runtime.precision)
+    folder = run.link_model(name, saved_from) if saved_from else run.save_model(name, model, shared.tokenizer)
+    main_split = shared.main_split
+    latency = shared.latency(model, folder, runtime.precision)
     identity = {"model": name, "role": role, "strategy": strategy, "layers": layers, "seed": seed}
     run.add_metrics([{**identity, **row} for row in history])
     run.add_predictions(name, {split: values.argmax(axis=1).tolist() for split, values in logits.items()})
@@ -162,8 +160,8 @@ def record_model(
     row = summary_row(
         **identity,
         splits=metrics,
-        eval_rows=len(job.data[main_split]),
-        **({"teacher": teacher, **setting(job.cfg)} if role == "student" else {}),
+        eval_rows=len(shared.validation[main_split]),
+        **({"teacher": teacher, **searched_settings(shared.cfg)} if role == "student" else {}),
         train_loss=history[-1]["train_loss"] if history else None,
         params=parameter_count(model),
         size_mb=folder_size_mb(folder),
@@ -171,7 +169,6 @@ def record_model(
         train_seconds=train_seconds,
     )
     run.write_summary([r for r in run.summary() if r["model"] != name] + [row])
-    write_model_card(run, row)
     run.checkpoint(name).unlink(missing_ok=True)  # the model is saved: its training checkpoint is not needed
     runtime.emit(
         "model",
