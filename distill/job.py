@@ -100,9 +100,10 @@ def run_job(
         failed = [r["model"] for r in run.summary() if r.get("failed")]
         notes = [f"{len(failed)} model(s) failed and are left out: {', '.join(failed)}"] if failed else []
         note = "; ".join(notes + ([] if timed else [LATENCY_NOT_TIMED]))
+        # Said before the status flips: a watcher of the folder stops at "completed" and must find this line saved.
+        runtime.emit("stage", "done", f"run {run.name} completed" + (f"; {note}" if note else ""))
         if runtime.is_main:  # the other processes may finish first: the run is complete once the main one is
             run.set_status("completed", note)
-        runtime.emit("stage", "done", f"run {run.name} completed" + (f"; {note}" if note else ""))
     return run
 
 
