@@ -145,3 +145,43 @@ def test_scaling_measures_a_whole_job_in_a_process_of_its_own(tmp_path):
     assert list((tmp_path / "a").iterdir())  # the run was written where it was told
     with pytest.raises(SystemExit, match="failed"):
         run_measured([*tiny, "--epochs", "0"], str(tmp_path / "b"))
+
+
+def test_scaling_checks_every_row_first_and_a_rerun_measures_only_what_its_file_lacks(tmp_path, monkeypatch):
+    """The grid takes 40 minutes: a row that cannot run fails before the first is measured, and each measured row
+    is in the file at once, so an interrupted grid resumes where it stopped (on the same machine only)."""
+    import bench.scaling as scaling
+
+    measured, interrupt_at = [], [3]
+
+    def fake_run(flags, _folder):
+        measured.append(tuple(flags))
+        if len(measured) in interrupt_at:
+            raise SystemExit("interrupted")
+        return 60.0 * len(measured), 1.5
+
+    monkeypatch.setattr(scaling, "OUT", tmp_path / "scaling.json")
+    monkeypatch.setattr(scaling, "run_measured", fake_run)
+    monkeypatch.setattr(scaling, "GRID", [*scaling.GRID, ("strategies", 9, ["--strategies", "distilbert"])])
+    with pytest.raises(Exception, match="distilbert needs a 12-layer teacher"):
+        scaling.measure("here", {})
+    assert measured == [] and not scaling.OUT.exists()
+
+    monkeypatch.setattr(scaling, "GRID", scaling.GRID[:-1])
+    with pytest.raises(SystemExit, match="interrupted"):
+        scaling.measure("here", {})
+    kept = json.loads(scaling.OUT.read_text())["measured"]
+    assert [(r["axis"], r["value"], r["seconds"]) for r in kept] == [
+        ("training pairs", 1000, 60.0),
+        ("training pairs", 2000, 120.0),
+    ]
+
+    measured.clear()
+    interrupt_at.clear()
+    rows = scaling.measure("here", {})
+    assert len(rows) == 10 and len(measured) == 6  # 10 rows: 2 kept, and the default job is one run for 3 axes
+    assert rows[1]["seconds"] == 120.0 and {r["seconds"] for r in rows if r["value"] in (5000, 4, 3)} == {60.0}
+    assert json.loads(scaling.OUT.read_text())["measured"] == rows
+
+    measured.clear()
+    assert len(scaling.measure("another machine", {})) == 10 and len(measured) == 8  # another machine: all again
