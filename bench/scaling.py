@@ -1,7 +1,7 @@
 """How a job's cost grows: time and peak memory on this machine as its parts double, and the full-size job projected
 onto Hugging Face Jobs hardware.
 
-    python -m bench.scaling                 # measures every row (about 40 min on 2 cores), writes bench/scaling.json
+    python -m bench.scaling                 # measures every row (about 50 min on 2 cores), writes bench/scaling.json
     python -m bench.scaling --project-only  # only the projection, from counted FLOPs (seconds)
 
 Measured: the default job (`python -m distill run`: 5,000 teacher pairs, students on half of them, 4 strategies,
@@ -88,7 +88,7 @@ def planned_flops(flags: list[str]) -> float:
 
 def measure(machine: str, projected: dict) -> list[dict]:
     """Every row of GRID, written to OUT as each is measured: a rerun on the same machine measures only the rows
-    that file lacks, so an interrupted grid (40 minutes) loses one row at most."""
+    that file lacks, so an interrupted grid (50 minutes) loses one row at most."""
     flops = {tuple(flags): planned_flops(flags) for _, _, flags in GRID}
     kept = json.loads(OUT.read_text()) if OUT.is_file() else {}
     done = {tuple(r["flags"]): r for r in kept.get("measured", [])} if kept.get("machine") == machine else {}

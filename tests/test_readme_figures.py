@@ -349,3 +349,17 @@ def test_three_teacher_reference_is_pasted_as_the_report_prints_it():
         ):
             p = pairs[(a, b)]
             assert f"{p['difference']:+.1%} [{p['low']:+.1%}, {p['high']:+.1%}]" in text, (split, a, b)
+
+
+def test_scaling_measured():
+    """The measured grid as `python -m bench.scaling` printed it: ten rows, the default job once in each axis."""
+    from bench.scaling import GRID, print_measured
+
+    r = bench("scaling")
+    assert [(row["axis"], row["value"]) for row in r["measured"]] == [(axis, value) for axis, value, _ in GRID]
+    default = [row["seconds"] for row in r["measured"] if row["value"] in (5000, 4, 3)]
+    assert len(set(default)) == 1, "the default job is one run, shown once per axis"
+    text = printed(print_measured, r["measured"], r["machine"])
+    lines = table_lines(text) + [line for line in text.splitlines() if line.startswith("The default job")]
+    assert len(lines) == 13
+    assert_on_page(PERFORMANCE, lines, "python -m bench.scaling")
