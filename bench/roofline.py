@@ -6,12 +6,15 @@
    (1,280 tokens x 384 x 1,536 and its neighbours), the best of several timed seconds: the machine's peak.
 2. A student's distillation step (3 layers, teacher logits cached) and the teacher's fine-tuning step
    (6 layers), on the default job's real batches, with their FLOPs counted per token from the model's
-   shapes and the batch's padded token count: achieved GFLOP/s and its ratio to the peak.
+   shapes and the batch's rows at the width of its longest one (padding beyond that is work done, not counted):
+   achieved GFLOP/s and its ratio to the peak.
 3. Where a student's epoch goes: collation, forward, backward, optimizer (clipping, AdamW, zeroing) and the
    end-of-epoch evaluation, each timed around the same library calls the job makes.
 4. The same steps with the word embeddings frozen (`freeze_word_embeddings`), without dropout, with the last
-   layer computed for [CLS] only (`cls_only_last_layer`), compiled by torch.compile (`torch_compile`), and the
-   student's with 1 thread instead of 2: candidates the profile points at, measured side by side in this process.
+   layer computed for [CLS] only (`cls_only_last_layer`), compiled by torch.compile (`torch_compile`), with batch
+   widths rounded up to a multiple of 8 (12 widths in the default training set instead of 63, for oneDNN's
+   primitive cache to hold), and the student's with 1 thread instead of 2: candidates the profile points at, every row
+   trained in turn step by step in this process (`profile_arms`), so they are measured side by side.
 
 The peak is this machine's, not the hardware's on paper: the file records the CPU's model, its matmul flags
 (AVX-512 bf16 and AMX multiply at very different rates), the thread count, and the peak measured before the steps
@@ -26,6 +29,7 @@ import contextlib
 import os
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +63,7 @@ OUT = Path(__file__).resolve().parent / "roofline.json"
 PHASES = ("collation", "forward", "backward", "optimizer")
 CPU = torch.device("cpu")
 STUDENT_COMPILED = "student, the defaults, compiled by torch.compile (`torch_compile`)"
+STUDENT_ROUNDED = "student, the defaults, batch widths rounded up to a multiple of 8 (not kept)"
 TEACHER_DEFAULTS = "teacher fine-tuning, frozen, no dropout, last layer for [CLS] only (the defaults)"
 TEACHER_COMPILED = "teacher fine-tuning, the defaults, compiled by torch.compile"
 MATMUL_FLAGS = ("avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16", "amx_int8")
@@ -126,6 +131,23 @@ def matmul_gflops(dtype: torch.dtype, m: int, k: int, n: int, seconds: float) ->
     return best
 
 
+def exact_width(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The batch cut to the width of its longest row, as the job pads it."""
+    width = int(batch["attention_mask"].sum(1).max())
+    return {name: t[:, :width] if t.dim() == 2 else t for name, t in batch.items()}
+
+
+def rounded_width(batch: dict[str, torch.Tensor], multiple: int, pad_id: int) -> dict[str, torch.Tensor]:
+    """The batch padded on to a width that is a multiple of `multiple`: fewer distinct shapes in a job, so
+    oneDNN's primitive cache could hold every one, for more padded work."""
+    extra = -batch["input_ids"].shape[1] % multiple
+    fill = {"input_ids": pad_id}  # the mask and token types pad with 0
+    return {
+        name: torch.nn.functional.pad(t, (0, extra), value=fill.get(name, 0)) if t.dim() == 2 else t
+        for name, t in batch.items()
+    }
+
+
 def forward_flops(config, batch: dict[str, torch.Tensor], layers: int, cls_only: bool = False) -> float:
     """Matmul FLOPs of one forward pass of an encoder classifier on `batch` (its padded shape): the layers,
     then per sequence the pooler 2h^2 and the classifier 2h x labels, and with `cls_only` the rest of the last
@@ -144,7 +166,7 @@ class StepProfile:
 
     steps: int = 0
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
-    warmup_seconds: float = 0.0  # the untimed first steps; with `compiled`, compiling is in them
+    warmup_seconds: float = 0.0  # the untimed first pass; with `compiled`, compiling is in it
     flops: float = 0.0
     tokens: int = 0
 
@@ -158,58 +180,88 @@ class StepProfile:
         return self.flops / compute / 1e9
 
 
-def profile_steps(
-    model: nn.Module,
-    batches: list[dict],
-    step_loss,
-    cfg: JobConfig,
-    layers: int,
-    warmup: int = 3,
-    max_tokens: int = 0,
-    plain_attention: bool = True,
-    cls_only: bool = False,
-    compiled: bool = False,
-):
-    """Train `model` on `batches` as `training.fit` does, timing each phase of every step after the warm-up.
+@dataclass
+class Arm:
+    """One row of the table: a model trained on `batches` as `training.fit` trains it, with the options it varies.
 
-    Collation is timed once, when the batches are built (`collate`), and added per step. With `max_tokens`,
-    forward and backward run as `training.accumulate` runs them, in passes, and are timed together (as backward).
-    `plain_attention=False` leaves PyTorch to pick the attention kernel (the fused flash one without dropout);
-    `cls_only` computes the last layer for the [CLS] position only, as the job does by default; `compiled` trains
-    through torch.compile as `training.fit` does with `torch_compile`.
+    With `max_tokens`, forward and backward run as `training.accumulate` runs them, in passes, and are timed
+    together (as backward). `plain_attention=False` leaves PyTorch to pick the attention kernel (the fused flash one
+    without dropout); `cls_only` computes the last layer for the [CLS] position only, as the job does by default;
+    `compiled` trains through torch.compile as `training.fit` does with `torch_compile`; `threads` runs the arm's
+    steps on that many threads instead of torch's default.
     """
-    optimizer = make_optimizer(model, cfg.learning_rate, cfg.weight_decay, eight_bit=False)
+
+    model: nn.Module
+    batches: list[dict]
+    step_loss: Callable
+    layers: int
+    max_tokens: int = 0
+    plain_attention: bool = True
+    cls_only: bool = False
+    compiled: bool = False
+    threads: int = 0
+    profile: StepProfile = field(default_factory=StepProfile)
+
+
+def profile_arms(arms: dict[str, Arm], cfg: JobConfig) -> dict[str, StepProfile]:
+    """Train every arm on its batches, one step of each in turn, twice over; time each phase of the second pass.
+
+    Interleaved step by step, a change in the machine's speed (a shared virtual machine drifts by 10 to 15% over
+    minutes) falls on every row alike, so the rows' ratios hold where rows measured one after another did not.
+    The first pass is the warm-up, as a job's first steps are: it compiles (with `compiled`), fills oneDNN's
+    primitive cache and grows the allocator's heap; a job's thousands of later steps run warm. Collation is timed
+    once, when the batches are built (`collate`), and added per step afterwards.
+    """
     runtime, scaler = Runtime.create("bf16"), torch.amp.GradScaler("cpu", enabled=False)
-    model.train()
-    profile = StepProfile()
-    started = time.perf_counter()
-    with cls_only_last_layer(model, cls_only):
-        model = torch.compile(model, dynamic=True) if compiled else model
-        for n, batch in enumerate(batches[:warmup] + batches):
-            t1 = time.perf_counter()
-            if max_tokens:
-                t2 = t1
-                accumulate(model, batch, step_loss, max_tokens, runtime, scaler)
-            else:
-                with autocast(CPU, "bf16"), training_attention(CPU) if plain_attention else contextlib.nullcontext():
-                    loss, _ = step_loss(model, batch)
-                t2 = time.perf_counter()
-                loss.backward()
-            t3 = time.perf_counter()
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            t4 = time.perf_counter()
-            if n == warmup - 1:
-                profile.warmup_seconds = t4 - started
-            if n >= warmup:
-                profile.steps += 1
-                for phase, seconds in zip(PHASES[1:], (t2 - t1, t3 - t2, t4 - t3), strict=True):
-                    profile.seconds[phase] += seconds
-                # backward costs twice the forward
-                profile.flops += 3 * forward_flops(model.config, batch, layers, cls_only)
-                profile.tokens += batch["input_ids"].numel()
-    return profile
+    with contextlib.ExitStack() as stack:
+        trained = {}
+        for name, arm in arms.items():
+            arm.model.train()
+            stack.enter_context(cls_only_last_layer(arm.model, arm.cls_only))
+            optimizer = make_optimizer(arm.model, cfg.learning_rate, cfg.weight_decay, eight_bit=False)
+            trained[name] = (torch.compile(arm.model, dynamic=True) if arm.compiled else arm.model, optimizer)
+        for timed in (False, True):
+            for i in range(max(len(arm.batches) for arm in arms.values())):
+                for name, arm in arms.items():
+                    if i < len(arm.batches):
+                        seconds = _train_step(*trained[name], arm, arm.batches[i], cfg, runtime, scaler)
+                        _record(arm, arm.batches[i], seconds, timed)
+    return {name: arm.profile for name, arm in arms.items()}
+
+
+def _train_step(model, optimizer, arm: Arm, batch: dict, cfg: JobConfig, runtime, scaler) -> tuple[float, ...]:
+    """One training step of `arm`: seconds of its forward, backward and optimizer phases."""
+    default_threads = torch.get_num_threads()
+    torch.set_num_threads(arm.threads or default_threads)
+    t1 = time.perf_counter()
+    if arm.max_tokens:
+        t2 = t1
+        accumulate(model, batch, arm.step_loss, arm.max_tokens, runtime, scaler)
+    else:
+        with autocast(CPU, "bf16"), training_attention(CPU) if arm.plain_attention else contextlib.nullcontext():
+            loss, _ = arm.step_loss(model, batch)
+        t2 = time.perf_counter()
+        loss.backward()
+    t3 = time.perf_counter()
+    nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    t4 = time.perf_counter()
+    torch.set_num_threads(default_threads)
+    return t2 - t1, t3 - t2, t4 - t3
+
+
+def _record(arm: Arm, batch: dict, seconds: tuple[float, ...], timed: bool) -> None:
+    profile = arm.profile
+    if not timed:
+        profile.warmup_seconds += sum(seconds)
+        return
+    profile.steps += 1
+    for phase, value in zip(PHASES[1:], seconds, strict=True):
+        profile.seconds[phase] += value
+    counted = exact_width(batch)  # the padding that rounds a width up is work done, not counted
+    profile.flops += 3 * forward_flops(arm.model.config, counted, arm.layers, arm.cls_only)  # backward: 2x forward
+    profile.tokens += counted["input_ids"].numel()
 
 
 def collate(loader, steps: int) -> tuple[list[dict], float]:
@@ -275,30 +327,27 @@ def main() -> None:
             freeze_word_embeddings(model)
         return model if dropout is None else set_dropout(model, dropout)
 
-    profiles: dict[str, StepProfile] = {}
-    for name, frozen, dropout in (
-        ("student, as before (every weight trained, dropout 0.1)", False, None),
-        ("student, word embeddings frozen", True, None),
-        ("student, word embeddings frozen, no dropout", True, 0.0),
-    ):
-        profiles[name] = profile_steps(student(frozen, dropout), batches, step, cfg, n_student)
-    profiles["student, frozen, no dropout, PyTorch's own attention kernel (flash)"] = profile_steps(
-        student(True, 0.0), batches, step, cfg, n_student, plain_attention=False
-    )
-    profiles["student, frozen, no dropout, in passes of at most 1,024 tokens (forward in backward)"] = profile_steps(
-        student(True, 0.0), batches, step, cfg, n_student, max_tokens=1024
-    )
-    torch.set_num_threads(1)
-    profiles["student, frozen, no dropout, on 1 thread instead of 2"] = profile_steps(
-        student(True, 0.0), batches, step, cfg, n_student
-    )
-    torch.set_num_threads(os.cpu_count() or 1)
     defaults = "student, frozen, no dropout, last layer for [CLS] only (the defaults)"
     passes = cfg.max_tokens_per_pass  # the teacher's, as the job trains it
-    profiles[defaults] = profile_steps(student(True, 0.0), batches, step, cfg, n_student, cls_only=True)
-    profiles[STUDENT_COMPILED] = profile_steps(
-        student(True, 0.0), batches, step, cfg, n_student, cls_only=True, compiled=True
-    )
+    arms = {
+        "student, as before (every weight trained, dropout 0.1)": Arm(student(False, None), batches, step, n_student),
+        "student, word embeddings frozen": Arm(student(True, None), batches, step, n_student),
+        "student, word embeddings frozen, no dropout": Arm(student(True, 0.0), batches, step, n_student),
+        "student, frozen, no dropout, PyTorch's own attention kernel (flash)": Arm(
+            student(True, 0.0), batches, step, n_student, plain_attention=False
+        ),
+        "student, frozen, no dropout, in passes of at most 1,024 tokens (forward in backward)": Arm(
+            student(True, 0.0), batches, step, n_student, max_tokens=1024
+        ),
+        "student, frozen, no dropout, on 1 thread instead of 2": Arm(
+            student(True, 0.0), batches, step, n_student, threads=1
+        ),
+        defaults: Arm(student(True, 0.0), batches, step, n_student, cls_only=True),
+        STUDENT_ROUNDED: Arm(
+            student(True, 0.0), [rounded_width(b, 8, pad) for b in batches], step, n_student, cls_only=True
+        ),
+        STUDENT_COMPILED: Arm(student(True, 0.0), batches, step, n_student, cls_only=True, compiled=True),
+    }
     for name, now, max_tokens, cls_only, compiled in (
         ("teacher fine-tuning as before (dropout 0.1, every weight trained)", False, 0, False, False),
         ("teacher fine-tuning as before, in passes of 1,024 tokens", False, 1024, False, False),
@@ -307,16 +356,16 @@ def main() -> None:
         (TEACHER_COMPILED, True, passes, True, True),
     ):
         model = load_classifier(plan.source)
-        profiles[name] = profile_steps(
+        arms[name] = Arm(
             for_training(model, freeze_words=True, dropout=0.0) if now else model,
             batches[: args.steps // 2],
             cross_entropy_step,
-            cfg,
             config.num_hidden_layers,
             max_tokens=max_tokens,
             cls_only=cls_only,
             compiled=compiled,
         )
+    profiles = profile_arms(arms, cfg)
     for p in profiles.values():
         p.seconds["collation"] = collation * p.steps
 
@@ -361,8 +410,11 @@ def main() -> None:
     rows = sum(len(d) for d in eval_data.values())
     print(f"\nevaluation of {rows} rows: " + ", ".join(f"{b} {t:.1f} s" for b, t in eval_seconds.items()))
     print(
-        "first 3 steps, compiling included: "
-        + ", ".join(f"{name} {profiles[name].warmup_seconds:.1f} s" for name in (STUDENT_COMPILED, TEACHER_COMPILED))
+        "the warm-up pass, compiling included: "
+        + ", ".join(
+            f"{name} {profiles[name].warmup_seconds:.1f} s (eager {profiles[eager].warmup_seconds:.1f} s)"
+            for name, eager in ((STUDENT_COMPILED, defaults), (TEACHER_COMPILED, TEACHER_DEFAULTS))
+        )
     )
     write_json(
         OUT,

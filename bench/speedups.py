@@ -1,16 +1,21 @@
 """Each speed change of the student's training, its effect on time and on accuracy, side by side in one run.
 
     python -m bench.speedups            # prints the table, writes bench/speedups.json
+    python -m bench.speedups --from "+ last layer for [CLS] only"   # that row and the ones after it
 
 The same students (`odd`, 3 seeds, the issue's settings: 5,000 training pairs, 2 epochs, lr 1e-4, T=1) are
-distilled from one fine-tuned teacher (fine-tuned once, then reused from the cache) five times, each change
+distilled from one fine-tuned teacher (fine-tuned once, then reused from the cache) six times, each change
 added to the one before:
 
 1. as before: every weight trained, dropout 0.1, every validation split evaluated after every epoch;
 2. the word-embedding matrix frozen (`freeze_word_embeddings`);
 3. no dropout (`dropout: 0`), so attention trains through the plain kernel without a dropout mask;
 4. evaluation after the last epoch only (`eval_every_epoch: false`);
-5. the last layer computed for the [CLS] position only, in training and evaluation (`cls_only_last_layer`).
+5. the last layer computed for the [CLS] position only, in training and evaluation (`cls_only_last_layer`);
+6. compiled by torch.compile (`torch_compile`, not a default).
+
+`--from` measures one variant and the ones after it again and keeps the rows before it from the file: those
+rows then come from an earlier run, and the file says which rows each run measured (`runs`).
 
 Per variant: seconds per student (training and its evaluations, from the run's summary) and accuracy on both
 validation splits (1,000 pairs each), mean and spread over the 3 seeds.
@@ -18,6 +23,8 @@ validation splits (1,000 pairs each), mean and spread over the 3 seeds.
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import platform
 import tempfile
@@ -47,6 +54,7 @@ SETTINGS = {
     "teacher_dropout": None,
 }
 BEFORE = dict(freeze_word_embeddings=False, dropout=None, eval_every_epoch=True, cls_only_last_layer=False)
+SPEEDUPS = dict(freeze_word_embeddings=True, dropout=0.0, eval_every_epoch=False, cls_only_last_layer=True)
 VARIANTS = {
     "as before": BEFORE,
     "+ word embeddings frozen": {**BEFORE, "freeze_word_embeddings": True},
@@ -57,13 +65,8 @@ VARIANTS = {
         "dropout": 0.0,
         "eval_every_epoch": False,
     },
-    "+ last layer for [CLS] only": {
-        **BEFORE,
-        "freeze_word_embeddings": True,
-        "dropout": 0.0,
-        "eval_every_epoch": False,
-        "cls_only_last_layer": True,
-    },
+    "+ last layer for [CLS] only": (DEFAULTS := {**BEFORE, **SPEEDUPS}),
+    "+ torch.compile": {**DEFAULTS, "torch_compile": True},
 }
 SPLITS = ("validation_matched", "validation_mismatched")
 
@@ -85,9 +88,16 @@ def print_variants(title: str, first: str, seconds_column: str, results: dict, s
 
 
 def main() -> None:
-    results = {}
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--from", dest="first", choices=VARIANTS, help="measure this variant and the ones after it")
+    args = parser.parse_args()
+    names = list(VARIANTS)[list(VARIANTS).index(args.first) :] if args.first else list(VARIANTS)
+    kept = json.loads(OUT.read_text()) if args.first and OUT.exists() else {"variants": {}, "runs": []}
+    results = {name: r for name, r in kept["variants"].items() if name in VARIANTS and name not in names}
+    results |= dict.fromkeys(names)  # in the table's order
     with tempfile.TemporaryDirectory() as folder:
-        for name, changes in VARIANTS.items():
+        for name in names:
+            changes = VARIANTS[name]
             started = time.perf_counter()
             run = run_job(JobConfig(**SETTINGS, **changes, results_dir=folder))
             wall = time.perf_counter() - started
@@ -96,13 +106,16 @@ def main() -> None:
                 "settings": changes,
                 "run_seconds": wall,
                 "student_seconds": mean_sd([r["train_seconds"] for r in students]),
+                "each_student_seconds": {r["model"]: r["train_seconds"] for r in students},
                 **{split: mean_sd([metric(r, split) for r in students]) for split in SPLITS},
             }
             print(name, results[name], flush=True)
     print_variants("`odd`, 3 seeds, 5,000 pairs x 2 epochs", "variant", "s per student", results, "student_seconds", 1)
-    write_json(
-        OUT, {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "settings": SETTINGS, "variants": results}
-    )
+    machine = f"{platform.machine()}, {os.cpu_count()} cores"
+    runs = kept.get("runs") or [{"variants": [n for n in results if n not in names], "machine": kept.get("machine")}]
+    runs = [{**r, "variants": [n for n in r["variants"] if n not in names]} for r in runs]
+    runs = [r for r in runs if r["variants"]] + [{"variants": names, "machine": machine}]
+    write_json(OUT, {"machine": machine, "settings": SETTINGS, "variants": results, "runs": runs})
 
 
 if __name__ == "__main__":

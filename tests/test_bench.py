@@ -87,6 +87,58 @@ def test_the_roofline_flop_formula_agrees_with_torchs_counter(cls_only):
     assert 3 * forward_flops(student.config, batch, 3, cls_only) == pytest.approx(counted, rel=0.03)
 
 
+def test_the_roofline_trains_its_rows_in_turn_step_by_step():
+    """Rows measured one after another drifted with the machine (10 to 15% over minutes here); `profile_arms`
+    trains every row one step in turn, a warm-up pass and then a timed one, and counts each row's FLOPs at the
+    width of its batch's longest row (padding beyond it is work, not counted)."""
+    import torch
+
+    from bench.roofline import Arm, exact_width, forward_flops, profile_arms, rounded_width
+    from distill.config import JobConfig
+    from distill.hub import embedded_teacher_path
+    from distill.job import distillation_step
+    from distill.models import build_student, load_classifier
+    from distill.teacher import TeacherOutputs
+
+    teacher = load_classifier(embedded_teacher_path())
+    mask = torch.ones(4, 13, dtype=torch.long)
+    mask[1:, 9:] = 0
+    batches = [
+        {
+            "input_ids": torch.randint(1000, 2000, (4, 13)),
+            "attention_mask": mask,
+            "labels": torch.arange(4) % 3,
+            "rows": torch.arange(4) + 4 * n,
+        }
+        for n in range(3)
+    ]
+    padded = [rounded_width(b, 8, 0) for b in batches]
+    assert padded[0]["input_ids"].shape == (4, 16) and (padded[0]["input_ids"][:, 13:] == 0).all()
+    assert torch.equal(exact_width(padded[0])["input_ids"], batches[0]["input_ids"])
+    step = distillation_step(JobConfig(), None, TeacherOutputs(torch.randn(12, 3), None), [0, 2, 4])
+    calls = []
+
+    def recorded(name):
+        def loss(model, batch):
+            calls.append((name, int(batch["rows"][0]) // 4))
+            return step(model, batch)
+
+        return loss
+
+    arms = {
+        "exact": Arm(build_student(teacher, [0, 2, 4]), batches, recorded("exact"), 3),
+        "rounded": Arm(build_student(teacher, [0, 2, 4]), padded, recorded("rounded"), 3, cls_only=True),
+    }
+    profiles = profile_arms(arms, JobConfig())
+    in_turn = [(name, n) for n in range(3) for name in ("exact", "rounded")]
+    assert calls == in_turn + in_turn  # the warm-up pass, then the timed one, the rows alternating
+    assert profiles["exact"].steps == profiles["rounded"].steps == 3
+    assert profiles["exact"].tokens == profiles["rounded"].tokens == 3 * 4 * 13
+    assert profiles["exact"].flops == 3 * 3 * forward_flops(teacher.config, batches[0], 3)
+    assert profiles["rounded"].flops < profiles["exact"].flops  # [CLS]-only, counted at 13 wide, not 16
+    assert all(p.warmup_seconds > 0 and p.seconds["backward"] > 0 for p in profiles.values())
+
+
 def test_a_roofline_whose_peak_is_under_what_this_cpu_measures_is_refused():
     from bench.roofline import cpu_facts, stale_peak
 
