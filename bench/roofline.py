@@ -208,8 +208,8 @@ def profile_arms(arms: dict[str, Arm], cfg: JobConfig) -> dict[str, StepProfile]
 
     Interleaved step by step, a change in the machine's speed (a shared virtual machine drifts by 10 to 15% over
     minutes) falls on every row alike, so the rows' ratios hold where rows measured one after another did not.
-    The first pass is the warm-up, as a job's first steps are: it compiles (with `compiled`), fills oneDNN's
-    primitive cache and grows the allocator's heap; a job's thousands of later steps run warm. Collation is timed
+    The first pass is the warm-up, as a job's first steps are: it compiles (with `compiled`), meets oneDNN's
+    first primitives and grows the allocator's heap; a job's thousands of later steps run warm. Collation is timed
     once, when the batches are built (`collate`), and added per step afterwards.
     """
     runtime, scaler = Runtime.create("bf16"), torch.amp.GradScaler("cpu", enabled=False)
