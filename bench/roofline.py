@@ -15,6 +15,9 @@
    widths rounded up to a multiple of 8 (12 widths in the default training set instead of 63, for oneDNN's
    primitive cache to hold), and the student's with 1 thread instead of 2: candidates the profile points at, every row
    trained in turn step by step in this process (`profile_arms`), so they are measured side by side.
+5. The default steps, eager and compiled, split into their matmuls and the rest (`matmul_split`, one more pass
+   under torch's profiler): the share of the peak a step would reach were the rest free, and the time the rest
+   may take for the step to reach 60% of the peak.
 
 The peak is this machine's, not the hardware's on paper: the file records the CPU's model, its matmul flags
 (AVX-512 bf16 and AMX multiply at very different rates), the thread count, and the peak measured before the steps
@@ -26,8 +29,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import platform
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +42,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 from torch import nn
+from torch.profiler import ProfilerActivity, profile, record_function
 from torch.utils.flop_counter import FlopCounterMode
 
 from distill.config import JobConfig
@@ -66,6 +72,8 @@ STUDENT_COMPILED = "student, the defaults, compiled by torch.compile (`torch_com
 STUDENT_ROUNDED = "student, the defaults, batch widths rounded up to a multiple of 8 (not kept)"
 TEACHER_DEFAULTS = "teacher fine-tuning, frozen, no dropout, last layer for [CLS] only (the defaults)"
 TEACHER_COMPILED = "teacher fine-tuning, the defaults, compiled by torch.compile"
+ARM_SCOPE = "roofline arm: "
+MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")  # (bias, a, b) for the add* ones
 MATMUL_FLAGS = ("avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16", "amx_int8")
 STALE_MARGIN = 0.2  # a machine measures its own peak within this share from run to run (noisy neighbours)
 
@@ -169,6 +177,10 @@ class StepProfile:
     warmup_seconds: float = 0.0  # the untimed first pass; with `compiled`, compiling is in it
     flops: float = 0.0
     tokens: int = 0
+    profiled_seconds: float = 0.0  # with `Arm.split`: a profiled pass of `steps` steps (`matmul_split`)
+    matmul_seconds: float = 0.0  # the matmuls' own time in that pass
+    matmul_flops: float = 0.0  # their FLOPs, from the shapes the profiler recorded
+    peak_alongside: float = 0.0  # GFLOP/s of the peak's matmul, the median of bursts between the timed steps
 
     @property
     def step_seconds(self) -> float:
@@ -188,7 +200,8 @@ class Arm:
     together (as backward). `plain_attention=False` leaves PyTorch to pick the attention kernel (the fused flash one
     without dropout); `cls_only` computes the last layer for the [CLS] position only, as the job does by default;
     `compiled` trains through torch.compile as `training.fit` does with `torch_compile`; `threads` runs the arm's
-    steps on that many threads instead of torch's default.
+    steps on that many threads instead of torch's default; `split` times its matmuls apart from the rest of a step
+    (`matmul_split`).
     """
 
     model: nn.Module
@@ -200,6 +213,7 @@ class Arm:
     cls_only: bool = False
     compiled: bool = False
     threads: int = 0
+    split: bool = False
     profile: StepProfile = field(default_factory=StepProfile)
 
 
@@ -209,7 +223,9 @@ def profile_arms(arms: dict[str, Arm], cfg: JobConfig) -> dict[str, StepProfile]
     Interleaved step by step, a change in the machine's speed (a shared virtual machine drifts by 10 to 15% over
     minutes) falls on every row alike, so the rows' ratios hold where rows measured one after another did not.
     The first pass is the warm-up, as a job's first steps are: it compiles (with `compiled`), meets oneDNN's
-    first primitives and grows the allocator's heap; a job's thousands of later steps run warm. Collation is timed
+    first primitives and grows the allocator's heap; a job's thousands of later steps run warm. After each round of
+    the timed pass, a burst of the peak's matmul (`peak_burst`): their median is the peak measured alongside the
+    steps, which a step's rate is compared with as well as with the best peak of the run. Collation is timed
     once, when the batches are built (`collate`), and added per step afterwards.
     """
     runtime, scaler = Runtime.create("bf16"), torch.amp.GradScaler("cpu", enabled=False)
@@ -220,13 +236,70 @@ def profile_arms(arms: dict[str, Arm], cfg: JobConfig) -> dict[str, StepProfile]
             stack.enter_context(cls_only_last_layer(arm.model, arm.cls_only))
             optimizer = make_optimizer(arm.model, cfg.learning_rate, cfg.weight_decay, eight_bit=False)
             trained[name] = (torch.compile(arm.model, dynamic=True) if arm.compiled else arm.model, optimizer)
+        bursts = []
         for timed in (False, True):
             for i in range(max(len(arm.batches) for arm in arms.values())):
                 for name, arm in arms.items():
                     if i < len(arm.batches):
                         seconds = _train_step(*trained[name], arm, arm.batches[i], cfg, runtime, scaler)
                         _record(arm, arm.batches[i], seconds, timed)
+                if timed:
+                    bursts.append(peak_burst())
+        for arm in arms.values():
+            arm.profile.peak_alongside = statistics.median(bursts)
+        matmul_split({name: (arm, *trained[name]) for name, arm in arms.items() if arm.split}, cfg, runtime, scaler)
     return {name: arm.profile for name, arm in arms.items()}
+
+
+def matmul_split(arms: dict[str, tuple], cfg: JobConfig, runtime, scaler) -> None:
+    """One more pass of these arms (`Arm`, its model, its optimizer), in turn step by step under torch's profiler:
+    each step's wall time, and its matmuls' (mm, addmm, bmm) own seconds and FLOPs from the shapes the profiler
+    records, go to the arm's profile. The profiler slows the many small operations, so the rest of a profiled step
+    is an upper bound."""
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as recorded:
+        for i in range(max((len(arm.batches) for arm, *_ in arms.values()), default=0)):
+            for name, (arm, model, optimizer) in arms.items():
+                if i < len(arm.batches):
+                    start = time.perf_counter()
+                    with record_function(f"{ARM_SCOPE}{name}"):
+                        _train_step(model, optimizer, arm, arm.batches[i], cfg, runtime, scaler)
+                    arm.profile.profiled_seconds += time.perf_counter() - start
+    for event in recorded.events():
+        name = _arm_of(event)
+        if event.name in MATMUL_OPS and name is not None and not _inside_matmul(event):
+            shapes = event.input_shapes
+            left, right = (shapes[1], shapes[2]) if "add" in event.name else (shapes[0], shapes[1])
+            arms[name][0].profile.matmul_flops += 2 * math.prod(left) * right[-1]
+            arms[name][0].profile.matmul_seconds += event.self_cpu_time_total / 1e6
+
+
+def peak_burst(reps: int = 5) -> float:
+    """GFLOP/s of `reps` bf16 matmuls at the peak's first shape (1,280 x 384 x 1,536): short enough to run between
+    the rows' steps. The median of many is about 5% under the best, which `matmul_gflops` reports."""
+    a, b = torch.randn(1280, 384, dtype=torch.bfloat16), torch.randn(384, 1536, dtype=torch.bfloat16)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * 1280 * 384 * 1536 * reps / (time.perf_counter() - start) / 1e9
+
+
+def _arm_of(event) -> str | None:
+    """The arm whose step an event ran in: the name of its enclosing scope."""
+    parent = event.cpu_parent
+    while parent is not None and not parent.name.startswith(ARM_SCOPE):
+        parent = parent.cpu_parent
+    return None if parent is None else parent.name.removeprefix(ARM_SCOPE)
+
+
+def _inside_matmul(event) -> bool:
+    """Whether a matmul op runs inside another one (counted there)."""
+    parent = event.cpu_parent
+    while parent is not None:
+        if parent.name in MATMUL_OPS:
+            return True
+        parent = parent.cpu_parent
+    return False
 
 
 def _train_step(model, optimizer, arm: Arm, batch: dict, cfg: JobConfig, runtime, scaler) -> tuple[float, ...]:
@@ -269,6 +342,59 @@ def collate(loader, steps: int) -> tuple[list[dict], float]:
     start = time.perf_counter()
     batches = [batch for _, batch in zip(range(steps), loader, strict=False)]
     return batches, (time.perf_counter() - start) / len(batches)
+
+
+TARGET = 0.6  # #28's target share of the peak
+SPLIT_HEADER = (
+    "| step | ms/step | profiled, ms/step | in matmuls, ms | matmuls' own GFLOP/s | of the peak alongside |"
+    f" the rest, ms | the rest for {TARGET:.0%} of that peak, ms |"
+)
+
+
+def matmul_row(p: StepProfile) -> dict[str, float]:
+    """A step split into its matmuls and the rest (`matmul_split`), and the time the rest may take for the step to
+    reach TARGET of the peak measured alongside (negative: out of reach were the rest free)."""
+    flops, matmuls, profiled = (value / p.steps for value in (p.flops, p.matmul_seconds, p.profiled_seconds))
+    rate = p.matmul_flops / p.matmul_seconds / 1e9
+    return {
+        "ms_per_step": 1000 * p.step_seconds,
+        "profiled_ms_per_step": 1000 * profiled,
+        "matmul_ms": 1000 * matmuls,
+        "matmul_gflops": rate,
+        "peak_alongside_gflops": p.peak_alongside,
+        "matmul_share_of_peak_alongside": rate / p.peak_alongside,
+        "rest_ms": 1000 * (profiled - matmuls),
+        "rest_ms_at_target": 1000 * (flops / (TARGET * p.peak_alongside * 1e9) - matmuls),
+    }
+
+
+def step_row(p: StepProfile, peak: float) -> dict:
+    """A row of the table as the file keeps it: its rate against the run's best peak and the peak alongside."""
+    return {
+        "ms_per_step": 1000 * p.step_seconds,
+        "tokens_per_step": p.tokens / p.steps,
+        "gflops": p.gflops,
+        "share_of_peak": p.gflops / peak,
+        "share_of_peak_alongside": p.gflops / p.peak_alongside,
+        "phase_seconds": p.seconds,
+        "steps": p.steps,
+        "warmup_seconds": p.warmup_seconds,
+    }
+
+
+def step_line(name: str, row: dict) -> str:
+    return (
+        f"| {name} | {row['ms_per_step']:.0f} | {row['tokens_per_step']:.0f} | {row['gflops']:.0f} |"
+        f" {row['share_of_peak']:.0%} | {row['share_of_peak_alongside']:.0%} |"
+    )
+
+
+def split_line(name: str, row: dict[str, float]) -> str:
+    return (
+        f"| {name} | {row['ms_per_step']:.0f} | {row['profiled_ms_per_step']:.0f} | {row['matmul_ms']:.0f} |"
+        f" {row['matmul_gflops']:.0f} | {row['matmul_share_of_peak_alongside']:.0%} | {row['rest_ms']:.0f} |"
+        f" {row['rest_ms_at_target']:.0f} |"
+    )
 
 
 def counted_flops(model: nn.Module, batch: dict[str, torch.Tensor], step_loss) -> float:
@@ -342,11 +468,11 @@ def main() -> None:
         "student, frozen, no dropout, on 1 thread instead of 2": Arm(
             student(True, 0.0), batches, step, n_student, threads=1
         ),
-        defaults: Arm(student(True, 0.0), batches, step, n_student, cls_only=True),
+        defaults: Arm(student(True, 0.0), batches, step, n_student, cls_only=True, split=True),
         STUDENT_ROUNDED: Arm(
             student(True, 0.0), [rounded_width(b, 8, pad) for b in batches], step, n_student, cls_only=True
         ),
-        STUDENT_COMPILED: Arm(student(True, 0.0), batches, step, n_student, cls_only=True, compiled=True),
+        STUDENT_COMPILED: Arm(student(True, 0.0), batches, step, n_student, cls_only=True, compiled=True, split=True),
     }
     for name, now, max_tokens, cls_only, compiled in (
         ("teacher fine-tuning as before (dropout 0.1, every weight trained)", False, 0, False, False),
@@ -364,6 +490,7 @@ def main() -> None:
             max_tokens=max_tokens,
             cls_only=cls_only,
             compiled=compiled,
+            split=name in (TEACHER_DEFAULTS, TEACHER_COMPILED),
         )
     profiles = profile_arms(arms, cfg)
     for p in profiles.values():
@@ -395,20 +522,26 @@ def main() -> None:
     fp32 = max(peak["fp32"].values())
     machine = f"{platform.machine()}, {os.cpu_count()} cores, {describe(cpu)}"
     print(f"\nRoofline on {machine}; sustained peak: bf16 {sustained:.0f} GFLOP/s, fp32 {fp32:.0f} GFLOP/s\n")
-    print("| step | ms/step | tokens/step | achieved GFLOP/s | achieved / bf16 peak |")
-    print("|---|---|---|---|---|")
-    for name, p in profiles.items():
-        print(
-            f"| {name} | {1000 * p.step_seconds:.0f} | {p.tokens / p.steps:.0f} | {p.gflops:.0f} |"
-            f" {p.gflops / sustained:.0%} |"
-        )
+    alongside = next(iter(profiles.values())).peak_alongside
+    print(f"the peak alongside the steps (median of bursts between them): {alongside:.0f} GFLOP/s\n")
+    print("| step | ms/step | tokens/step | achieved GFLOP/s | achieved / bf16 peak | achieved / the peak alongside |")
+    print("|---|---|---|---|---|---|")
+    rows = {name: step_row(p, sustained) for name, p in profiles.items()}
+    for name, row in rows.items():
+        print(step_line(name, row))
+    print("\nThe default steps' matmuls apart from the rest (one more pass, profiled, the rows in turn):\n")
+    print(SPLIT_HEADER)
+    print("|---|---|---|---|---|---|---|---|")
+    split = {name: matmul_row(p) for name, p in profiles.items() if p.matmul_seconds}
+    for name, row in split.items():
+        print(split_line(name, row))
     print(f"\nOne student epoch of the default job ({steps_per_epoch} steps) and its evaluation:\n")
     print("| phase | seconds | share |")
     print("|---|---|---|")
     for phase, seconds in epoch.items():
         print(f"| {phase} | {seconds:.1f} | {seconds / total:.0%} |")
-    rows = sum(len(d) for d in eval_data.values())
-    print(f"\nevaluation of {rows} rows: " + ", ".join(f"{b} {t:.1f} s" for b, t in eval_seconds.items()))
+    eval_rows = sum(len(d) for d in eval_data.values())
+    print(f"\nevaluation of {eval_rows} rows: " + ", ".join(f"{b} {t:.1f} s" for b, t in eval_seconds.items()))
     print(
         "the warm-up pass, compiling included: "
         + ", ".join(
@@ -424,19 +557,10 @@ def main() -> None:
             "matmul_gflops": peak,
             "bf16_gflops_after_the_steps": after,
             "sustained_bf16_gflops": sustained,
+            "bf16_gflops_alongside_the_steps": alongside,
             "flops_check": flops_check,
-            "steps": {
-                name: {
-                    "ms_per_step": 1000 * p.step_seconds,
-                    "tokens_per_step": p.tokens / p.steps,
-                    "gflops": p.gflops,
-                    "share_of_peak": p.gflops / sustained,
-                    "phase_seconds": p.seconds,
-                    "steps": p.steps,
-                    "warmup_seconds": p.warmup_seconds,
-                }
-                for name, p in profiles.items()
-            },
+            "steps": rows,
+            "matmul_split": split,
             "student_epoch_seconds": epoch,
             "evaluation_seconds": eval_seconds,
         },

@@ -90,7 +90,9 @@ def test_the_roofline_flop_formula_agrees_with_torchs_counter(cls_only):
 def test_the_roofline_trains_its_rows_in_turn_step_by_step():
     """Rows measured one after another drifted with the machine (10 to 15% over minutes here); `profile_arms`
     trains every row one step in turn, a warm-up pass and then a timed one, and counts each row's FLOPs at the
-    width of its batch's longest row (padding beyond it is work, not counted)."""
+    width of its batch's longest row (padding beyond it is work, not counted). Rows with `split` have one more
+    pass, profiled and in turn, where each row's matmuls (FLOPs from the shapes the profiler records) are its own:
+    the formula's count, or more where the batch is padded beyond its longest row."""
     import torch
 
     from bench.roofline import Arm, exact_width, forward_flops, profile_arms, rounded_width
@@ -126,17 +128,22 @@ def test_the_roofline_trains_its_rows_in_turn_step_by_step():
         return loss
 
     arms = {
-        "exact": Arm(build_student(teacher, [0, 2, 4]), batches, recorded("exact"), 3),
-        "rounded": Arm(build_student(teacher, [0, 2, 4]), padded, recorded("rounded"), 3, cls_only=True),
+        "exact": Arm(build_student(teacher, [0, 2, 4]), batches, recorded("exact"), 3, split=True),
+        "rounded": Arm(build_student(teacher, [0, 2, 4]), padded, recorded("rounded"), 3, cls_only=True, split=True),
     }
     profiles = profile_arms(arms, JobConfig())
     in_turn = [(name, n) for n in range(3) for name in ("exact", "rounded")]
-    assert calls == in_turn + in_turn  # the warm-up pass, then the timed one, the rows alternating
+    assert calls == in_turn + in_turn + in_turn  # the warm-up pass, the timed one, the profiled one (`split`)
     assert profiles["exact"].steps == profiles["rounded"].steps == 3
     assert profiles["exact"].tokens == profiles["rounded"].tokens == 3 * 4 * 13
     assert profiles["exact"].flops == 3 * 3 * forward_flops(teacher.config, batches[0], 3)
     assert profiles["rounded"].flops < profiles["exact"].flops  # [CLS]-only, counted at 13 wide, not 16
     assert all(p.warmup_seconds > 0 and p.seconds["backward"] > 0 for p in profiles.values())
+    exact, rounded = profiles["exact"], profiles["rounded"]
+    assert exact.matmul_flops == pytest.approx(exact.flops, rel=1e-9)  # every matmul of its steps, none twice
+    assert rounded.matmul_flops > rounded.flops  # its matmuls multiply the padding too: 16 wide, not 13
+    for p in profiles.values():
+        assert 0 < p.matmul_seconds < p.profiled_seconds and p.peak_alongside > 0
 
 
 def test_a_roofline_whose_peak_is_under_what_this_cpu_measures_is_refused():

@@ -91,19 +91,25 @@ def test_every_relative_link_points_to_a_file_and_heading():
 
 
 def test_roofline():
-    from bench.roofline import STUDENT_COMPILED, STUDENT_ROUNDED, TEACHER_COMPILED, TEACHER_DEFAULTS
+    from bench.roofline import (
+        STUDENT_COMPILED,
+        STUDENT_ROUNDED,
+        TEACHER_COMPILED,
+        TEACHER_DEFAULTS,
+        split_line,
+        step_line,
+    )
 
     defaults = "student, frozen, no dropout, last layer for [CLS] only (the defaults)"
     r = bench("roofline")
     peak = r["sustained_bf16_gflops"]
-    lines = [
-        f"| {name} | {s['ms_per_step']:.0f} | {s['tokens_per_step']:.0f} | {s['gflops']:.0f} |"
-        f" {s['gflops'] / peak:.0%} |"
-        for name, s in r["steps"].items()
-    ]
+    lines = [step_line(name, s) for name, s in r["steps"].items()]
+    assert all(s["share_of_peak"] == pytest.approx(s["gflops"] / peak) for s in r["steps"].values())
+    lines.append(f"median of bursts between them): {r['bf16_gflops_alongside_the_steps']:.0f} GFLOP/s")
     total = sum(r["student_epoch_seconds"].values())
     lines += [f"| {phase} | {s:.1f} | {s / total:.0%} |" for phase, s in r["student_epoch_seconds"].items()]
     lines.append(", ".join(f"{b} {t:.1f} s" for b, t in r["evaluation_seconds"].items()))
+    lines += [split_line(name, row) for name, row in r["matmul_split"].items()]
     fp32 = max(r["matmul_gflops"]["fp32"].values())
     lines.append(f"sustained peak: bf16 {peak:.0f} GFLOP/s, fp32 {fp32:.0f} GFLOP/s")
     assert r["machine"] in PAGES[PERFORMANCE]
@@ -121,6 +127,9 @@ def test_roofline():
     evaluation = r["evaluation_seconds"]
     cls_only_eval = evaluation["batch 64"] / evaluation["batch 64, last layer for [CLS] only"]
     flops = r["flops_check"]
+    split = r["matmul_split"]
+    student_split, compiled_split, teacher_split = split[defaults], split[STUDENT_COMPILED], split[TEACHER_DEFAULTS]
+    assert list(split) == [defaults, STUDENT_COMPILED, TEACHER_DEFAULTS, TEACHER_COMPILED]
     prose = [
         f"make a student step {before / no_dropout:.2f}x faster together",
         f"One thread instead of two is {one_thread / no_dropout:.2f}x slower",
@@ -136,6 +145,18 @@ def test_roofline():
         f"The defaults reach {r['steps'][defaults]['share_of_peak']:.0%} (student) and "
         f"{teacher_default['share_of_peak']:.0%} (teacher) of this CPU's bf16 peak, and "
         f"{compiled['share_of_peak']:.0%} and {teacher_compiled['share_of_peak']:.0%} compiled: not 60%",
+        f"against the peak alongside them, {r['steps'][defaults]['share_of_peak_alongside']:.0%} and "
+        f"{teacher_default['share_of_peak_alongside']:.0%}, and {compiled['share_of_peak_alongside']:.0%} and "
+        f"{teacher_compiled['share_of_peak_alongside']:.0%} compiled",
+        f"{student_split['matmul_share_of_peak_alongside']:.0%} of it in the student step, "
+        f"{teacher_split['matmul_share_of_peak_alongside']:.0%} in the teacher's",
+        f"fit in {student_split['rest_ms_at_target']:.0f} ms, where it takes {student_split['rest_ms']:.0f} ms "
+        "profiled",
+        f"the unprofiled step is {student_split['ms_per_step']:.0f} ms against {student_split['matmul_ms']:.0f} in "
+        "matmuls",
+        f"to {compiled_split['rest_ms']:.0f} ms, where {compiled_split['rest_ms_at_target']:.0f} would be needed: the "
+        f"student step is about {compiled_split['rest_ms'] - compiled_split['rest_ms_at_target']:.0f} ms short",
+        f"({split[TEACHER_COMPILED]['rest_ms']:.0f} ms against {split[TEACHER_COMPILED]['rest_ms_at_target']:.0f})",
         f"in this roofline at 1,024 tokens a teacher step took {teacher_passes:.0f} against {teacher:.0f} ms and a "
         f"student step {passes:.0f} against {no_dropout:.0f} ms",
     ]
