@@ -16,12 +16,14 @@
    primitive cache to hold), and the student's with 1 thread instead of 2: candidates the profile points at, every row
    trained in turn step by step in this process (`profile_arms`), so they are measured side by side.
 5. The default steps, eager and compiled, split into their matmuls and the rest (`matmul_split`, one more pass
-   under torch's profiler): the share of the peak a step would reach were the rest free, and the time the rest
-   may take for the step to reach 60% of the peak.
+   under torch's profiler): the matmuls' own rate, and the time the rest may take for the step to reach 60% of
+   the peak measured alongside the steps.
 
 The peak is this machine's, not the hardware's on paper: the file records the CPU's model, its matmul flags
 (AVX-512 bf16 and AMX multiply at very different rates), the thread count, and the peak measured before the steps
-and again after them (a machine busy at the start would understate it). `stale_peak` refuses a file whose peak is
+and again after them (a machine busy at the start would understate it); every step is also compared with the
+peak alongside it, the median of short matmul bursts run between the timed steps (`peak_burst`), since this
+machine's speed drifts while the steps run. `stale_peak` refuses a file whose peak is
 under what the same CPU measures now, so a roofline from a busy or other machine cannot stand as this one's.
 """
 
