@@ -277,7 +277,7 @@ def matmul_split(arms: dict[str, tuple], cfg: JobConfig, runtime, scaler) -> Non
 
 def peak_burst(reps: int = 5) -> float:
     """GFLOP/s of `reps` bf16 matmuls at the peak's first shape (1,280 x 384 x 1,536): short enough to run between
-    the rows' steps. The median of many is about 5% under the best, which `matmul_gflops` reports."""
+    the rows' steps. The median of many sits a little under the best, which `matmul_gflops` reports."""
     a, b = torch.randn(1280, 384, dtype=torch.bfloat16), torch.randn(384, 1536, dtype=torch.bfloat16)
     a @ b
     start = time.perf_counter()
