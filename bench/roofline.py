@@ -36,7 +36,7 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -240,39 +240,44 @@ def profile_arms(arms: dict[str, Arm], cfg: JobConfig) -> dict[str, StepProfile]
             trained[name] = (torch.compile(arm.model, dynamic=True) if arm.compiled else arm.model, optimizer)
         bursts = []
         for timed in (False, True):
-            for i in range(max(len(arm.batches) for arm in arms.values())):
-                for name, arm in arms.items():
-                    if i < len(arm.batches):
-                        seconds = _train_step(*trained[name], arm, arm.batches[i], cfg, runtime, scaler)
-                        _record(arm, arm.batches[i], seconds, timed)
+            for steps in _rounds(arms):
+                for name, arm, batch in steps:
+                    _record(arm, batch, _train_step(*trained[name], arm, batch, cfg, runtime, scaler), timed)
                 if timed:
                     bursts.append(peak_burst())
         for arm in arms.values():
             arm.profile.peak_alongside = statistics.median(bursts)
-        matmul_split({name: (arm, *trained[name]) for name, arm in arms.items() if arm.split}, cfg, runtime, scaler)
+        split = {name: arm for name, arm in arms.items() if arm.split}
+        matmul_split(split, {name: trained[name] for name in split}, cfg, runtime, scaler)
     return {name: arm.profile for name, arm in arms.items()}
 
 
-def matmul_split(arms: dict[str, tuple], cfg: JobConfig, runtime, scaler) -> None:
-    """One more pass of these arms (`Arm`, its model, its optimizer), in turn step by step under torch's profiler:
-    each step's wall time, and its matmuls' (mm, addmm, bmm) own seconds and FLOPs from the shapes the profiler
-    records, go to the arm's profile. The profiler slows the many small operations, so the rest of a profiled step
-    is an upper bound."""
+def _rounds(arms: dict[str, Arm]) -> Iterator[list[tuple[str, Arm, dict]]]:
+    """The arms' steps round by round: each round the next batch of every arm that has one left, in order."""
+    for i in range(max((len(arm.batches) for arm in arms.values()), default=0)):
+        yield [(name, arm, arm.batches[i]) for name, arm in arms.items() if i < len(arm.batches)]
+
+
+def matmul_split(arms: dict[str, Arm], trained: dict[str, tuple], cfg: JobConfig, runtime, scaler) -> None:
+    """One more pass of these arms (`trained`: each one's model and optimizer), in turn step by step under torch's
+    profiler: each step's wall time, and its matmuls' (mm, addmm, bmm) own seconds and FLOPs from the shapes the
+    profiler records, go to the arm's profile. The profiler slows the many small operations, so the rest of a
+    profiled step is an upper bound."""
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as recorded:
-        for i in range(max((len(arm.batches) for arm, *_ in arms.values()), default=0)):
-            for name, (arm, model, optimizer) in arms.items():
-                if i < len(arm.batches):
-                    start = time.perf_counter()
-                    with record_function(f"{ARM_SCOPE}{name}"):
-                        _train_step(model, optimizer, arm, arm.batches[i], cfg, runtime, scaler)
-                    arm.profile.profiled_seconds += time.perf_counter() - start
+        for steps in _rounds(arms):
+            for name, arm, batch in steps:
+                start = time.perf_counter()
+                with record_function(f"{ARM_SCOPE}{name}"):
+                    _train_step(*trained[name], arm, batch, cfg, runtime, scaler)
+                arm.profile.profiled_seconds += time.perf_counter() - start
     for event in recorded.events():
-        name = _arm_of(event)
-        if event.name in MATMUL_OPS and name is not None and not _inside_matmul(event):
-            shapes = event.input_shapes
+        scopes = [parent.name for parent in _ancestors(event)]
+        arm = next((arms[s.removeprefix(ARM_SCOPE)] for s in scopes if s.startswith(ARM_SCOPE)), None)
+        if event.name in MATMUL_OPS and arm is not None and not any(s in MATMUL_OPS for s in scopes):
+            shapes = event.input_shapes  # a matmul inside another one is counted there
             left, right = (shapes[1], shapes[2]) if "add" in event.name else (shapes[0], shapes[1])
-            arms[name][0].profile.matmul_flops += 2 * math.prod(left) * right[-1]
-            arms[name][0].profile.matmul_seconds += event.self_cpu_time_total / 1e6
+            arm.profile.matmul_flops += 2 * math.prod(left) * right[-1]
+            arm.profile.matmul_seconds += event.self_cpu_time_total / 1e6
 
 
 def peak_burst(reps: int = 5) -> float:
@@ -286,22 +291,12 @@ def peak_burst(reps: int = 5) -> float:
     return 2 * 1280 * 384 * 1536 * reps / (time.perf_counter() - start) / 1e9
 
 
-def _arm_of(event) -> str | None:
-    """The arm whose step an event ran in: the name of its enclosing scope."""
-    parent = event.cpu_parent
-    while parent is not None and not parent.name.startswith(ARM_SCOPE):
-        parent = parent.cpu_parent
-    return None if parent is None else parent.name.removeprefix(ARM_SCOPE)
-
-
-def _inside_matmul(event) -> bool:
-    """Whether a matmul op runs inside another one (counted there)."""
+def _ancestors(event) -> Iterator:
+    """The profiler events an event ran inside, innermost first."""
     parent = event.cpu_parent
     while parent is not None:
-        if parent.name in MATMUL_OPS:
-            return True
+        yield parent
         parent = parent.cpu_parent
-    return False
 
 
 def _train_step(model, optimizer, arm: Arm, batch: dict, cfg: JobConfig, runtime, scaler) -> tuple[float, ...]:
