@@ -3,8 +3,11 @@ of its words, for someone who knows what accuracy is."""
 
 from __future__ import annotations
 
+from scipy import stats
+
 from .comparison import Row, holm_family, is_control, teachers_of
 from .config import EMBEDDED_TEACHER
+from .data import LABELS
 from .stats import ALPHA, MIN_SEEDS, UNTESTED
 from .strategies import RANDOM_INIT
 
@@ -37,13 +40,16 @@ def verdict(table: list[Row]) -> str:
         return ""
     best = next((r for r in students if r.get("best")), None) or max(students, key=lambda r: r["accuracy"])
     name, others = best["strategy"], sorted((r for r in students if r is not best), key=lambda r: -r["accuracy"])
+    guessing = _guessing_teacher(table)
     if not others:
-        return f"{name} is the only student ({best['accuracy']:.1%}): nothing to compare it with."
+        return guessing + f"{name} is the only student ({best['accuracy']:.1%}): nothing to compare it with."
+    tied = [r for r in others if r["accuracy"] == best["accuracy"] and not is_control(r)]
+    name += f" (tied with {_names(tied)})" if tied else ""
     if all(r.get("p_value") is None for r in others):
         few_seeds = best["seeds"] < MIN_SEEDS or any(r["seeds"] < MIN_SEEDS for r in others)
         why = f"with fewer than {MIN_SEEDS} seeds we can't tell yet: run {MIN_SEEDS} or more"
         why = why if few_seeds else "its lead can't be tested"
-        return f"{name} scored highest ({best['accuracy']:.1%}), but {why}."
+        return guessing + f"{name} scored highest ({best['accuracy']:.1%}), but {why}."
     rivals = [r for r in others if not is_control(r)]
     close = [r for r in rivals if r.get("significant") is False]
     beaten = [r for r in rivals if r.get("significant")]
@@ -73,7 +79,7 @@ def verdict(table: list[Row]) -> str:
     text += _confirmation(beaten)
     if untested:
         text += f"; can't tell yet against {_names(untested)} (fewer than {MIN_SEEDS} seeds)"
-    sentences = [s for s in (_omnibus_sentence(best), text + ".") if s]
+    sentences = [s for s in (guessing.strip(), _omnibus_sentence(best), text + ".") if s]
     controls = [r for r in others if is_control(r)]
     if controls:
         reached = [
@@ -89,6 +95,23 @@ def verdict(table: list[Row]) -> str:
     if len({t for r in [best, *rivals] for t in teachers_of(r)}) == 1:
         sentences.append(ONE_TEACHER)
     return " ".join(sentences)
+
+
+def _guessing_teacher(table: list[Row]) -> str:
+    """A sentence when the teacher is no surer than a guess among the labels (one-sided binomial test at 5% on
+    its validation rows): its students learnt from a teacher that knows nothing, so their ranking means nothing."""
+    teacher = next((r for r in table if r.get("role") == "teacher" and r.get("accuracy") is not None), None)
+    rows = (teacher or {}).get("eval_rows") or 0
+    if not rows:
+        return ""
+    right = round(teacher["accuracy"] * rows)
+    if stats.binomtest(right, rows, 1 / len(LABELS), alternative="greater").pvalue < ALPHA:
+        return ""
+    return (
+        f"The teacher is no better than guessing ({teacher['accuracy']:.1%} on {rows} examples, where a guess gets "
+        f"{1 / len(LABELS):.0%}): its students' ranking says nothing about layer choice. Fine-tune it on more "
+        "rows or for more epochs. "
+    )
 
 
 def _omnibus_sentence(best: dict) -> str:

@@ -236,6 +236,33 @@ def test_verdict_when_every_rival_is_behind():
     assert verdict([]) == ""
 
 
+def test_a_tie_for_the_top_is_said_and_not_given_to_one():
+    untested = {"diff_vs_best": 0.0, "p_value": None, "significant": None, "test": "fewer than 3 seeds: untested"}
+    table = [_student("top_k", 0.3438, seeds=1, best=True), _student("odd", 0.3438, seeds=1, **untested)]
+    assert verdict(table).startswith("top_k (tied with odd) scored highest (34.4%), but with fewer than 3 seeds")
+    table.append(_student("even", 0.3438, seeds=1, **untested))
+    assert verdict(table).startswith("top_k (tied with odd and even) scored highest")
+    table[1]["accuracy"] = table[2]["accuracy"] = 0.3437  # a hair behind is behind, not a tie
+    assert verdict(table).startswith("top_k scored highest (34.4%)")
+
+
+@pytest.mark.parametrize(
+    ("accuracy", "rows", "guessing"),
+    [(0.3281, 128, True), (0.40, 128, True), (0.45, 128, False), (0.35, 9815, False), (0.34, 9815, True)],
+)
+def test_a_teacher_no_better_than_a_guess_is_said_before_the_ranking(accuracy, rows, guessing):
+    """A teacher whose accuracy a guess among 3 labels would reach (one-sided binomial test at 5%: 40% of 128
+    rows is p = 0.06, 45% is p = 0.004) taught its students nothing, whatever their ranking says."""
+    teacher = {"strategy": "teacher", "role": "teacher", "accuracy": accuracy, "seeds": 1, "eval_rows": rows}
+    table = [teacher, _student("odd", 0.642, best=True), _student("even", 0.621, **_tested(-0.021, 0.003))]
+    said = verdict(table).startswith(f"The teacher is no better than guessing ({accuracy:.1%} on {rows} examples")
+    assert said == guessing
+    assert "odd is best (64.2%)" in verdict(table)
+    alone = verdict(table[:2])
+    assert alone.endswith("odd is the only student (64.2%): nothing to compare it with.")
+    assert alone.startswith("The teacher is no better") == guessing
+
+
 def test_column_widths_fit_the_table_and_follow_its_content(table):
     rows = display_rows(table)
     widths = column_widths(rows)
