@@ -234,32 +234,38 @@ def shortest(value: float) -> str:
     return min(f"{value:g}", f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}", key=len)
 
 
-FORM_START = {  # the form as it opens, a valid job; each value also stands in for a refused one (`refusals`)
-    "teacher": DEFAULT.teacher,
-    "data": DEFAULT.data,
-    "data_file": None,
-    "train_size": DEFAULT.train_size or 0,
-    "eval_size": DEFAULT.eval_size or 0,
-    "student_layers": DEFAULT.student_layers or 0,
-    "seeds": " ".join(map(str, DEFAULT.seeds)),
-    "strategies": DEFAULT.strategies,
-    "layer_list": "",
-    "epochs": DEFAULT.epochs,
-    "teacher_epochs": DEFAULT.teacher_epochs,
-    "batch_size": DEFAULT.batch_size,
-    "learning_rate": DEFAULT.learning_rate,
-    "temperature": DEFAULT.temperature,
-    **{name: round(getattr(DEFAULT, name), 4) for name in ("weight_ce", "weight_kl", "weight_cos", "weight_hidden")},
-    "precision": DEFAULT.precision,
-    "teacher_8bit": False,
-    "optimizer_8bit": False,
-    "run_name": "",
-    "search": False,
-    "search_temperatures": " ".join(map(shortest, DEFAULT.search_temperatures)),
-    "search_learning_rates": " ".join(map(shortest, DEFAULT.search_learning_rates)),
-    "search_loss_weights": " ".join(DEFAULT.search_loss_weights),
-    "teacher_seeds": "",
-}
+def form_values(cfg: JobConfig) -> dict:
+    """The Distill form showing `cfg`'s settings: the form as it opens (the defaults), and a watched run's."""
+    lists = [s for s in cfg.strategies if parse_layer_list(s) is not None]  # the form holds one, in its own field
+    return {
+        "teacher": cfg.teacher,
+        "data": cfg.data if cfg.data in ("mnli-sample", "glue") else "upload",
+        "data_file": None,
+        "train_size": cfg.train_size or 0,
+        "eval_size": cfg.eval_size or 0,
+        "student_layers": cfg.student_layers or 0,
+        "seeds": " ".join(map(str, cfg.seeds)),
+        "strategies": [s for s in cfg.strategies if s not in lists],
+        "layer_list": lists[0] if lists else "",
+        "epochs": cfg.epochs,
+        "teacher_epochs": cfg.teacher_epochs,
+        "batch_size": cfg.batch_size,
+        "learning_rate": cfg.learning_rate,
+        "temperature": cfg.temperature,
+        **{name: round(getattr(cfg, name), 4) for name in ("weight_ce", "weight_kl", "weight_cos", "weight_hidden")},
+        "precision": cfg.precision,
+        "teacher_8bit": cfg.teacher_8bit,
+        "optimizer_8bit": cfg.optimizer_8bit,
+        "run_name": cfg.run_name or "",
+        "search": cfg.search,
+        "search_temperatures": " ".join(map(shortest, cfg.search_temperatures)),
+        "search_learning_rates": " ".join(map(shortest, cfg.search_learning_rates)),
+        "search_loss_weights": " ".join(cfg.search_loss_weights),
+        "teacher_seeds": " ".join(map(str, cfg.teacher_seeds or [])),
+    }
+
+
+FORM_START = form_values(DEFAULT)  # the form as it opens, a valid job; each value also stands in for a refused one
 # What stands in for a refused field while the others are checked: the form's opening values, but a layer list
 # that passes for any teacher, so that strategies left empty beside a faulty list are not refused for it too.
 STAND_INS = {**FORM_START, "layer_list": "0"}
@@ -660,8 +666,15 @@ def launch_on_jobs(values: dict, oauth_token: gr.OAuthToken | None = None) -> di
 
 
 def stop_shown(state: dict | None, token: str, request: gr.Request = None) -> dict:
-    """The Stop button: the job this page shows (queued, running, or on Hugging Face Jobs), else the running one."""
-    return stop_job((state or {}).get("run") or "", token, request)
+    """The Stop button: the job this page shows (queued, running, or on Hugging Face Jobs), else the running one;
+    says what it did, as the page shows no change when there was nothing to stop."""
+    run = (state or {}).get("run") or ""
+    outcome = stop_job(run, token, request)
+    if outcome.get("message"):
+        gr.Info(outcome["message"])
+    elif not outcome.get("stopped"):
+        gr.Info(f"run {run} is not queued or running: nothing to stop" if run else "no job is running: nothing to stop")
+    return outcome
 
 
 @user_errors
@@ -672,6 +685,22 @@ def watch_link(request: gr.Request = None):
         yield gr.update()
         return
     yield from follow(find_run_or_job(run))
+
+
+def watched_settings(request: gr.Request = None) -> dict:
+    """On opening the app with ?run=NAME: the form shows that run's settings, not the defaults, as the view under
+    it shows the run's state. A run whose settings can't be read yet (queued, launched on Jobs) or at all (a
+    damaged run) leaves the form as it opens."""
+    as_opened = dict.fromkeys(FORM_START, gr.skip())
+    run = (getattr(request, "query_params", None) or {}).get("run")
+    if not run:
+        return as_opened
+    try:
+        found = find_run(run)
+        cfg = JobConfig.from_dict({**found.config(), "teacher": found.teacher()})  # a folder's name, not its path
+    except UserError:
+        return as_opened
+    return form_values(cfg)
 
 
 # Watchers of a job hold a thread each while they watch (the API's, the job events' and the pages'); the thread
@@ -764,7 +793,7 @@ def render_job(state: dict | None) -> dict:
     done, total, run = state.get("done", 0), state.get("total", 0), state.get("run")
     stage = state.get("stage")
     header = f"**{state.get('state')}** · run `{run}`" + (f" · {stage}" if stage != state.get("state") else "")
-    header += f" · step {done}/{total}" if total else ""
+    header += f" · step {done}/{total} {progress_bar(done, total)}" if total else ""
     if state.get("state") == "queued" and state.get("queue_position"):
         header += f" · {state['queue_position']} job(s) ahead"
     if run:
@@ -776,6 +805,16 @@ def render_job(state: dict | None) -> dict:
         "log": "\n".join(state.get("log", [])),
         "loss_plot": step_loss_figure(state.get("curve") or []),
     }
+
+
+def progress_bar(done: int, total: int) -> str:
+    """The job's progress as a bar in the status line, for whoever watches it (Gradio's own bar is drawn on an
+    event's outputs: the folded status JSON, and only for the request that started the job)."""
+    share = min(max(done / total, 0.0), 1.0)
+    return (
+        f'<progress value="{done}" max="{total}" aria-label="job progress" '
+        f'style="width: 12em; vertical-align: middle; accent-color: var(--color-accent)"></progress> {share:.0%}'
+    )
 
 
 COMPARE_IN_ADDRESS = "compare"  # ?compare=RUN opens the Compare tab on that run (a finished job links to it)
@@ -1368,7 +1407,7 @@ def compare_tab() -> View:
         color="strategy",
         x_title="epoch",
         y_title="validation accuracy",
-        y_axis_format=".0%",
+        y_axis_format=".1%",  # a narrow range (a quick run) ticks at tenths of a point
         y_aggregate="mean",  # epochs are text (whole-epoch ticks): Gradio would otherwise sum each epoch's values
         label="Validation accuracy per epoch (mean over seeds)",
         elem_id="accuracy-plot",
@@ -1379,13 +1418,14 @@ def compare_tab() -> View:
         color="strategy",
         x_title="latency per example at batch 32 (ms)",
         y_title="validation accuracy",
-        y_axis_format=".0%",
+        y_axis_format=".1%",  # a narrow range (a quick run) ticks at tenths of a point
         label="Accuracy vs latency (ms/example at batch 32)",
         elem_id="latency-plot",
     )
     with gr.Row():
         view["loss_strategy"] = gr.Dropdown([], label="Loss curves of strategy")
-        view["downloads"] = gr.File(label="Download results (CSV, JSON)", file_count="multiple")
+        # Not interactive: a visitor downloads these files; there is nothing to upload or remove
+        view["downloads"] = gr.File(label="Download results (CSV, JSON)", file_count="multiple", interactive=False)
     view["loss_plot"] = gr.LinePlot(
         x="epoch",
         y="value",
@@ -1464,6 +1504,7 @@ def build() -> gr.Blocks:
         demo.load(named(open_comparison, compare), compare["run"], [compare[n] for n in COMPARISON_OPEN], **UI_ONLY)
         demo.load(named(refresh_models, chat_view), None, [chat_view[n] for n in CHAT_REFRESH], **UI_ONLY)
         demo.load(watch_link, None, job["state"], **WATCHERS, concurrency_id="page-watch", **UI_ONLY)
+        demo.load(named(watched_settings, form), None, list(form.values()), queue=False, **UI_ONLY)
     demo.queue(default_concurrency_limit=4, max_size=64)
     return demo
 

@@ -1,6 +1,7 @@
 """The Compare tab in plain words (issue #26): true run labels, a table and notes a reader who knows what accuracy
 is can follow, a glossary and the statistics docs on the Hub, whole-epoch axes, and a finished job's link."""
 
+import json
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -134,6 +135,46 @@ def test_a_finished_job_links_to_its_comparison():
     assert "?compare=api-run" in app.render_job(stopped)["header"]
     assert "?compare=" not in app.render_job({**stopped, "models": []})["header"]
     assert "?compare=" not in app.render_job({**done, "state": "running"})["header"]
+
+
+def test_the_status_line_draws_the_jobs_progress_for_every_watcher():
+    running = {"run": "api-run", "state": "running", "stage": "top_k-seed0", "done": 8, "total": 24}
+    header = app.render_job(running)["header"]
+    assert "step 8/24" in header
+    assert '<progress value="8" max="24"' in header and header.index("33%") > header.index("<progress")
+    assert "100%" in app.render_job({**running, "done": 24})["header"]
+    assert "<progress" not in app.render_job({**running, "total": 0})["header"]  # queued: nothing counted yet
+
+
+def test_stop_says_so_when_there_is_nothing_to_stop(capsys):
+    """The Stop button changes nothing on the page when no job runs: it says why (gr.Info, printed outside a
+    request)."""
+    assert app.stop_shown(None, "") == {"stopped": False}
+    assert "no job is running: nothing to stop" in capsys.readouterr().out
+    assert app.stop_shown({"run": "reference", "state": "completed"}, "") == {"stopped": False}
+    assert "run reference is not queued or running: nothing to stop" in capsys.readouterr().out
+
+
+def test_a_watched_run_fills_the_form_with_its_own_settings(tmp_path, monkeypatch):
+    watch = lambda run: app.watched_settings(SimpleNamespace(query_params={"run": run}))  # noqa: E731
+    reference = watch("reference")
+    assert set(reference) == set(app.FORM_START)  # every field of the form, each given a value
+    assert reference["teacher_epochs"] == 3 and reference["run_name"] == "reference"
+    assert reference["strategies"] == ["top_k", "bottom_k", "odd", "even", "importance"]
+    as_opened = dict.fromkeys(app.FORM_START, gr.skip())  # every field left as it is
+    assert watch("no-such-run") == as_opened and app.watched_settings(SimpleNamespace(query_params={})) == as_opened
+    # a CLI run of a local teacher and an explicit list: the folder's name, never its path; the list in its field
+    run = tmp_path / "cli-run"
+    shutil.copytree(RESULTS / "reference", run)
+    config = json.loads((run / "config.json").read_text())
+    config.update(teacher=str(tmp_path / "my-teacher"), strategies=["odd", "0,2,5"], seeds=[3, 4])
+    (run / "config.json").write_text(json.dumps(config))
+    monkeypatch.setattr(app.space, "results_dir", lambda: str(tmp_path))
+    shown = watch("cli-run")
+    fields = ("teacher", "strategies", "layer_list", "seeds")
+    assert [shown[k] for k in fields] == ["my-teacher", ["odd"], "0,2,5", "3 4"]
+    (run / "config.json").write_text("{")  # damaged: the form stays as it opens
+    assert watch("cli-run") == as_opened
 
 
 @pytest.mark.slow
