@@ -1,6 +1,7 @@
 """The README is part of the product: its Space front matter is valid and its Python snippet runs."""
 
 import re
+import threading
 from pathlib import Path
 
 import yaml
@@ -41,6 +42,24 @@ def test_use_from_python_snippet_runs_against_the_app(app_server):
     assert namespace["job"].outputs()[-1]["state"] == "completed"
     assert [r["strategy"] for r in namespace["table"]] == ["teacher", "top_k", "even", "ensemble(top_k+even)"]
     assert namespace["reply"]["label"] in {"entailment", "neutral", "contradiction"}
+
+    # The same snippet with a refused setting ends at once with the refusal's message (gradio_client's own
+    # `for state in job` would wait forever on it: docs/api.md), in a thread so that a hang fails the test.
+    refused = code.replace("epochs=1,", "epochs=-1,", 1).split("\nruns = ")[0]
+    assert refused != code.split("\nruns = ")[0]
+    raised: list[Exception] = []
+
+    def run_refused() -> None:
+        try:
+            exec(compile(refused, "README.md", "exec"), {})
+        except Exception as err:  # gradio_client's ValidationError, checked below
+            raised.append(err)
+
+    snippet = threading.Thread(target=run_refused, daemon=True)
+    snippet.start()
+    snippet.join(timeout=60)
+    assert not snippet.is_alive(), "the README's snippet hung on a refused job"
+    assert raised and "Student epochs must be a positive number, not -1" in str(raised[0])
 
 
 def test_every_bench_command_in_the_docs_is_a_module_here():
