@@ -21,8 +21,16 @@ if TYPE_CHECKING:
 LAYER_NOTE = "Layer indices are 0-based: layer 0 is the encoder layer next to the embeddings."
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with its errors in one line, as every other refusal of the command line, and where to look:
+    not its usage block (45 lines for `run`), which `--help` prints. Its sub-commands' parsers are of its class."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m distill", description=__doc__, epilog=LAYER_NOTE)
+    parser = OneLineParser(prog="python -m distill", description=__doc__, epilog=LAYER_NOTE)
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run a distillation job", epilog=LAYER_NOTE)
@@ -168,6 +176,8 @@ def cmd_launch(args: argparse.Namespace) -> int:
     """`--backend local` runs the job here, as `run`; `hf-jobs` prints its estimate and the `run_job` call, asks,
     and launches it on Hugging Face Jobs."""
     if args.backend == "local":
+        if args.dry_run:  # a local launch is `run`: it would train the whole job
+            raise UserError("--dry-run is for --backend hf-jobs; a local launch runs the job (leave out --dry-run)")
         return cmd_run(args)
     from huggingface_hub import get_token
 

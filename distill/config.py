@@ -325,8 +325,12 @@ def read_job_file(path: str | Path) -> dict[str, Any]:
         values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     except OSError as err:
         raise ConfigError(f"cannot read job file {path}: {err.strerror}") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"job file {path} is not valid YAML: {err}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"job file {path} is not UTF-8 text") from None
+    except yaml.YAMLError as err:  # one line: the problem and where, not PyYAML's quoted excerpt
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"job file {path} is not valid YAML{where}: {getattr(err, 'problem', None) or err}") from None
     if not isinstance(values, dict):
         raise ConfigError(f"job file {path} must be a mapping of settings")
     return values
@@ -417,7 +421,10 @@ def _coerce(name: str, value: Any, kind: SettingType) -> Any:
             if kind.item is str:
                 items = value.split(";") if isinstance(value, str) else list(value)
                 return [str(item).strip() for item in items if str(item).strip()]
-            items = value.replace(",", " ").split() if isinstance(value, str) else list(value)
+            if isinstance(value, str):
+                items = value.replace(",", " ").split()
+            else:  # a single number, as YAML reads `seeds: 0`, is a list of one, as a single strategy's name is
+                items = [value] if isinstance(value, int | float) and not isinstance(value, bool) else list(value)
             return [SCALARS[kind.item](item) for item in items]
         return SCALARS[kind.base](value)
     except (TypeError, ValueError):

@@ -66,12 +66,21 @@ def holder_line(lease: dict[str, Any]) -> str:
     return f"{lease.get('by', 'a job')} (process {lease.get('pid')} on host {lease.get('host')})"
 
 
+def program_name() -> str:
+    """This process's program as its user typed it: `python -m distill` (whose argv[0] is distill's __main__.py),
+    else the script's name (app.py)."""
+    script = Path(sys.argv[0])
+    if script.name == "__main__.py":
+        return f"python -m {script.parent.name}"
+    return script.name or "python"
+
+
 class Lease:
     """The lease of one run folder, held by this process while a `with` block writes the run."""
 
     def __init__(self, folder: Path, by: str | None = None):
         self.folder = folder
-        self.by = by or Path(sys.argv[0]).name or "python"
+        self.by = by or program_name()
         self.token = uuid.uuid4().hex
         self.since = time.time()
         self.stop_request = threading.Event()  # set when another process asks this job to stop

@@ -533,6 +533,9 @@ def _check_model_folder(folder: Path, what: str) -> None:
         raise DamagedRun(f"{what}/{err}") from None
     if config is not None and not isinstance(config, dict):
         raise DamagedRun(f"{what}/config.json does not hold a JSON object")
+    weights_files = [*folder.glob("*.safetensors"), *folder.glob("pytorch_model*.bin")]
+    if not weights_files:
+        raise DamagedRun(f"{what} has no weights file (model.safetensors)")
     for weights in folder.glob("*.safetensors"):
         try:
             with safe_open(str(weights), "np") as f:
@@ -647,13 +650,24 @@ def find_runs(results_dir: Roots = None) -> list[Run]:
 
 
 def intact_runs(results_dir: Roots = None) -> list[Run]:
-    """The runs whose files all read well."""
+    """The runs whose files all read well, under names they can be opened by."""
     intact = []
     for run in find_runs(results_dir):
         with contextlib.suppress(Exception):  # damaged, or unreadable in a way nobody foresaw: not served
-            run.check()
+            check_listed(run)
             intact.append(run)
     return intact
+
+
+def check_listed(run: Run) -> None:
+    """`Run.check`, and a folder name that `open_run` takes: a run listed by a name it cannot be opened by (a
+    space in it) is listed as damaged, saying so, and not served."""
+    if not RUN_NAME.match(run.name) or ".." in run.name:
+        raise DamagedRun(
+            f"run folder {echo(run.name)} has a name no command can open: rename it with letters, digits, '.', '_' "
+            "and '-' only"
+        )
+    run.check()
 
 
 def list_runs(results_dir: Roots = None) -> list[dict[str, Any]]:
@@ -691,7 +705,7 @@ def run_label(run: Run, *, committed: bool = False, viewer: str | None = None, s
 def _listing(run: Run) -> dict[str, Any]:
     entry = {"run": run.name, "started": _size_and_time(run.path / "config.json")[1] / 1e9}
     try:
-        run.check()
+        check_listed(run)
         status = run.public_status()
         summary = run.summary()
         best = recommended_student(summary)

@@ -51,6 +51,65 @@ def test_bad_run_settings(args, message, capsys, results_dir):
     assert not results_dir.exists() or not any(results_dir.iterdir())
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--seeds"], "error: argument --seeds: expected at least one argument (see python -m distill run"),
+        (["run", "--bogus-flag"], "error: unrecognized arguments: --bogus-flag (see python -m distill --help)"),
+        (["bogus"], "error: argument command: invalid choice: 'bogus'"),
+        ([], "error: the following arguments are required: command"),
+    ],
+)
+def test_a_command_line_argparse_refuses_is_one_line(args, message, capsys, results_dir):
+    """Not argparse's usage block (45 lines for `run`): the error and where to look, exit 2."""
+    with pytest.raises(SystemExit) as exited:
+        main(args)
+    err = capsys.readouterr().err.strip()
+    assert exited.value.code == 2 and err.startswith(message) and len(err.splitlines()) == 1, err
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"epochs: [1\n", "is not valid YAML at line 2, column 1: expected ',' or ']', but got '<stream end>'"),
+        (b"epochs: 1\n  x: : y\n", "is not valid YAML at line 2, column 4: mapping values are not allowed here"),
+        (b"\xff\xfeepochs: 1\n", "is not UTF-8 text"),
+        (b"- 1\n- 2\n", "must be a mapping of settings"),
+        (b"seeds: true\n", "seeds must be whole numbers separated by spaces, not 'True'"),
+    ],
+)
+def test_a_bad_job_file_is_one_line(content, message, tmp_path, capsys, results_dir):
+    job = tmp_path / "job.yaml"
+    job.write_bytes(content)
+    assert main(["run", "--config", str(job)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1, err
+
+
+def test_a_single_seed_in_a_job_file_is_a_list_of_one(tmp_path):
+    from distill.config import JobConfig
+
+    job = tmp_path / "job.yaml"
+    job.write_text("seeds: 3\nstrategies: odd\nsearch_learning_rates: 1e-4\n")
+    cfg = JobConfig.from_yaml(job)
+    assert (cfg.seeds, cfg.strategies, cfg.search_learning_rates) == ([3], ["odd"], [1e-4])
+
+
+def test_a_local_dry_run_is_refused_not_run(capsys, results_dir):
+    assert main(["launch", "--backend", "local", "--dry-run", "--epochs", "1"]) == 2
+    assert "--dry-run is for --backend hf-jobs" in capsys.readouterr().err
+    assert not results_dir.exists() or not any(results_dir.iterdir())
+
+
+def test_a_lease_names_the_program_as_typed(monkeypatch):
+    from distill.lease import program_name
+
+    monkeypatch.setattr(sys, "argv", ["/somewhere/distill/__main__.py", "run"])
+    assert program_name() == "python -m distill"
+    monkeypatch.setattr(sys, "argv", ["app.py"])
+    assert program_name() == "app.py"
+
+
 def test_bad_data_files(table_files, capsys, results_dir):
     assert main(["run", "--data", str(table_files["no_label"])]) == 2
     assert "lacks column(s) label" in capsys.readouterr().err

@@ -79,6 +79,10 @@ DAMAGE = {
         lambda run: cut(run.model_dir("even-seed0") / "model.safetensors", 0.9),
         "models/even-seed0/model.safetensors cannot be read",
     ),
+    "weights deleted": (
+        lambda run: (run.model_dir("even-seed0") / "model.safetensors").unlink(),
+        "models/even-seed0 has no weights file",
+    ),
     "model config cut short": (
         lambda run: cut(run.model_dir("top_k-seed0") / "config.json"),
         "models/top_k-seed0/config.json is not valid JSON",
@@ -109,6 +113,20 @@ def test_a_damaged_run_is_listed_with_its_reason_and_the_others_keep_working(goo
         broken.check()
     with pytest.raises(UserError, match="damaged"):
         chat("broken/top_k-seed0", "A man sleeps.", "", 1.0, 64, False, root)
+
+
+def test_a_run_folder_no_name_can_open_is_listed_as_damaged_saying_why(good_run, tmp_path, capsys):
+    """Listing and opening agree: a folder named with a space is listed as damaged with the way out, and its
+    models are not offered."""
+    root = tmp_path / "runs"
+    copy_run(good_run, root, "fine")
+    copy_run(good_run, root, "odd name")
+    listed = {r["run"]: r for r in list_runs(root)}
+    assert listed["odd name"]["state"] == DAMAGED and "has a name no command can open" in listed["odd name"]["message"]
+    assert listed["fine"]["state"] == "completed"
+    assert not any(m.startswith("odd name/") for m in chat_models(root)) and "fine/top_k-seed0" in chat_models(root)
+    with pytest.raises(UserError, match="no run named 'odd name'"):
+        open_run("odd name", root, allow_paths=False)
 
 
 @pytest.mark.parametrize("kind", ["metrics cut short", "summary cut short", "predictions cut short", "config garbage"])
