@@ -697,10 +697,9 @@ def watched_settings(request: gr.Request = None) -> dict:
         return as_opened
     try:
         found = find_run(run)
-        cfg = JobConfig.from_dict({**found.config(), "teacher": found.teacher()})  # a folder's name, not its path
+        return form_values(found.job_config()) | {"teacher": found.teacher()}  # a folder's name, not its path
     except UserError:
         return as_opened
-    return form_values(cfg)
 
 
 # Watchers of a job hold a thread each while they watch (the API's, the job events' and the pages'); the thread

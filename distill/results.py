@@ -533,10 +533,10 @@ def _check_model_folder(folder: Path, what: str) -> None:
         raise DamagedRun(f"{what}/{err}") from None
     if config is not None and not isinstance(config, dict):
         raise DamagedRun(f"{what}/config.json does not hold a JSON object")
-    weights_files = [*folder.glob("*.safetensors"), *folder.glob("pytorch_model*.bin")]
-    if not weights_files:
+    safetensors = list(folder.glob("*.safetensors"))
+    if not safetensors and not any(folder.glob("pytorch_model*.bin")):
         raise DamagedRun(f"{what} has no weights file (model.safetensors)")
-    for weights in folder.glob("*.safetensors"):
+    for weights in safetensors:
         try:
             with safe_open(str(weights), "np") as f:
                 f.keys()
@@ -608,11 +608,16 @@ def _roots(results_dir: Roots) -> list[Path]:
     return [Path(r) for r in results_dir] if isinstance(results_dir, list) else [Path(results_dir)]
 
 
+def openable_name(name: str) -> bool:
+    """Whether `open_run` opens a run by this name: a run name, never one that could leave the results folder."""
+    return bool(RUN_NAME.match(name)) and ".." not in name
+
+
 def open_run(name_or_path: str | Path, results_dir: Roots = None, *, allow_paths: bool = True) -> Run:
     """A run by name inside the results folder(s), or (with `allow_paths`, as on the command line) by folder
     path; names never escape those folders."""
     name = str(name_or_path)
-    if RUN_NAME.match(name) and ".." not in name:
+    if openable_name(name):
         for run in find_runs(results_dir):
             if run.name == name:
                 return run
@@ -662,7 +667,7 @@ def intact_runs(results_dir: Roots = None) -> list[Run]:
 def check_listed(run: Run) -> None:
     """`Run.check`, and a folder name that `open_run` takes: a run listed by a name it cannot be opened by (a
     space in it) is listed as damaged, saying so, and not served."""
-    if not RUN_NAME.match(run.name) or ".." in run.name:
+    if not openable_name(run.name):
         raise DamagedRun(
             f"run folder {echo(run.name)} has a name no command can open: rename it with letters, digits, '.', '_' "
             "and '-' only"

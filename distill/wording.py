@@ -42,14 +42,14 @@ def verdict(table: list[Row]) -> str:
     name, others = best["strategy"], sorted((r for r in students if r is not best), key=lambda r: -r["accuracy"])
     guessing = _guessing_teacher(table)
     if not others:
-        return guessing + f"{name} is the only student ({best['accuracy']:.1%}): nothing to compare it with."
+        return _sentences(guessing, f"{name} is the only student ({best['accuracy']:.1%}): nothing to compare it with.")
     tied = [r for r in others if r["accuracy"] == best["accuracy"] and not is_control(r)]
     name += f" (tied with {_names(tied)})" if tied else ""
     if all(r.get("p_value") is None for r in others):
         few_seeds = best["seeds"] < MIN_SEEDS or any(r["seeds"] < MIN_SEEDS for r in others)
         why = f"with fewer than {MIN_SEEDS} seeds we can't tell yet: run {MIN_SEEDS} or more"
         why = why if few_seeds else "its lead can't be tested"
-        return guessing + f"{name} scored highest ({best['accuracy']:.1%}), but {why}."
+        return _sentences(guessing, f"{name} scored highest ({best['accuracy']:.1%}), but {why}.")
     rivals = [r for r in others if not is_control(r)]
     close = [r for r in rivals if r.get("significant") is False]
     beaten = [r for r in rivals if r.get("significant")]
@@ -79,7 +79,7 @@ def verdict(table: list[Row]) -> str:
     text += _confirmation(beaten)
     if untested:
         text += f"; can't tell yet against {_names(untested)} (fewer than {MIN_SEEDS} seeds)"
-    sentences = [s for s in (guessing.strip(), _omnibus_sentence(best), text + ".") if s]
+    sentences = [guessing, _omnibus_sentence(best), text + "."]
     controls = [r for r in others if is_control(r)]
     if controls:
         reached = [
@@ -94,7 +94,7 @@ def verdict(table: list[Row]) -> str:
             sentences.append(f"{r['strategy']} reaches {r['accuracy']:.1%}{versus} ({_test_word(r)}).")
     if len({t for r in [best, *rivals] for t in teachers_of(r)}) == 1:
         sentences.append(ONE_TEACHER)
-    return " ".join(sentences)
+    return _sentences(*sentences)
 
 
 def _guessing_teacher(table: list[Row]) -> str:
@@ -110,8 +110,13 @@ def _guessing_teacher(table: list[Row]) -> str:
     return (
         f"The teacher is no better than guessing ({teacher['accuracy']:.1%} on {rows} examples, where a guess gets "
         f"{1 / len(LABELS):.0%}): its students' ranking says nothing about layer choice. Fine-tune it on more "
-        "rows or for more epochs. "
+        "rows or for more epochs."
     )
+
+
+def _sentences(*sentences: str) -> str:
+    """The non-empty sentences, as one text."""
+    return " ".join(s for s in sentences if s)
 
 
 def _omnibus_sentence(best: dict) -> str:
