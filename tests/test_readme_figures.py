@@ -206,6 +206,19 @@ def test_peer():
     assert_on_page(PERFORMANCE, lines, "python -m bench.peer")
 
 
+def test_concurrency():
+    from bench.concurrency import show
+
+    text = printed(show, bench("concurrency"))
+    lines = table_lines(text) + [text.splitlines()[0]]
+    arms = list(bench("concurrency")["arms"].values())
+    prose = [
+        f"train {arms[1]['vs_one_after_the_other']:.2f}x more tokens a second",
+        f"give the same {arms[2]['vs_one_after_the_other']:.2f}x",
+    ]
+    assert_on_page(PERFORMANCE, lines + prose, "python -m bench.concurrency")
+
+
 def test_compare_pipelines():
     from bench.compare_pipelines import format_report
 

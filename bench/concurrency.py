@@ -1,0 +1,172 @@
+"""Does one student leave part of this CPU idle? Two students trained at once, against one after the other.
+
+    python -m bench.concurrency        # prints the table, writes bench/concurrency.json
+
+A default student step (32 pairs, about 1,200 tokens, 3 layers) is a few hundred operations. Its large matmuls keep
+both cores busy; its small ones, its elementwise work and the dispatch of each operation mostly do not (one thread
+instead of two is far less than 2x slower: the roofline's row). Three arms on the default job's real batches, each
+student trained as a job trains one (its settings, bf16 autocast, the plain attention kernel, clipping, fused
+AdamW), the arms in turn over rounds, the first a warm-up, so this machine's drift falls on each alike:
+
+- one after the other: two students, each on torch's threads in turn (what a job does);
+- at once: the same two students' steps in two Python threads, one intra-op thread each (torch's thread count is
+  per thread, and the GIL is released inside operations);
+- one larger batch: one student on batches 4x as large, on torch's threads: the same kind of rows in fewer, larger
+  matmuls, the most that stacking several students' weights into one set of matmuls (`torch.func`) could give.
+
+Rates are training tokens per second, counted at each batch's longest row (the larger batches hold other rows, of
+other lengths, so that arm compares rates, not the same work). Students trained at once do the job's arithmetic:
+each ends where it ends trained alone on one thread (`tests/test_bench.py`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch
+from torch import nn
+
+from bench.roofline import CPU, collate, cpu_facts, describe, exact_width
+from distill.config import JobConfig
+from distill.data import encode, load_job_data, make_loader
+from distill.evaluation import autocast
+from distill.job import distillation_step
+from distill.models import build_student, cls_only_last_layer, for_training, load_classifier, load_tokenizer
+from distill.plan import check_teacher_and_layers
+from distill.results import write_json
+from distill.teacher import TeacherOutputs
+from distill.training import make_optimizer, training_attention
+
+OUT = Path(__file__).resolve().parent / "concurrency.json"
+LARGER = 4  # the larger batch, in default batches
+SEQUENTIAL, AT_ONCE, LARGER_BATCH = (
+    "two students, one after the other, 2 threads (a job today)",
+    "two students at once, one thread each",
+    f"one student, batches {LARGER}x as large, 2 threads",
+)
+
+
+@dataclass
+class Student:
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+
+
+def new_student(teacher: nn.Module, layers: list[int], cfg: JobConfig) -> Student:
+    """A student as `job.distil_student` builds it from teacher layers, with its optimizer, in training mode."""
+    model = for_training(build_student(teacher, layers), freeze_words=cfg.freeze_word_embeddings, dropout=cfg.dropout)
+    model.train()
+    return Student(model, make_optimizer(model, cfg.learning_rate, cfg.weight_decay, eight_bit=False))
+
+
+def train(student: Student, batches: list[dict], step_loss: Callable, cfg: JobConfig, threads: int) -> None:
+    """`student` trained on `batches` as `training.fit` trains it, on `threads` intra-op threads of the calling
+    thread. The attention kernel is the caller's to choose: its switch is process-wide, not per thread."""
+    torch.set_num_threads(threads)
+    for batch in batches:
+        with autocast(CPU, "bf16"):
+            loss, _ = step_loss(student.model, batch)
+        loss.backward()
+        nn.utils.clip_grad_norm_(student.model.parameters(), cfg.max_grad_norm)
+        student.optimizer.step()
+        student.optimizer.zero_grad(set_to_none=True)
+
+
+def at_once(*work: Callable[[], None]) -> None:
+    """Each callable in a Python thread of its own; returns when all are done, raising the first error."""
+    with ThreadPoolExecutor(len(work)) as pool:
+        for done in [pool.submit(w) for w in work]:
+            done.result()
+
+
+def measure(arms: dict[str, Callable[[], None]], rounds: int) -> dict[str, list[float]]:
+    """Each arm's seconds per round, the arms in turn round by round; round 0 warms up and is not kept."""
+    seconds: dict[str, list[float]] = {name: [] for name in arms}
+    for round_ in range(rounds + 1):
+        for name, arm in arms.items():
+            start = time.perf_counter()
+            arm()
+            if round_:
+                seconds[name].append(time.perf_counter() - start)
+    return seconds
+
+
+def tokens(batches: list[dict]) -> int:
+    return sum(exact_width(b)["input_ids"].numel() for b in batches)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=40, help="default batches each student trains on per round")
+    parser.add_argument("--rounds", type=int, default=6, help="timed rounds, after one warm-up round")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    cfg = JobConfig()
+    plan = check_teacher_and_layers(cfg)
+    tokenizer = load_tokenizer(plan.source)
+    train_data = encode(load_job_data(cfg)["train"], tokenizer, cfg.max_length)
+    pad = tokenizer.pad_token_id
+    batches, _ = collate(make_loader(train_data, pad, cfg.batch_size, 0, train=True), args.steps)
+    larger, _ = collate(make_loader(train_data, pad, LARGER * cfg.batch_size, 0, train=True), args.steps // LARGER)
+    teacher = load_classifier(plan.source)
+    layers = [0, 2, 4] if plan.n_student == 3 else list(range(plan.n_student))
+    step = distillation_step(cfg, None, TeacherOutputs(torch.randn(len(train_data), 3), None), layers)
+    threads = torch.get_num_threads()
+    students = [new_student(teacher, layers, cfg) for _ in range(5)]
+    run = partial(train, step_loss=step, cfg=cfg)
+    arms = {
+        SEQUENTIAL: lambda: [run(s, batches, threads=threads) for s in students[:2]],
+        AT_ONCE: lambda: at_once(*(partial(run, s, batches, threads=1) for s in students[2:4])),
+        LARGER_BATCH: lambda: run(students[4], larger, threads=threads),
+    }
+    work = {SEQUENTIAL: 2 * tokens(batches), AT_ONCE: 2 * tokens(batches), LARGER_BATCH: tokens(larger)}
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(training_attention(CPU))
+        for s in students:
+            stack.enter_context(cls_only_last_layer(s.model, cfg.cls_only_last_layer))
+        seconds = measure(arms, args.rounds)
+    torch.set_num_threads(threads)
+    rates = {name: work[name] * len(s) / sum(s) for name, s in seconds.items()}
+    arms_report = {
+        name: {
+            "tokens": work[name],
+            "seconds": seconds[name],
+            "tokens_per_second": rate,
+            "vs_one_after_the_other": rate / rates[SEQUENTIAL],
+        }
+        for name, rate in rates.items()
+    }
+    machine = f"{os.cpu_count()} cores, {describe(cpu_facts())}"
+    report = {"machine": machine, "steps": args.steps, "rounds": args.rounds, "arms": arms_report}
+    write_json(OUT, report)
+    show(report)
+
+
+def show(report: dict) -> None:
+    """The table of a run, from what `main` wrote."""
+    print(
+        f"Students' training on {report['machine']}, {report['rounds']} timed rounds of {report['steps']} default"
+        " batches a student:\n"
+    )
+    print("| arm | tokens a round | seconds a round (each timed round) | tokens/s | vs one after the other |")
+    print("|---|---|---|---|---|")
+    for name, row in report["arms"].items():
+        each = ", ".join(f"{s:.1f}" for s in row["seconds"])
+        print(
+            f"| {name} | {row['tokens']:,} | {each} | {row['tokens_per_second']:,.0f} |"
+            f" {row['vs_one_after_the_other']:.2f}x |"
+        )
+
+
+if __name__ == "__main__":
+    main()
