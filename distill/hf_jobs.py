@@ -330,10 +330,9 @@ def record_path(results_dir: str | Path, run: str) -> Path:
 
 def read_record(run: str, results_dir: str | Path) -> dict[str, Any]:
     """The record `launch` wrote for `run`; a UserError when there is none."""
-    from .config import RUN_NAME
-    from .results import read_json
+    from .results import openable_name, read_json
 
-    if not RUN_NAME.match(run) or ".." in run:
+    if not openable_name(run):
         raise UserError(f"no launched run named {run!r}")
     record = read_json(record_path(results_dir, run))
     if not isinstance(record, dict) or not record.get("job_id"):

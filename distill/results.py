@@ -336,7 +336,9 @@ class Run:
     def config(self) -> dict[str, Any]:
         """The stored settings, checked as a JobConfig (typed, in range); a run written before a setting existed
         ran with its behaviour of the time."""
-        stored = self._read("config.json", {}, CONFIG)
+        stored = self._read("config.json", None, CONFIG)
+        if stored is None:  # a folder of run files whose settings are gone: listed as damaged, never as defaults
+            raise DamagedRun(f"run {self.name} is damaged: config.json is missing")
         return self._settings({**BEFORE_SETTINGS_EXISTED, **stored}).to_dict() if stored else stored
 
     def teacher(self) -> str:
@@ -641,16 +643,20 @@ def download_copies(run: Run, names: tuple[str, ...] = ("summary.csv", "summary.
     return copies
 
 
+RUN_FILES = ("config.json", "status.json", "summary.json")  # written first by every run, in this order
+
+
 def find_runs(results_dir: Roots = None) -> list[Run]:
-    """Every run folder in the results folder(s), damaged ones included (each holds a config.json). A folder
+    """Every run folder in the results folder(s), damaged ones included: a folder holding any of a run's first
+    files, whatever they have become (a config.json turned folder, or deleted beside the others). A folder
     given that is itself a run (a published run's tree, `distill.publish`) counts as one."""
     runs = []
     for root in _roots(results_dir):
         if (root / "config.json").is_file():
             runs.append(Run(root))
         elif root.is_dir():
-            paths = sorted(p for p in root.iterdir() if not p.name.startswith("."))
-            runs += [Run(p) for p in paths if (p / "config.json").is_file()]
+            paths = sorted(p for p in root.iterdir() if not p.name.startswith(".") and p.is_dir())
+            runs += [Run(p) for p in paths if any(os.path.lexists(p / name) for name in RUN_FILES)]
     return runs
 
 

@@ -51,13 +51,15 @@ def verdict(table: list[Row]) -> str:
         why = why if few_seeds else "its lead can't be tested"
         return _sentences(guessing, f"{name} scored highest ({best['accuracy']:.1%}), but {why}.")
     rivals = [r for r in others if not is_control(r)]
-    close = [r for r in rivals if r.get("significant") is False]
+    close = [r for r in rivals if r.get("significant") is False and r not in tied]
     beaten = [r for r in rivals if r.get("significant")]
     untested = [r for r in rivals if r.get("p_value") is None]
+    head = f"{_names([best, *tied])} are level at the top" if tied else f"{name} is best"
+    head += f" ({best['accuracy']:.1%})"
     if close:
         first, rest = close[0], close[1:]
         text = (
-            f"{name} is best ({best['accuracy']:.1%}), but not clearly ahead of {first['strategy']} "
+            f"{head},{'' if tied else ' but'} not clearly ahead of {first['strategy']} "
             f"({_points(first['diff_vs_best'])}, 95% range {_number(first['diff_low'])} to "
             f"{_number(first['diff_high'])})"
             + "".join(f", {r['strategy']} ({_points(r['diff_vs_best'])})" for r in rest[:-1])
@@ -65,17 +67,18 @@ def verdict(table: list[Row]) -> str:
         )
         if beaten:
             nearest, lead = beaten[0], -beaten[0]["diff_vs_best"]
-            text += f"; it beats {nearest['strategy']} by {lead * 100:.1f} points ({_p_text(nearest)})"
+            text += f"; {'they beat' if tied else 'it beats'} {nearest['strategy']} by {lead * 100:.1f} points"
+            text += f" ({_p_text(nearest)})"
             text += f" and {_names(beaten[1:])} by more" if beaten[1:] else ""
     elif beaten:
         nearest = beaten[0]
         every = "every other strategy" if not untested else "every tested strategy"
         text = (
-            f"{name} is best ({best['accuracy']:.1%}), clearly ahead of {every} (nearest: {nearest['strategy']}, "
+            f"{head}, clearly ahead of {every} (nearest: {nearest['strategy']}, "
             f"{_points(nearest['diff_vs_best'])}, {_p_text(nearest)})"
         )
     else:
-        text = f"{name} scored highest ({best['accuracy']:.1%})"
+        text = head if tied else f"{name} scored highest ({best['accuracy']:.1%})"
     text += _confirmation(beaten)
     if untested:
         text += f"; can't tell yet against {_names(untested)} (fewer than {MIN_SEEDS} seeds)"

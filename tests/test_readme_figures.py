@@ -210,7 +210,7 @@ def test_concurrency():
     from bench.concurrency import show
 
     text = printed(show, bench("concurrency"))
-    lines = table_lines(text) + [text.splitlines()[0]]
+    lines = [*table_lines(text), text.splitlines()[0]]
     arms = list(bench("concurrency")["arms"].values())
     prose = [
         f"train {arms[1]['vs_one_after_the_other']:.2f}x more tokens a second",

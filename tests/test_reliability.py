@@ -54,6 +54,11 @@ DAMAGE = {
         "summary.json cannot be read",
     ),
     "config garbage": (lambda run: (run.path / "config.json").write_bytes(b"\x00\xff{"), "config.json cannot be read"),
+    "config is a folder": (
+        lambda run: ((run.path / "config.json").unlink(), (run.path / "config.json").mkdir()),
+        "config.json cannot be read",
+    ),
+    "config deleted": (lambda run: (run.path / "config.json").unlink(), "config.json is missing"),
     "config not a mapping": (lambda run: (run.path / "config.json").write_text("[]"), "config.json does not hold"),
     "config unknown setting": (
         lambda run: (run.path / "config.json").write_text('{"teacher": "embedded", "warp_speed": 9}'),

@@ -246,6 +246,29 @@ def test_a_tie_for_the_top_is_said_and_not_given_to_one():
     assert verdict(table).startswith("top_k scored highest (34.4%)")
 
 
+def test_a_tested_tie_for_the_top_names_both_leaders_and_tests_them_against_the_rest_only():
+    other = "the other check set (MNLI validation, unseen genres)"
+    table = [
+        _student("top_k", 0.55, best=True),
+        _student("odd", 0.55, **_tested(0.0, 1.0)),
+        _student("even", 0.54, **_tested(-0.01, 0.4)),
+        _student("bottom_k", 0.45, **_tested(-0.10, 1e-6)),
+    ]
+    text = verdict(table)
+    assert text.startswith(
+        "top_k and odd are level at the top (55.0%), not clearly ahead of even (-1.0 points, 95% range -2.0 to "
+        "+0.0); they beat bottom_k by 10.0 points (p < 0.001)"
+    ), text
+    assert "ahead of odd" not in text and "tied with" not in text
+    table[2].update(_tested(-0.01, 0.001))  # even now clearly behind too: only the tie is left at the top
+    assert verdict(table).startswith(
+        "top_k and odd are level at the top (55.0%), clearly ahead of every other strategy (nearest: even, "
+        f"-1.0 points, p = 0.001), confirmed on {other}."
+    )
+    level = [_student("top_k", 0.55, best=True), _student("odd", 0.55, **_tested(0.0, 1.0))]
+    assert verdict(level).startswith("top_k and odd are level at the top (55.0%).")
+
+
 @pytest.mark.parametrize(
     ("accuracy", "rows", "guessing"),
     [(0.3281, 128, True), (0.40, 128, True), (0.45, 128, False), (0.35, 9815, False), (0.34, 9815, True)],
