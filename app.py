@@ -82,7 +82,12 @@ def find_run(name: str, where: list[str] | None = None):
 
 
 class Refusal(gr.Error):
-    """A gr.Error whose text is its message: MCP clients are sent str(error), which for gr.Error is its repr."""
+    """A gr.Error whose text is its message (MCP clients are sent str(error), which for gr.Error is its repr), and
+    which Gradio does not print as a traceback: a refusal is no fault of the server's, and an unexpected error's
+    traceback is already in the log, with tokens scrubbed, from `errors.user_message`."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, print_exception=False)
 
     def __str__(self) -> str:
         return str(self.message)

@@ -339,7 +339,7 @@ def _errors_as_lines(fn: Callable) -> Callable:
         try:
             yield from fn(*args)
         except Exception as err:
-            raise gr.Error(user_message(err)) from None
+            raise gr.Error(user_message(err), print_exception=False) from None  # user_message logged it if unexpected
 
     return in_worker
 

@@ -148,6 +148,21 @@ def test_bad_chat_input_gets_a_clear_error(client, finished_job, args, message):
     assert client.predict(api_name="/models"), "the app keeps serving"
 
 
+def test_a_refusal_prints_no_traceback_to_the_server_log(client, capfd):
+    """A refused request is the visitor's line, not a fault of the server: Gradio printed each one as a 20-line
+    traceback, burying real errors (whose tracebacks `errors.user_message` logs, scrubbed)."""
+    calls = {
+        "/chat": ("nope/teacher", "q", "", 1.0, 128, False),
+        "/comparison": ("nope", None),
+        "/watch_job": ("nope",),  # a stream
+    }
+    for api_name, args in calls.items():
+        with pytest.raises(Exception, match="no run named 'nope'"):
+            client.predict(*args, api_name=api_name)
+    log = capfd.readouterr().err
+    assert "Traceback" not in log and "Refusal" not in log, log[-2000:]
+
+
 @pytest.mark.parametrize("sent", [{"path": "/etc/passwd"}, "/etc/hostname"])
 def test_a_server_path_sent_as_the_upload_is_refused(client, app_server, sent):
     before = sorted(p.name for p in app_server[1].iterdir())
