@@ -29,6 +29,7 @@ the choices and the simulations behind them.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, replace
 
@@ -113,9 +114,8 @@ def seed_example_test(
     seeds = (len(a), len(b))
     if min(seeds) < MIN_SEEDS:
         return Difference(difference, seeds)
-    rng = np.random.default_rng(seed)
     replicates = np.concatenate(
-        [_replicate(a, b, rng, min(250, resamples - start)) for start in range(0, resamples, 250)]
+        [_replicate(a, b, *chunk) for chunk in _draws(seed, resamples, a.shape[1], len(a), len(b))]
     )
     # Resampling examples and then seeds counts the seed-by-example noise (each model's own luck on each example)
     # three times: in the examples' level, in the seeds' level, and again there, since reweighting the examples
@@ -231,17 +231,37 @@ def _interaction_variance(correct: np.ndarray) -> float:
     return max(within - between, 0.0) / (1 - 1 / n_examples)
 
 
-def _replicate(a: np.ndarray, b: np.ndarray, rng: np.random.Generator, count: int) -> np.ndarray:
-    """`count` bootstrap replicates of mean(a) - mean(b): examples reweighted jointly, seeds drawn per strategy."""
-    weights = rng.poisson(1.0, size=(count, a.shape[1])).astype(np.float32)
+Draws = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+@functools.lru_cache(maxsize=4)
+def _draws(seed: int, resamples: int, rows: int, seeds_a: int, seeds_b: int) -> tuple[Draws, ...]:
+    """The bootstrap's random draws, in chunks of 250 replicates: each row's Poisson weight (uint8: a Poisson(1)
+    draw is never near 256), then the seeds drawn for a and for b. They depend on the shapes alone, so every pair
+    of a comparison with the same shapes shares them: drawing 10 million Poisson weights per pair took most of
+    a comparison's seconds, and the Compare tab waited on them."""
+    rng, chunks = np.random.default_rng(seed), []
+    for start in range(0, resamples, 250):
+        count = min(250, resamples - start)
+        weights = rng.poisson(1.0, size=(count, rows)).astype(np.uint8)
+        chunks.append((weights, rng.integers(0, seeds_a, (count, seeds_a)), rng.integers(0, seeds_b, (count, seeds_b))))
+    return tuple(chunks)
+
+
+def _replicate(
+    a: np.ndarray, b: np.ndarray, weights: np.ndarray, seeds_a: np.ndarray, seeds_b: np.ndarray
+) -> np.ndarray:
+    """Bootstrap replicates of mean(a) - mean(b), one per row of `weights`: examples reweighted jointly, seeds
+    drawn per strategy (`seeds_a`, `seeds_b`: indices drawn with replacement)."""
+    weights = weights.astype(np.float32)
     totals = np.maximum(weights.sum(axis=1, keepdims=True), 1.0)
-    return _seed_mean(weights @ a.T / totals, rng) - _seed_mean(weights @ b.T / totals, rng)
+    return _seed_mean(weights @ a.T / totals, seeds_a) - _seed_mean(weights @ b.T / totals, seeds_b)
 
 
-def _seed_mean(accuracy: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _seed_mean(accuracy: np.ndarray, drawn_seeds: np.ndarray) -> np.ndarray:
     """Mean over seeds drawn with replacement, per replicate (rows), with the small-sample variance correction."""
-    count, n_seeds = accuracy.shape
-    drawn = np.take_along_axis(accuracy, rng.integers(0, n_seeds, size=(count, n_seeds)), axis=1).mean(axis=1)
+    n_seeds = accuracy.shape[1]
+    drawn = np.take_along_axis(accuracy, drawn_seeds, axis=1).mean(axis=1)
     centre = accuracy.mean(axis=1)
     return centre + np.sqrt(n_seeds / (n_seeds - 1)) * (drawn - centre)
 

@@ -297,3 +297,33 @@ def test_the_planner_of_a_paired_run_counts_what_pairing_cancels():
     assert 0.65 <= found <= 0.92, found
     unshared = Noise(noise.seed, noise.row, noise.model_row, EXAMPLES)
     assert noise.detectable(5) < 0.85 * unshared.detectable(5)  # 3.7 points against 4.6
+
+
+def test_pairs_of_the_same_shapes_share_their_bootstrap_draws_and_get_the_same_test():
+    """The bootstrap's draws depend on the shapes alone, so a comparison draws them once per shape (the Compare
+    tab waited seconds on drawing them for every pair), with the replicates a fresh generator gives pair by pair."""
+    from distill import stats
+
+    rng = np.random.default_rng(7)
+    correct = {name: (rng.random((3, 500)) < p).astype(float) for name, p in (("a", 0.6), ("b", 0.55), ("c", 0.5))}
+    stats._draws.cache_clear()
+    tests = [stats.seed_example_test(correct["a"], correct[other]) for other in ("b", "c")]
+    assert stats._draws.cache_info().misses == 1 and stats._draws.cache_info().hits == 1
+
+    def fresh_replicates(a, b):  # the replicates as drawn before the draws were shared: one generator per pair
+        fresh, replicates = np.random.default_rng(0), []
+        for _ in range(stats.RESAMPLES // 250):
+            weights = fresh.poisson(1.0, size=(250, a.shape[1])).astype(np.float32)
+            totals = np.maximum(weights.sum(axis=1, keepdims=True), 1.0)
+            seeds = [fresh.integers(0, len(x), (250, len(x))) for x in (a, b)]
+            means = [stats._seed_mean(weights @ x.T / totals, s) for x, s in zip((a, b), seeds, strict=True)]
+            replicates.append(means[0] - means[1])
+        return np.concatenate(replicates)
+
+    for other, test in zip(("b", "c"), tests, strict=True):
+        a, b = correct["a"], correct[other]
+        shared = np.concatenate(
+            [stats._replicate(a, b, *chunk) for chunk in stats._draws(0, stats.RESAMPLES, 500, 3, 3)]
+        )
+        assert np.array_equal(shared, fresh_replicates(a, b))
+        assert test.p_value == stats.seed_example_test(a, b).p_value and 0 <= test.p_value <= 1
