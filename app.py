@@ -81,6 +81,12 @@ def find_run(name: str, where: list[str] | None = None):
     return open_run(name, where or roots(), allow_paths=False)
 
 
+CSS = """
+.narrow-only { display: none; }
+@media (max-width: 640px) { .narrow-only { display: block; } }
+"""  # shown on phones only: the cue that the comparison table scrolls sideways
+
+
 class Refusal(gr.Error):
     """A gr.Error whose text is its message (MCP clients are sent str(error), which for gr.Error is its repr), and
     which Gradio does not print as a traceback: a refusal is no fault of the server's, and an unexpected error's
@@ -1399,6 +1405,8 @@ def compare_tab() -> View:
         info="pick two or more: one more row averages their class probabilities, seed by seed",
         elem_id="ensemble-picker",
     )
+    # On a phone the table is wider than the screen and scrolls inside its frame; nothing else says so.
+    gr.Markdown("Swipe the table sideways for all its columns →", elem_classes=["narrow-only"], elem_id="swipe-cue")
     view["table"] = gr.Dataframe(
         label="Strategy comparison", wrap=True, interactive=False, max_height=900, elem_id="comparison-table"
     )
@@ -1680,6 +1688,7 @@ def launch(prevent_thread_lock: bool = False, **options) -> None:
         max_file_size="50mb",
         show_error=True,
         theme=theme,
+        css=CSS,
         mcp_server=True,
         prevent_thread_lock=True,
         max_threads=MAX_THREADS,

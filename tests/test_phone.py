@@ -1,5 +1,6 @@
 """Compare on a phone (390×844, Debian Chromium): the comparison table keeps readable columns and scrolls
-sideways inside its own frame, the page itself does not, and no header is clipped. A screenshot is kept in
+sideways inside its own frame, under a line that says so (on a phone only), the page itself does not, and no
+header is clipped. A screenshot is kept in
 tests/artifacts/compare-phone.png."""
 
 from __future__ import annotations
@@ -41,7 +42,16 @@ def test_compare_on_a_phone_scrolls_the_table_not_the_page(app_server):
         page.screenshot(path=str(ARTIFACTS / "compare-phone.png"))
         frame.evaluate("e => e.scrollLeft = e.scrollWidth")  # the last columns, one swipe away
         page.screenshot(path=str(ARTIFACTS / "compare-phone-scrolled.png"))
+        cue = page.locator("#swipe-cue")
+        sync_api.expect(cue).to_be_visible()
+        sync_api.expect(cue).to_contain_text("Swipe the table sideways")
+        cue_above = cue.bounding_box()["y"] < table.bounding_box()["y"]
+        desk = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+        desk.goto(url + "?compare=reference")
+        sync_api.expect(desk.locator("#comparison-table .body-cell").first).to_be_visible(timeout=60_000)
+        sync_api.expect(desk.locator("#swipe-cue")).to_be_hidden()  # a desktop's table fits: no cue
         browser.close()
+    assert cue_above, "the cue is read before the table"
     headers = [c for c in cells if c["header"]]
     assert len(headers) >= 10, headers
     assert all(c["width"] >= 50 for c in cells), [c for c in cells if c["width"] < 50][:3]
