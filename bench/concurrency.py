@@ -2,17 +2,16 @@
 
     python -m bench.concurrency        # prints the table, writes bench/concurrency.json
 
-A default student step (32 pairs, about 1,200 tokens, 3 layers) is a few hundred operations. Its large matmuls keep
-both cores busy; its small ones, its elementwise work and the dispatch of each operation mostly do not (one thread
-instead of two is far less than 2x slower: the roofline's row). Three arms on the default job's real batches, each
-student trained as a job trains one (its settings, bf16 autocast, the plain attention kernel, clipping, fused
-AdamW), the arms in turn over rounds, the first a warm-up, so this machine's drift falls on each alike:
+One thread instead of two is far less than 2x slower (the roofline's row), so one student leaves part of the
+second core idle. Three arms on the default job's real batches, each student trained as a job trains one (its
+settings, bf16 autocast, the plain attention kernel, clipping, fused AdamW), the arms in turn over rounds, the
+first a warm-up, so this machine's drift falls on each alike:
 
 - one after the other: two students, each on torch's threads in turn (what a job does);
 - at once: the same two students' steps in two Python threads, one intra-op thread each (torch's thread count is
   per thread, and the GIL is released inside operations);
-- one larger batch: one student on batches 4x as large, on torch's threads: the same kind of rows in fewer, larger
-  matmuls, the most that stacking several students' weights into one set of matmuls (`torch.func`) could give.
+- one larger batch: one student on batches 4x as large, on torch's threads: the same kind of rows in fewer,
+  larger matmuls, with a quarter of the optimizer steps (a change of recipe, not only of speed).
 
 Rates are training tokens per second, counted at each batch's longest row (the larger batches hold other rows, of
 other lengths, so that arm compares rates, not the same work). Students trained at once do the job's arithmetic:

@@ -50,12 +50,11 @@ def strip_paths(text: str) -> str:
 
 def user_message(err: BaseException) -> str:
     """One line for the user: a UserError as it is, a failed write by its cause, anything else as unexpected,
-    without its Python text (a TypeError's says nothing a user can act on); that goes to the server's log."""
+    without its Python text (a TypeError's says nothing a user can act on). The last two are the server's faults,
+    not the user's: the server's log keeps their traceback, tokens scrubbed."""
     if isinstance(err, UserError):
-        text = str(err)
-    elif isinstance(err, OSError) and err.strerror:
-        text = f"cannot read or write a file: {err.strerror}"
-    else:
-        LOG.error("unexpected error, not shown to the user:\n%s", scrub("".join(traceback.format_exception(err))))
-        text = UNEXPECTED
-    return strip_paths(scrub(text))
+        return strip_paths(scrub(str(err)))
+    file_error = isinstance(err, OSError) and bool(err.strerror)
+    kind = "file error, shown to the user in one line" if file_error else "unexpected error, not shown to the user"
+    LOG.error("%s:\n%s", kind, scrub("".join(traceback.format_exception(err))))
+    return strip_paths(scrub(f"cannot read or write a file: {err.strerror}" if file_error else UNEXPECTED))

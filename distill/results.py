@@ -337,9 +337,11 @@ class Run:
         """The stored settings, checked as a JobConfig (typed, in range); a run written before a setting existed
         ran with its behaviour of the time."""
         stored = self._read("config.json", None, CONFIG)
-        if stored is None:  # a folder of run files whose settings are gone: listed as damaged, never as defaults
-            raise DamagedRun(f"run {self.name} is damaged: config.json is missing")
-        return self._settings({**BEFORE_SETTINGS_EXISTED, **stored}).to_dict() if stored else stored
+        if not stored:  # a run's settings gone or emptied: listed as damaged, never read as the defaults
+            raise DamagedRun(
+                f"run {self.name} is damaged: config.json {'is missing' if stored is None else 'is empty'}"
+            )
+        return self._settings({**BEFORE_SETTINGS_EXISTED, **stored}).to_dict()
 
     def teacher(self) -> str:
         """The teacher as visitors may see it: a Hub id, 'embedded', or a local folder's name (never its path)."""
@@ -643,20 +645,25 @@ def download_copies(run: Run, names: tuple[str, ...] = ("summary.csv", "summary.
     return copies
 
 
-RUN_FILES = ("config.json", "status.json", "summary.json")  # written first by every run, in this order
+RUN_MARKERS = ("config.json", "status.json", "summary.json")  # files only a run folder holds
+
+
+def is_run_folder(path: Path) -> bool:
+    """Whether `path` holds any of a run's own files, whatever they have become: a config.json turned folder, or
+    deleted beside the others, is a damaged run, not a folder to pass over."""
+    return any(os.path.lexists(path / name) for name in RUN_MARKERS)
 
 
 def find_runs(results_dir: Roots = None) -> list[Run]:
-    """Every run folder in the results folder(s), damaged ones included: a folder holding any of a run's first
-    files, whatever they have become (a config.json turned folder, or deleted beside the others). A folder
-    given that is itself a run (a published run's tree, `distill.publish`) counts as one."""
+    """Every run folder in the results folder(s), damaged ones included. A folder given that is itself a run (a
+    published run's tree, `distill.publish`) counts as one."""
     runs = []
     for root in _roots(results_dir):
-        if (root / "config.json").is_file():
+        if is_run_folder(root):
             runs.append(Run(root))
         elif root.is_dir():
             paths = sorted(p for p in root.iterdir() if not p.name.startswith(".") and p.is_dir())
-            runs += [Run(p) for p in paths if any(os.path.lexists(p / name) for name in RUN_FILES)]
+            runs += [Run(p) for p in paths if is_run_folder(p)]
     return runs
 
 

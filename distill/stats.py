@@ -234,7 +234,7 @@ def _interaction_variance(correct: np.ndarray) -> float:
 Draws = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=2)  # a comparison's two splits; 1,000 bytes a row each
 def _draws(seed: int, resamples: int, rows: int, seeds_a: int, seeds_b: int) -> tuple[Draws, ...]:
     """The bootstrap's random draws, in chunks of 250 replicates: each row's Poisson weight (uint8: a Poisson(1)
     draw is never near 256), then the seeds drawn for a and for b. They depend on the shapes alone, so every pair
@@ -244,7 +244,10 @@ def _draws(seed: int, resamples: int, rows: int, seeds_a: int, seeds_b: int) -> 
     for start in range(0, resamples, 250):
         count = min(250, resamples - start)
         weights = rng.poisson(1.0, size=(count, rows)).astype(np.uint8)
-        chunks.append((weights, rng.integers(0, seeds_a, (count, seeds_a)), rng.integers(0, seeds_b, (count, seeds_b))))
+        drawn = (weights, rng.integers(0, seeds_a, (count, seeds_a)), rng.integers(0, seeds_b, (count, seeds_b)))
+        for array in drawn:
+            array.setflags(write=False)  # shared by every caller of the cache
+        chunks.append(drawn)
     return tuple(chunks)
 
 

@@ -44,22 +44,22 @@ def verdict(table: list[Row]) -> str:
     if not others:
         return _sentences(guessing, f"{name} is the only student ({best['accuracy']:.1%}): nothing to compare it with.")
     tied = [r for r in others if r["accuracy"] == best["accuracy"] and not is_control(r)]
-    name += f" (tied with {_names(tied)})" if tied else ""
+    # Every rival is tested against the best row alone, so with a tie that row still leads the sentence.
+    level = f" is level with {_names(tied)} at the top" if tied else ""
     if all(r.get("p_value") is None for r in others):
         few_seeds = best["seeds"] < MIN_SEEDS or any(r["seeds"] < MIN_SEEDS for r in others)
         why = f"with fewer than {MIN_SEEDS} seeds we can't tell yet: run {MIN_SEEDS} or more"
         why = why if few_seeds else "its lead can't be tested"
-        return _sentences(guessing, f"{name} scored highest ({best['accuracy']:.1%}), but {why}.")
-    rivals = [r for r in others if not is_control(r)]
-    close = [r for r in rivals if r.get("significant") is False and r not in tied]
+        return _sentences(guessing, f"{name}{level or ' scored highest'} ({best['accuracy']:.1%}), but {why}.")
+    rivals = [r for r in others if not is_control(r) and r not in tied]
+    close = [r for r in rivals if r.get("significant") is False]
     beaten = [r for r in rivals if r.get("significant")]
     untested = [r for r in rivals if r.get("p_value") is None]
-    head = f"{_names([best, *tied])} are level at the top" if tied else f"{name} is best"
-    head += f" ({best['accuracy']:.1%})"
+    head = f"{name}{level or ' is best'} ({best['accuracy']:.1%})"
     if close:
         first, rest = close[0], close[1:]
         text = (
-            f"{head},{'' if tied else ' but'} not clearly ahead of {first['strategy']} "
+            f"{head}, but not clearly ahead of {first['strategy']} "
             f"({_points(first['diff_vs_best'])}, 95% range {_number(first['diff_low'])} to "
             f"{_number(first['diff_high'])})"
             + "".join(f", {r['strategy']} ({_points(r['diff_vs_best'])})" for r in rest[:-1])
@@ -67,8 +67,7 @@ def verdict(table: list[Row]) -> str:
         )
         if beaten:
             nearest, lead = beaten[0], -beaten[0]["diff_vs_best"]
-            text += f"; {'they beat' if tied else 'it beats'} {nearest['strategy']} by {lead * 100:.1f} points"
-            text += f" ({_p_text(nearest)})"
+            text += f"; it beats {nearest['strategy']} by {lead * 100:.1f} points ({_p_text(nearest)})"
             text += f" and {_names(beaten[1:])} by more" if beaten[1:] else ""
     elif beaten:
         nearest = beaten[0]
@@ -95,7 +94,7 @@ def verdict(table: list[Row]) -> str:
         if r.get("role") == "ensemble" and r.get("accuracy") is not None:
             versus = "" if r.get("diff_vs_best") is None else f", {_points(r['diff_vs_best'])} vs {r['against']}"
             sentences.append(f"{r['strategy']} reaches {r['accuracy']:.1%}{versus} ({_test_word(r)}).")
-    if len({t for r in [best, *rivals] for t in teachers_of(r)}) == 1:
+    if len({t for r in [best, *tied, *rivals] for t in teachers_of(r)}) == 1:
         sentences.append(ONE_TEACHER)
     return _sentences(*sentences)
 

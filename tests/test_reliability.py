@@ -59,6 +59,7 @@ DAMAGE = {
         "config.json cannot be read",
     ),
     "config deleted": (lambda run: (run.path / "config.json").unlink(), "config.json is missing"),
+    "config empty": (lambda run: (run.path / "config.json").write_text("{}"), "config.json is empty"),
     "config not a mapping": (lambda run: (run.path / "config.json").write_text("[]"), "config.json does not hold"),
     "config unknown setting": (
         lambda run: (run.path / "config.json").write_text('{"teacher": "embedded", "warp_speed": 9}'),
@@ -118,6 +119,15 @@ def test_a_damaged_run_is_listed_with_its_reason_and_the_others_keep_working(goo
         broken.check()
     with pytest.raises(UserError, match="damaged"):
         chat("broken/top_k-seed0", "A man sleeps.", "", 1.0, 64, False, root)
+
+
+def test_a_results_folder_that_is_itself_a_run_is_listed_damaged_when_its_settings_are_gone(good_run, tmp_path):
+    published = copy_run(good_run, tmp_path, "published")  # a run's tree given as the results folder
+    assert [r["state"] for r in list_runs(published.path)] == ["completed"]
+    (published.path / "config.json").unlink()
+    listed = list_runs(published.path)
+    assert [r["state"] for r in listed] == [DAMAGED] and "config.json is missing" in listed[0]["message"]
+    assert list_runs(tmp_path / "no-such-folder") == []
 
 
 def test_a_run_folder_no_name_can_open_is_listed_as_damaged_saying_why(good_run, tmp_path, capsys):
@@ -512,3 +522,20 @@ def test_an_unexpected_error_says_so_without_its_python_text_and_is_logged(err, 
         text = user_message(raised)
     assert text == UNEXPECTED
     assert str(err) in caplog.text and type(err).__name__ in caplog.text, "the server's log has the real error"
+
+
+def test_a_file_error_is_one_line_for_the_user_and_its_traceback_is_logged(caplog, monkeypatch):
+    """A full disk or a refused write is the server's fault: the user reads its cause, and the log keeps where it
+    happened (the app no longer prints refusals' tracebacks, so nothing else would)."""
+    token = "hf_" + "Q" * 30
+    monkeypatch.setenv("HF_TOKEN", token)
+    try:
+        raise OSError(28, "No space left on device", f"/data/runs/x/{token}/summary.json")
+    except OSError as raised:
+        text = user_message(raised)
+    assert text == "cannot read or write a file: No space left on device"
+    assert "file error" in caplog.text and "Traceback" in caplog.text and "No space left" in caplog.text
+    assert token not in caplog.text, "the log keeps tokens out"
+    caplog.clear()
+    user_message(UserError("no run named 'x'"))
+    assert not caplog.text, "a refusal is the user's, not the server's fault: nothing logged"
