@@ -124,11 +124,13 @@ def held_by_this_job(run: Run, runtime: Runtime, resumed: bool) -> Iterator[None
     if not runtime.is_main:
         yield
         return
+    taken = time.time()
     with Lease(run.path) as lease:
         runtime.stop = StopEither(runtime.stop, lease)
         if resumed:
             if run.status()["state"] == "completed":
                 raise ConfigError(f"run {run.name} is completed; only {', '.join(RESUMABLE)} runs can be resumed")
+            run.remove_leftover_temporaries(older_than=taken)
             run.set_status("running", "resumed")
         yield
 

@@ -217,6 +217,16 @@ class Run:
         os.replace(tmp, target)
         return relative
 
+    def remove_leftover_temporaries(self, older_than: float) -> None:
+        """Delete the hidden temporary files (`.NAME.*.tmp`, `.NAME.tmp.png`) that a writer killed mid-write left:
+        never a result, since a write renames its temporary file into place. Called by the run's one writer once
+        it holds the lease; files from before `older_than` (a time.time()) are no write of its own in flight."""
+        for pattern in (".*.tmp", ".*.tmp.png"):
+            for path in self.path.rglob(pattern):
+                with contextlib.suppress(OSError):
+                    if path.stat().st_mtime < older_than:
+                        path.unlink()
+
     def job_config(self) -> JobConfig:
         """The run's settings, with its kept copies of the user's data files, in the results folder it is in now
         (a bucket may be mounted elsewhere after a restart)."""

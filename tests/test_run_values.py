@@ -90,8 +90,9 @@ HARMLESS = {
 }
 # A run without a status file is one whose job died before writing it: failed, and resumable.
 FAILED = {("status.json", "<file>", "missing")}
-# A folder without config.json is no run: it is not listed, and asked for by name it is not found.
-ABSENT = {("config.json", "<file>", "missing")}
+# One without its config.json (its other files still there) is damaged: listed, saying so, not passed over as no
+# run, though a run written before a setting existed reads without it (HARMLESS).
+SETTINGS_GONE = {("config.json", "<file>", "missing")}
 
 
 def expected(file: str, path: str, change: str) -> str:
@@ -100,7 +101,9 @@ def expected(file: str, path: str, change: str) -> str:
     def among(cases: set[tuple[str, str, str]]) -> bool:
         return any(fnmatchcase(file, f) and fnmatchcase(path, p) and fnmatchcase(change, c) for f, p, c in cases)
 
-    return "failed" if among(FAILED) else "absent" if among(ABSENT) else "completed" if among(HARMLESS) else DAMAGED
+    return (
+        "failed" if among(FAILED) else DAMAGED if among(SETTINGS_GONE) else "completed" if among(HARMLESS) else DAMAGED
+    )
 
 
 def changes(value: Any) -> Iterator[tuple[str, Any]]:
@@ -263,7 +266,6 @@ def problems(file: str, path: str, change: str, said: dict[str, tuple]) -> list[
     refused = {
         "completed": {"resume": f"run x is completed; only {', '.join(RESUMABLE)} runs can be resumed"},
         "failed": {"publish": "run x is failed; only a completed run can be published"},
-        "absent": dict.fromkeys(("comparison", "report", "publish", "chat", "resume"), "no run named 'x'"),
     }[state]
     for reader, answer in said.items():
         if reader in refused and answer[:2] != ("error", refused[reader]):
