@@ -46,11 +46,12 @@ def verdict(table: list[Row]) -> str:
     tied = [r for r in others if r["accuracy"] == best["accuracy"] and not is_control(r)]
     # Every rival is tested against the best row alone, so with a tie that row still leads the sentence.
     level = f" is level with {_names(tied)} at the top" if tied else ""
+    highest = f"{name}{level or ' scored highest'} ({best['accuracy']:.1%})"  # said where no test says more
     if all(r.get("p_value") is None for r in others):
         few_seeds = best["seeds"] < MIN_SEEDS or any(r["seeds"] < MIN_SEEDS for r in others)
         why = f"with fewer than {MIN_SEEDS} seeds we can't tell yet: run {MIN_SEEDS} or more"
         why = why if few_seeds else "its lead can't be tested"
-        return _sentences(guessing, f"{name}{level or ' scored highest'} ({best['accuracy']:.1%}), but {why}.")
+        return _sentences(guessing, f"{highest}, but {why}.")
     rivals = [r for r in others if not is_control(r) and r not in tied]
     close = [r for r in rivals if r.get("significant") is False]
     beaten = [r for r in rivals if r.get("significant")]
@@ -77,7 +78,7 @@ def verdict(table: list[Row]) -> str:
             f"{_points(nearest['diff_vs_best'])}, {_p_text(nearest)})"
         )
     else:
-        text = head if tied else f"{name} scored highest ({best['accuracy']:.1%})"
+        text = highest
     text += _confirmation(beaten)
     if untested:
         text += f"; can't tell yet against {_names(untested)} (fewer than {MIN_SEEDS} seeds)"
