@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,8 +46,9 @@ from .teacher import (
     teacher_name,
     teacher_outputs,
 )
-from .training import ModelDiverged, Runtime, fit
+from .training import ModelDiverged, Runtime, fit, side_by_side, students_at_once
 
+SEEDED = threading.Lock()  # held while a student is drawn from the seeded global random generator
 LATENCY_NOT_TIMED = (
     "latency not timed side by side (the job's time ran out or it was stopped first): each model's figure is "
     "its own timing, taken as it was saved"
@@ -88,14 +91,25 @@ def run_job(
             for seed in cfg.teachers
         }
         importance = layer_importance_once(shared, teachers[cfg.teachers[0]].model, runtime, run)
-        for variant in variants(cfg):
-            layers = resolve_layers(variant.strategy, StrategyContext(shared.n_teacher, shared.n_student, importance))
-            for seed in cfg.seeds:
-                if student_name(variant, seed) not in finished:
-                    teacher = teachers[cfg.teacher_of(seed)]
-                    distil_or_record_failure(
-                        shared, run, runtime, teacher=teacher, variant=variant, layers=layers, seed=seed
-                    )
+        context = StrategyContext(shared.n_teacher, shared.n_student, importance)
+        students = [
+            functools.partial(
+                distil_or_record_failure,
+                shared,
+                run,
+                runtime,
+                teacher=teachers[cfg.teacher_of(seed)],
+                variant=variant,
+                layers=layers,
+                seed=seed,
+            )
+            for variant, layers in ((v, resolve_layers(v.strategy, context)) for v in variants(cfg))
+            for seed in cfg.seeds
+            if student_name(variant, seed) not in finished
+        ]
+        side_by_side(students, students_at_once(cfg, runtime), runtime)
+        if runtime.is_main:
+            keep_planned_order(run, cfg)
         timed = time_side_by_side(shared, run, runtime) if runtime.is_main else True
         failed = [r["model"] for r in run.summary() if r.get("failed")]
         notes = [f"{len(failed)} model(s) failed and are left out: {', '.join(failed)}"] if failed else []
@@ -105,6 +119,16 @@ def run_job(
         if runtime.is_main:  # the other processes may finish first: the run is complete once the main one is
             run.set_status("completed", note)
     return run
+
+
+def keep_planned_order(run: Run, cfg: JobConfig) -> None:
+    """The summary's rows in the job's order, teachers first, then each strategy's seeds in turn: students trained
+    side by side are recorded as they finish."""
+    planned = [student_name(variant, seed) for variant in variants(cfg) for seed in cfg.seeds]
+    rows = run.summary()
+    ordered = sorted(rows, key=lambda r: planned.index(r["model"]) if r["model"] in planned else -1)
+    if ordered != rows:
+        run.write_summary(ordered)
 
 
 def open_run_folder(cfg: JobConfig, runtime: Runtime, resume: Run | None) -> Run:
@@ -304,8 +328,9 @@ def distil_student(
     name = student_name(variant, seed)
     random_init = variant.strategy in RANDOM_INIT
     source = load_classifier(shared.source) if variant.strategy in PRETRAINED_LAYERS else None  # before the seed
-    set_seed(seed)  # the random control's layers are drawn per seed
-    student = build_student(teacher.model, layers, random_init=random_init, layer_source=source)
+    with SEEDED:  # the random control's layers are drawn per seed, whatever a student beside it draws
+        set_seed(seed)
+        student = build_student(teacher.model, layers, random_init=random_init, layer_source=source)
     if not random_init and not copied_layers_match(student, source or teacher.model, layers):
         raise RuntimeError(f"student {name} does not start from layers {layers}")
     for_training(student, freeze_words=cfg.freeze_word_embeddings, dropout=cfg.dropout)
@@ -377,8 +402,9 @@ def distil_or_record_failure(
                 failed=str(err),
             )
             if runtime.is_main:
-                run.write_summary([r for r in run.summary() if r["model"] != name] + [row])
-                run.checkpoint(name).unlink(missing_ok=True)
+                with run.writing:
+                    run.write_summary([r for r in run.summary() if r["model"] != name] + [row])
+                    run.checkpoint(name).unlink(missing_ok=True)
             runtime.emit("model", name, f"{name} failed: {err}", **row)
 
 

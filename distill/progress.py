@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
@@ -34,23 +35,32 @@ class Event:
 EventHandler = Callable[[Event], None]
 
 
-@dataclass
 class StepCount:
-    """A job's training steps: planned in all, and done so far; every event carries both."""
+    """A job's training steps: planned in all, and done so far; every event carries both. Students trained side by
+    side advance it from several threads at once."""
 
-    done: int = 0
-    total: int = 0
+    def __init__(self) -> None:
+        self.done = 0
+        self.total = 0
+        self._lock = threading.Lock()
+        self._stage = threading.local()  # steps advanced in the calling thread's stage
 
     def advance(self, steps: int = 1) -> None:
-        self.done += steps
+        with self._lock:
+            self.done += steps
+        self._stage.counted = getattr(self._stage, "counted", 0) + steps
 
     @contextlib.contextmanager
     def stage(self, planned: int) -> Iterator[None]:
         """A stage of `planned` steps ends at its planned count, whatever it trained: a model that diverged, or a
         teacher another job cached meanwhile, still brings the job's progress to its end."""
-        start = self.done
-        yield  # a stop or a pause leaves the count where it stood
-        self.done = start + planned
+        outer = getattr(self._stage, "counted", 0)
+        self._stage.counted = 0
+        try:
+            yield  # a stop or a pause leaves the count where it stood
+            self.advance(planned - self._stage.counted)
+        finally:
+            self._stage.counted = outer + self._stage.counted
 
 
 class StopSignal(Protocol):

@@ -33,6 +33,7 @@ import re
 import shutil
 import socket
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -175,6 +176,7 @@ class Run:
     def __init__(self, path: Path):
         self.path = Path(path)
         self._metrics: list[dict] | None = None
+        self.writing = threading.RLock()  # held by a job's thread while it reads and rewrites the run's records
 
     @property
     def name(self) -> str:
@@ -250,7 +252,7 @@ class Run:
         the log keeps what a developer needs. Best effort: a full disk must not hide the original error."""
         text = "".join(traceback.format_exception(err))
         entry = f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {type(err).__name__}\n{scrub(text)}\n"
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError), self.writing:
             atomic_write(self.path / "errors.log", self.read_log() + entry)
 
     def read_log(self) -> str:

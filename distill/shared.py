@@ -154,9 +154,6 @@ def record_model(
     main_split = shared.main_split
     latency = shared.latency(model, folder, runtime.precision)
     identity = {"model": name, "role": role, "strategy": strategy, "layers": layers, "seed": seed}
-    run.add_metrics([{**identity, **row} for row in history])
-    run.add_predictions(name, {split: values.argmax(axis=1).tolist() for split, values in logits.items()})
-    run.add_probabilities(name, {split: probabilities(values) for split, values in logits.items()})
     row = summary_row(
         **identity,
         splits=metrics,
@@ -168,8 +165,12 @@ def record_model(
         **latency,
         train_seconds=train_seconds,
     )
-    run.write_summary([r for r in run.summary() if r["model"] != name] + [row])
-    run.checkpoint(name).unlink(missing_ok=True)  # the model is saved: its training checkpoint is not needed
+    with run.writing:
+        run.add_metrics([{**identity, **row} for row in history])
+        run.add_predictions(name, {split: values.argmax(axis=1).tolist() for split, values in logits.items()})
+        run.add_probabilities(name, {split: probabilities(values) for split, values in logits.items()})
+        run.write_summary([r for r in run.summary() if r["model"] != name] + [row])
+        run.checkpoint(name).unlink(missing_ok=True)  # the model is saved: its training checkpoint is not needed
     runtime.emit(
         "model",
         name,

@@ -178,6 +178,7 @@ def enforce_limits(cfg: JobConfig) -> None:
         ("batch_size", cfg.batch_size, limits["max_batch_size"]),
         ("max_length", cfg.max_length, limits["max_length"]),
         ("latency_examples", cfg.latency_examples, limits["max_latency_examples"]),
+        ("students_at_once", cfg.students_at_once, limits["max_students_at_once"]),
     ]
     for name, value, limit in checks:
         if value > limit:

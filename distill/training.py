@@ -9,9 +9,11 @@ import io
 import json
 import math
 import sys
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +34,10 @@ from .results import atomic_write
 
 class ModelDiverged(UserError):
     """A model's loss or validation metrics stopped being finite numbers: it is recorded as failed, not as a result."""
+
+
+class StoppedBeside(JobStopped):
+    """Raised in a student trained side by side with one that failed: the job reports that one's error."""
 
 
 StepLoss = Callable[[nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, float]]]
@@ -64,6 +70,8 @@ class Runtime:
     stop: StopSignal | None = None
     deadline: float | None = None  # time.monotonic() after which the job pauses (a time slice on ZeroGPU)
     steps: StepCount = field(default_factory=StepCount)
+    halted: threading.Event = field(default_factory=threading.Event)  # set once a student trained side by side fails
+    _events: threading.RLock = field(default_factory=threading.RLock)  # handlers see one event at a time
 
     @classmethod
     def create(
@@ -92,9 +100,12 @@ class Runtime:
 
     def emit(self, kind: str, stage: str = "", message: str = "", **metrics) -> None:
         if self.is_main:
-            self.on_event(Event(kind, stage, message, self.steps.done, self.steps.total, metrics))
+            with self._events:
+                self.on_event(Event(kind, stage, message, self.steps.done, self.steps.total, metrics))
 
     def check_stop(self) -> None:
+        if self.halted.is_set():
+            raise StoppedBeside("stopped: a student trained beside it ended the job")
         if self.stop is not None and self.stop.is_set():
             pausing = getattr(self.stop, "pausing", None)
             if pausing is not None and pausing():
@@ -216,6 +227,54 @@ def release_freed_memory() -> None:
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None).malloc_trim(0)
+
+
+def students_at_once(cfg: JobConfig, runtime: Runtime) -> int:
+    """How many students a job trains at the same time: `cfg.students_at_once` in one process; with several
+    (`accelerate launch`) each process trains one at a time, its share of every student's batches."""
+    return 1 if runtime.accelerator.num_processes > 1 else cfg.students_at_once
+
+
+def side_by_side(tasks: list[Callable[[], None]], at_once: int, runtime: Runtime) -> None:
+    """Run `tasks` in order, `at_once` at a time, each in a thread of its own on its share of torch's threads (torch
+    releases the GIL inside its operations). The first task to fail stops the others at their next step, and its
+    error is raised once they have stopped; so is a KeyboardInterrupt."""
+    if at_once <= 1 or len(tasks) <= 1:
+        for task in tasks:
+            task()
+        return
+    threads = max(1, torch.get_num_threads() // at_once)
+    runtime.emit("log", "students", f"training {at_once} students at once, {threads} thread(s) each")
+
+    def work(task: Callable[[], None]) -> None:
+        torch.set_num_threads(threads)  # torch's thread count is the calling thread's
+        runtime.check_stop()  # not started once another task failed
+        try:
+            task()
+        except BaseException:
+            runtime.halted.set()  # before this thread can take the next task
+            raise
+
+    pool = ThreadPoolExecutor(min(at_once, len(tasks)), thread_name_prefix="student")
+    futures: list[Future] = []
+    # The attention kernel switch is process-wide: held here for every thread, so no thread's step ends it.
+    with training_attention(runtime.device):
+        try:
+            for task in tasks:
+                futures.append(pool.submit(work, task))
+            for future in as_completed(futures):
+                if future.exception() is not None:
+                    runtime.halted.set()
+                    break
+        except BaseException:  # Ctrl-C while waiting
+            runtime.halted.set()
+            raise
+        finally:  # after a failure the others stop at their next step, and the job ends with that failure
+            pool.shutdown(wait=True, cancel_futures=True)
+    errors = [f.exception() for f in futures if not f.cancelled() and f.exception() is not None]
+    causes = [err for err in errors if not isinstance(err, StoppedBeside)]
+    if errors:
+        raise (causes or errors)[0]
 
 
 def accumulate(

@@ -181,9 +181,14 @@ def test_speedups():
         f"{100 * (v[2]['validation_matched'][0] - v[1]['validation_matched'][0]):+.1f} points on matched and "
         f"{100 * (v[2]['validation_mismatched'][0] - v[1]['validation_mismatched'][0]):+.1f} on mismatched",
         f"its accuracy is the eager one's ({100 * (v[5]['validation_matched'][0] - v[4]['validation_matched'][0]):+.1f}"
-        f"\nand {100 * (v[5]['validation_mismatched'][0] - v[4]['validation_mismatched'][0]):+.1f} points), but a "
+        f"\nand {100 * (v[5]['validation_mismatched'][0] - v[4]['validation_mismatched'][0]):+.1f} points), and a "
         f"student costs {v[5]['student_seconds'][0]:.1f} s against {v[4]['student_seconds'][0]:.1f}",
         ", ".join(f"{seconds:.1f}" for seconds in v[5]["each_student_seconds"].values()),
+        f"took {v[6]['wall_per_student']:.1f} s per student against {v[4]['wall_per_student']:.1f} one at\na time",
+        f"{v[4]['wall_per_student'] / v[6]['wall_per_student']:.2f}x, with the eager accuracy "
+        f"({100 * (v[6]['validation_matched'][0] - v[4]['validation_matched'][0]):+.1f} and "
+        f"{100 * (v[6]['validation_mismatched'][0] - v[4]['validation_mismatched'][0]):+.1f} points)",
+        ", ".join(f"{seconds:.1f}" for seconds in v[6]["each_student_seconds"].values()),
     ]
     assert [run["variants"] for run in r["runs"]] == [list(r["variants"])[:4], list(r["variants"])[4:]]
     assert_on_page(PERFORMANCE, prose, "python -m bench.speedups")

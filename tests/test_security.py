@@ -134,6 +134,7 @@ def test_every_way_to_start_work_meets_the_same_public_limits(tmp_path, monkeypa
         ({"batch_size": 512}, "batch_size is limited to 64"),
         ({"max_length": 512}, "max_length is limited to 128"),
         ({"latency_examples": 1000}, "latency_examples is limited"),
+        ({"students_at_once": 4}, "students_at_once is limited to 2"),
         ({"strategies": ["0,1", "0,2", "1,2", "0,3", "1,3", "2,3", "top_k"]}, "strategies is limited to 6"),
         (
             {"search": True, "strategies": ["top_k"], "search_learning_rates": [1e-4, 2e-4, 3e-4, 4e-4, 5e-4]},
