@@ -323,6 +323,11 @@ def make_loader(
 ) -> torch.utils.data.DataLoader:
     """A DataLoader whose batches carry their row indices (for the teacher-output cache)."""
     sampler = LengthGroupedBatches(data.lengths, batch_size, seed, group=group, shuffle=train)
+    # Its own generator: without one, every pass over a DataLoader draws a seed from the global generator, which
+    # a student built beside it (`training.SEEDED`) is drawing its weights from.
     return torch.utils.data.DataLoader(
-        range(len(data)), batch_sampler=sampler, collate_fn=Batcher(data, pad_id, pad_to)
+        range(len(data)),
+        batch_sampler=sampler,
+        collate_fn=Batcher(data, pad_id, pad_to),
+        generator=torch.Generator().manual_seed(seed),
     )

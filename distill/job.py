@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,9 +45,8 @@ from .teacher import (
     teacher_name,
     teacher_outputs,
 )
-from .training import ModelDiverged, Runtime, fit, side_by_side, students_at_once
+from .training import SEEDED, ModelDiverged, Runtime, fit, side_by_side, students_at_once
 
-SEEDED = threading.Lock()  # held while a student is drawn from the seeded global random generator
 LATENCY_NOT_TIMED = (
     "latency not timed side by side (the job's time ran out or it was stopped first): each model's figure is "
     "its own timing, taken as it was saved"
@@ -327,8 +325,8 @@ def distil_student(
     cfg = shared.cfg
     name = student_name(variant, seed)
     random_init = variant.strategy in RANDOM_INIT
-    source = load_classifier(shared.source) if variant.strategy in PRETRAINED_LAYERS else None  # before the seed
-    with SEEDED:  # the random control's layers are drawn per seed, whatever a student beside it draws
+    with SEEDED:  # the random control's layers are drawn per seed, whatever a student beside it does
+        source = load_classifier(shared.source) if variant.strategy in PRETRAINED_LAYERS else None  # before the seed
         set_seed(seed)
         student = build_student(teacher.model, layers, random_init=random_init, layer_source=source)
     if not random_init and not copied_layers_match(student, source or teacher.model, layers):

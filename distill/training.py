@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
 import gc
@@ -13,7 +14,6 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +34,9 @@ from .results import atomic_write
 
 class ModelDiverged(UserError):
     """A model's loss or validation metrics stopped being finite numbers: it is recorded as failed, not as a result."""
+
+
+SEEDED = threading.Lock()  # held while the global random generator is seeded, restored or drawn from to build
 
 
 class StoppedBeside(JobStopped):
@@ -160,7 +163,8 @@ def fit(
     than `max_tokens` padded tokens (default: `cfg.max_tokens_per_pass`) trains in passes.
     """
     max_tokens = cfg.max_tokens_per_pass if max_tokens is None else max_tokens
-    set_seed(seed)
+    with SEEDED:
+        set_seed(seed)
     accelerator = runtime.accelerator
     optimizer = make_optimizer(model, learning_rate, cfg.weight_decay, cfg.optimizer_8bit)
     steps = epochs * len(loader)
@@ -237,44 +241,47 @@ def students_at_once(cfg: JobConfig, runtime: Runtime) -> int:
 
 def side_by_side(tasks: list[Callable[[], None]], at_once: int, runtime: Runtime) -> None:
     """Run `tasks` in order, `at_once` at a time, each in a thread of its own on its share of torch's threads (torch
-    releases the GIL inside its operations). The first task to fail stops the others at their next step, and its
-    error is raised once they have stopped; so is a KeyboardInterrupt."""
+    releases the GIL inside its operations). The first task to fail stops the others at their next step, and no
+    task starts after it; once every thread has ended, the failure is raised: an error before a stop or a pause,
+    and any of them before the stops it caused. Ctrl-C while waiting stops them all the same way."""
     if at_once <= 1 or len(tasks) <= 1:
         for task in tasks:
             task()
         return
     threads = max(1, torch.get_num_threads() // at_once)
     runtime.emit("log", "students", f"training {at_once} students at once, {threads} thread(s) each")
+    waiting, taking, failures = collections.deque(tasks), threading.Lock(), []
 
-    def work(task: Callable[[], None]) -> None:
+    def work() -> None:
         torch.set_num_threads(threads)  # torch's thread count is the calling thread's
-        runtime.check_stop()  # not started once another task failed
-        try:
-            task()
-        except BaseException:
-            runtime.halted.set()  # before this thread can take the next task
-            raise
+        while True:
+            with taking:
+                if not waiting or runtime.halted.is_set():
+                    return
+                task = waiting.popleft()
+            try:
+                task()
+            except BaseException as err:
+                failures.append(err)
+                runtime.halted.set()
+                return
 
-    pool = ThreadPoolExecutor(min(at_once, len(tasks)), thread_name_prefix="student")
-    futures: list[Future] = []
+    workers = [threading.Thread(target=work, name=f"student-{i}") for i in range(min(at_once, len(tasks)))]
     # The attention kernel switch is process-wide: held here for every thread, so no thread's step ends it.
     with training_attention(runtime.device):
         try:
-            for task in tasks:
-                futures.append(pool.submit(work, task))
-            for future in as_completed(futures):
-                if future.exception() is not None:
-                    runtime.halted.set()
-                    break
-        except BaseException:  # Ctrl-C while waiting
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                worker.join()
+        except BaseException:  # Ctrl-C: the students stop at their next step, and the job ends once they have
             runtime.halted.set()
+            for worker in workers:
+                if worker.ident is not None:
+                    worker.join()
             raise
-        finally:  # after a failure the others stop at their next step, and the job ends with that failure
-            pool.shutdown(wait=True, cancel_futures=True)
-    errors = [f.exception() for f in futures if not f.cancelled() and f.exception() is not None]
-    causes = [err for err in errors if not isinstance(err, StoppedBeside)]
-    if errors:
-        raise (causes or errors)[0]
+    if failures:  # errors first, then a stop or a pause, then the stops they caused; each kind in the order it came
+        raise sorted(failures, key=lambda err: (isinstance(err, StoppedBeside), isinstance(err, JobStopped)))[0]
 
 
 def accumulate(
@@ -359,7 +366,8 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer, scheduler, scaler) 
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     scaler.load_state_dict(state["scaler"])
-    torch.set_rng_state(state["rng"])
+    with SEEDED:
+        torch.set_rng_state(state["rng"])
     return json.loads(state["history"])
 
 

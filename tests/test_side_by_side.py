@@ -15,14 +15,16 @@ from tiny import TINY
 
 from distill.config import ConfigError, JobConfig
 from distill.job import resume_job, run_job
-from distill.progress import JobStopped, StepCount
+from distill.progress import JobPaused, JobStopped, StepCount
 from distill.training import Runtime, side_by_side, students_at_once
 
 STUDENTS = ["top_k-seed0", "top_k-seed1", "odd-seed0", "odd-seed1"]
+CONTROLS = ["random-seed0", "random-seed1"]
 
 
 def tiny_job(tmp_path, teacher, at_once: int, threads: int, events: list):
-    settings = {**TINY, "teacher": str(teacher), "strategies": ["top_k", "odd"], "seeds": [0, 1]}
+    strategies = ["top_k", "odd", "random"]  # the random control draws its layers from the seeded generator
+    settings = {**TINY, "teacher": str(teacher), "strategies": strategies, "seeds": [0, 1]}
     cfg = JobConfig(**settings, students_at_once=at_once, results_dir=str(tmp_path / str(at_once)))
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -39,9 +41,10 @@ def test_students_side_by_side_are_the_students_trained_one_after_the_other(tmp_
     alone = tiny_job(tmp_path, tiny_bert, at_once=1, threads=1, events=alone_events)
     side = tiny_job(tmp_path, tiny_bert, at_once=2, threads=2, events=side_events)
     assert side.status()["state"] == "completed"
-    assert [r["model"] for r in side.summary()] == ["teacher", *STUDENTS]  # the job's order, not the finishing one
-    assert [r["model"] for r in alone.summary()] == ["teacher", *STUDENTS]
-    for name in STUDENTS:
+    everyone = ["teacher", *STUDENTS, *CONTROLS]
+    assert [r["model"] for r in side.summary()] == everyone  # the job's order, not the order they finished in
+    assert [r["model"] for r in alone.summary()] == everyone
+    for name in STUDENTS + CONTROLS:
         ours, theirs = (load_file(run.model_dir(name) / "model.safetensors") for run in (side, alone))
         assert ours.keys() == theirs.keys()
         assert all(torch.equal(ours[k], theirs[k]) for k in ours), name
@@ -50,7 +53,10 @@ def test_students_side_by_side_are_the_students_trained_one_after_the_other(tmp_
     steps = [e.done for e in side_events]
     assert steps == sorted(steps), "the job's progress went backwards"
     assert side_events[-1].done == side_events[-1].total == alone_events[-1].total > 0
-    assert any(e.stage == "top_k-seed1" and e.kind == "step" for e in side_events)
+    assert any(e.message == "training 2 students at once, 1 thread(s) each" for e in side_events)
+    first_done = next(i for i, e in enumerate(side_events) if e.kind == "model" and e.stage == "top_k-seed0")
+    assert {e.stage for e in side_events[:first_done] if e.kind == "step"} >= {"top_k-seed0", "top_k-seed1"}
+    assert not any(e.message.startswith("training") and "at once" in e.message for e in alone_events)
 
 
 def runtime() -> Runtime:
@@ -113,7 +119,7 @@ def test_students_that_all_finish_leave_the_job_running():
     job.check_stop()  # the latency timing after the students must not read as stopped
 
 
-def test_side_by_side_runs_every_task_in_order_on_its_share_of_threads():
+def test_side_by_side_runs_every_task_on_its_share_of_threads():
     job, seen, lock = runtime(), [], threading.Lock()
     before = torch.get_num_threads()
 
@@ -138,10 +144,15 @@ def test_the_step_count_adds_up_across_threads_and_stages():
     count = StepCount()
     count.total = 300
 
+    together = threading.Barrier(3)
+
     def stage(planned, trained):
         with count.stage(planned):
+            together.wait()  # every stage open at once, as students trained side by side are
             for _ in range(trained):
                 count.advance()
+                time.sleep(0)
+            together.wait()
 
     threads = [threading.Thread(target=stage, args=(100, n)) for n in (100, 60, 100)]  # one diverged after 60
     for t in threads:
@@ -194,3 +205,25 @@ def test_a_stop_mid_way_stops_both_students_and_the_run_resumes_to_all_of_them(t
     assert resumed.status()["state"] == "completed"
     assert [r["model"] for r in resumed.summary()] == ["teacher", *STUDENTS]
     assert all(r["accuracy"] is not None for r in resumed.summary())
+
+
+def test_an_error_is_reported_before_the_stops_and_pauses_beside_it():
+    job = runtime()
+    paused, failing = threading.Event(), threading.Event()
+
+    def pauses():
+        failing.wait(5)  # both in flight
+        paused.set()
+        raise JobPaused("paused after its time slice")
+
+    def fails():
+        failing.set()
+        paused.wait(5)
+        time.sleep(0.05)
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):  # it came second, but a pause must not hide it
+        side_by_side([pauses, fails], 2, job)
+    failing.set()
+    with pytest.raises(JobPaused):
+        side_by_side([pauses, lambda: time.sleep(0.2)], 2, runtime())
