@@ -400,9 +400,7 @@ def distil_or_record_failure(
                 failed=str(err),
             )
             if runtime.is_main:
-                with run.writing:
-                    run.write_summary([r for r in run.summary() if r["model"] != name] + [row])
-                    run.checkpoint(name).unlink(missing_ok=True)
+                run.record_row(row)
             runtime.emit("model", name, f"{name} failed: {err}", **row)
 
 

@@ -176,7 +176,7 @@ class Run:
     def __init__(self, path: Path):
         self.path = Path(path)
         self._metrics: list[dict] | None = None
-        self.writing = threading.RLock()  # held by a job's thread while it reads and rewrites the run's records
+        self.writing = threading.RLock()  # held while a record is read and rewritten (students train side by side)
 
     @property
     def name(self) -> str:
@@ -375,8 +375,9 @@ class Run:
         return self._metrics
 
     def add_metrics(self, rows: list[dict]) -> None:
-        self.metrics.extend(rows)
-        atomic_write(self.path / "metrics.jsonl", "".join(to_json(r) + "\n" for r in self.metrics))
+        with self.writing:
+            self.metrics.extend(rows)
+            atomic_write(self.path / "metrics.jsonl", "".join(to_json(r) + "\n" for r in self.metrics))
 
     def summary(self) -> list[SummaryRow]:
         """One row per model (`summary.SummaryRow`); a model whose accuracy is not a finite number reads as
@@ -386,6 +387,12 @@ class Run:
         rows = [from_file(r, splits) for r in rows]
         self._damaged_if("summary.json", summary_rows(rows))
         return [_mark_failed(r) for r in rows]
+
+    def record_row(self, row: SummaryRow) -> None:
+        """A model's summary row, in place of any earlier one; its training checkpoint is no longer needed."""
+        with self.writing:
+            self.write_summary([r for r in self.summary() if r["model"] != row["model"]] + [row])
+            self.checkpoint(row["model"]).unlink(missing_ok=True)
 
     def write_summary(self, rows: list[SummaryRow]) -> None:
         write_json(self.path / "summary.json", rows)
@@ -398,7 +405,8 @@ class Run:
         return self._read("labels.json", {}, labels_problem)
 
     def add_predictions(self, model: str, predictions: dict[str, list[int]]) -> None:
-        write_json(self.path / "predictions.json", {**self.predictions(), model: predictions})
+        with self.writing:
+            write_json(self.path / "predictions.json", {**self.predictions(), model: predictions})
 
     def probabilities(self, model: str) -> dict[str, np.ndarray]:
         """A model's class probabilities per validation split (empty for runs made before they were kept)."""

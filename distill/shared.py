@@ -165,12 +165,10 @@ def record_model(
         **latency,
         train_seconds=train_seconds,
     )
-    with run.writing:
-        run.add_metrics([{**identity, **row} for row in history])
-        run.add_predictions(name, {split: values.argmax(axis=1).tolist() for split, values in logits.items()})
-        run.add_probabilities(name, {split: probabilities(values) for split, values in logits.items()})
-        run.write_summary([r for r in run.summary() if r["model"] != name] + [row])
-        run.checkpoint(name).unlink(missing_ok=True)  # the model is saved: its training checkpoint is not needed
+    run.add_metrics([{**identity, **row} for row in history])
+    run.add_predictions(name, {split: values.argmax(axis=1).tolist() for split, values in logits.items()})
+    run.add_probabilities(name, {split: probabilities(values) for split, values in logits.items()})
+    run.record_row(row)
     runtime.emit(
         "model",
         name,
