@@ -114,7 +114,7 @@ class Lease:
     def _create(self) -> bool:
         """Create the lease whole, only if there is none: a hard link of a full temporary file (no reader ever
         sees it half written); where links are not supported, an exclusive create and a write."""
-        tmp = self.folder / f".{results.HEARTBEAT_FILE}.{self.token}.tmp"
+        tmp = results.temporary_path(self.path, self.token)
         tmp.write_text(self._record(), encoding="utf-8")
         try:
             os.link(tmp, self.path)

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from .comparison import finished, strategy_rows
-from .results import Run
+from .results import Run, temporary_path
 
 
 def curves(run: Run) -> list[dict[str, Any]]:
@@ -116,9 +116,9 @@ def _series(points: list[dict], strategy: str, curve: str) -> tuple[list[int], l
 
 
 def _save(fig, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp.png")
+    tmp = temporary_path(path)
     fig.tight_layout()
-    fig.savefig(tmp, dpi=110)
+    fig.savefig(tmp, dpi=110, format="png")
     fig.clf()
     import matplotlib.pyplot as plt
 

@@ -84,10 +84,19 @@ BEFORE_SETTINGS_EXISTED = {
 }
 
 
+TEMPORARY = ".*.tmp"  # every write goes through a hidden sibling named so, then renames it into place
+
+
+def temporary_path(target: Path, tag: str = "") -> Path:
+    """The hidden sibling (`.NAME.tmp`, or `.NAME.TAG.tmp`) a write of `target` goes through: a file or a folder
+    matching `TEMPORARY`, which `Run.remove_leftover_temporaries` deletes where a killed writer left one."""
+    return target.with_name(f".{target.name}.{tag}.tmp" if tag else f".{target.name}.tmp")
+
+
 def atomic_write(path: Path, content: str | bytes) -> None:
     """Write via a temporary file in the same folder and rename it over the target: old or new, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # a unique TEMPORARY
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(content.encode("utf-8") if isinstance(content, str) else content)
@@ -214,20 +223,19 @@ class Run:
         relative = f"{folder}/{source.name}"  # the file's own name: a validation split is named after it
         target = self.path / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp")
+        tmp = temporary_path(target)
         shutil.copyfile(source, tmp)
         os.replace(tmp, target)
         return relative
 
     def remove_leftover_temporaries(self, older_than: float) -> None:
-        """Delete the hidden temporary files (`.NAME.*.tmp`, `.NAME.tmp.png`) that a writer killed mid-write left:
-        never a result, since a write renames its temporary file into place. Called by the run's one writer once
-        it holds the lease; files from before `older_than` (a time.time()) are no write of its own in flight."""
-        for pattern in (".*.tmp", ".*.tmp.png"):
-            for path in self.path.rglob(pattern):
-                with contextlib.suppress(OSError):
-                    if path.stat().st_mtime < older_than:
-                        path.unlink()
+        """Delete the hidden temporary files and folders (`TEMPORARY`) that a writer killed mid-write left: never
+        a result, since a write renames its temporary into place. Called by the run's one writer once it holds
+        the lease; those from before `older_than` (a time.time()) are no write of its own in flight."""
+        for path in sorted(self.path.rglob(TEMPORARY), reverse=True):  # a folder's own leftovers first
+            with contextlib.suppress(OSError):
+                if path.lstat().st_mtime < older_than:
+                    shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
 
     def job_config(self) -> JobConfig:
         """The run's settings, with its kept copies of the user's data files, in the results folder it is in now
@@ -442,7 +450,7 @@ class Run:
     def link_model(self, name: str, source: Path) -> Path:
         """Place an already saved model folder into the run (hard links where possible, else copies)."""
         target = self.model_dir(name)
-        tmp = target.with_name(f".{name}.tmp")
+        tmp = temporary_path(target)
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(source, tmp, copy_function=_link_or_copy)
         os.replace(tmp, target)
@@ -569,7 +577,7 @@ def _check_model_folder(folder: Path, what: str) -> None:
 
 
 def save_pretrained_atomic(target: Path, model, tokenizer) -> Path:
-    tmp = target.with_name(f".{target.name}.tmp")
+    tmp = temporary_path(target)
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir(parents=True)
@@ -648,8 +656,9 @@ def open_run(name_or_path: str | Path, results_dir: Roots = None, *, allow_paths
     path = Path(name_or_path)
     if not allow_paths or not path.is_dir():
         raise UserError(f"no run named {echo(name)}")
-    if not (path / "config.json").is_file():
-        raise UserError(f"{name} is not a run folder (no config.json)")
+    if not is_run_folder(path):
+        kind = "a saved model's folder" if is_model_folder(path) else "no config.json, status.json or summary.json"
+        raise UserError(f"{echo(name)} is not a run folder ({kind})")
     return Run(path)
 
 
@@ -666,12 +675,18 @@ def download_copies(run: Run, names: tuple[str, ...] = ("summary.csv", "summary.
 
 
 RUN_MARKERS = ("config.json", "status.json", "summary.json")  # files only a run folder holds
+MODEL_MARKERS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "tokenizer_config.json")
+
+
+def is_model_folder(path: Path) -> bool:
+    """Whether `path` is a saved model (`save_pretrained`), whose config.json is the model's, not a run's."""
+    return any(os.path.lexists(path / name) for name in MODEL_MARKERS)
 
 
 def is_run_folder(path: Path) -> bool:
     """Whether `path` holds any of a run's own files, whatever they have become: a config.json turned folder, or
-    deleted beside the others, is a damaged run, not a folder to pass over."""
-    return any(os.path.lexists(path / name) for name in RUN_MARKERS)
+    deleted beside the others, is a damaged run, not a folder to pass over. A saved model's folder is no run."""
+    return any(os.path.lexists(path / name) for name in RUN_MARKERS) and not is_model_folder(path)
 
 
 def find_runs(results_dir: Roots = None) -> list[Run]:

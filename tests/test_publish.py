@@ -53,7 +53,7 @@ INTERNAL = (
     "models/teacher/history.json",
     "models/top_k-seed0/optimizer.pt",
     "models/top_k-seed0/.model.safetensors.tmp",
-    "plots/.loss_curves.png.tmp.png",
+    "plots/.loss_curves.png.tmp",
 )
 
 

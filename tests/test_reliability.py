@@ -28,7 +28,7 @@ from distill.inference import chat, chat_models
 from distill.job import resume_job, run_job
 from distill.lease import RunBusy
 from distill.plan import plan_job
-from distill.results import DAMAGED, DamagedRun, Run, list_runs, open_run, to_json
+from distill.results import DAMAGED, DamagedRun, Run, list_runs, open_run, temporary_path, to_json
 from distill.tables import display_rows
 
 
@@ -142,6 +142,68 @@ def test_a_run_folder_no_name_can_open_is_listed_as_damaged_saying_why(good_run,
     assert not any(m.startswith("odd name/") for m in chat_models(root)) and "fine/top_k-seed0" in chat_models(root)
     with pytest.raises(UserError, match="no run named 'odd name'"):
         open_run("odd name", root, allow_paths=False)
+
+
+def test_a_results_folder_of_saved_models_lists_no_runs_and_a_model_path_is_refused_saying_so(good_run, tmp_path):
+    """A run's models/ folder (each model has its own config.json) given as the results folder, or one model's
+    folder given as a run, is not a run: nothing is listed as damaged, and the path is refused in one line."""
+    run = copy_run(good_run, tmp_path / "runs", "fine")
+    models = run.path / "models"
+    assert sorted(p.name for p in models.iterdir()) and (models / "top_k-seed0" / "config.json").is_file()
+    assert list_runs(models) == []
+    assert list_runs(models / "top_k-seed0") == []
+    assert chat_models(models) == []
+    with pytest.raises(UserError, match=r"is not a run folder \(a saved model's folder\)"):
+        open_run(str(models / "top_k-seed0"))
+    with pytest.raises(UserError, match=r"is not a run folder \(no config.json, status.json or summary.json\)"):
+        open_run(str(models))
+    assert open_run(str(run.path)).name == "fine"
+
+
+def test_leftovers_of_killed_writes_files_and_folders_are_removed_and_nothing_else(good_run, tmp_path):
+    """What a writer killed mid-write leaves (a half file, a half-saved model folder, a plot, a lease) goes when
+    the next writer takes the run; a write still in flight (newer) and every result stay."""
+    run = copy_run(good_run, tmp_path / "runs", "fine")
+    before = sorted(p.relative_to(run.path) for p in run.path.rglob("*"))
+    left = [
+        temporary_path(run.path / "summary.json"),
+        temporary_path(run.model_dir("top_k-seed0")),  # save_pretrained's folder, with files in it
+        temporary_path(run.path / "plots" / "accuracy.png"),
+        temporary_path(run.path / "heartbeat.json", "a1b2c3"),
+        run.path / ".metrics.jsonl.k3j4x9.tmp",  # atomic_write's unique name
+    ]
+    for path in left:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("half")
+    left[1].unlink()
+    left[1].mkdir()
+    (left[1] / "model.safetensors").write_bytes(b"half")
+    (left[1] / "tokenizer").mkdir()
+    os.utime(left[1], (1, 1))  # the folder's own time, not its newer contents', says how old the write is
+    taken = time.time() + 1
+    in_flight = temporary_path(run.path / "progress.json")
+    in_flight.write_text("{")
+    os.utime(in_flight, (taken + 5, taken + 5))
+
+    run.remove_leftover_temporaries(older_than=taken)
+    assert not any(path.exists() for path in left)
+    assert in_flight.exists(), "a write newer than the lease is no leftover"
+    in_flight.unlink()
+    after = sorted(p.relative_to(run.path) for p in run.path.rglob("*"))
+    assert [p for p in after if p != Path("plots")] == before, "every result stays (the test made plots/)"
+    assert list_runs(run.path.parent)[0]["state"] == "completed"
+
+
+@pytest.mark.parametrize("kind", ["config deleted", "config is a folder"])
+def test_a_run_whose_settings_are_gone_opens_by_path_and_reads_as_damaged_not_as_no_run(good_run, tmp_path, kind):
+    """Opening by path and listing agree on what a run folder is: a run whose config.json is gone or became a
+    folder is a damaged run, named so, not "not a run folder"."""
+    damage, reason = DAMAGE[kind]
+    broken = copy_run(good_run, tmp_path / "runs", "broken")
+    damage(broken)
+    with pytest.raises(DamagedRun, match=reason):
+        open_run(str(broken.path)).check()
+    assert main(["report", str(broken.path), "--no-plots"]) == 2
 
 
 @pytest.mark.parametrize("kind", ["metrics cut short", "summary cut short", "predictions cut short", "config garbage"])
