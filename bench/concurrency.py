@@ -8,8 +8,8 @@ settings, bf16 autocast, the plain attention kernel, clipping, fused AdamW), the
 first a warm-up, so this machine's drift falls on each alike:
 
 - one after the other: two students, each on torch's threads in turn (what a job does);
-- at once: the same two students' steps in two Python threads, one intra-op thread each (torch's thread count is
-  per thread, and the GIL is released inside operations);
+- at once: the same two students' steps in two Python threads, one intra-op thread each, as a job with
+  `--students-at-once 2` trains them (`training.side_by_side`);
 - one larger batch: one student on batches 4x as large, on torch's threads: the same kind of rows in fewer,
   larger matmuls, with a quarter of the optimizer steps (a change of recipe, not only of speed).
 
@@ -25,7 +25,6 @@ import contextlib
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -35,18 +34,18 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 from torch import nn
 
-from bench.roofline import CPU, collate, cpu_facts, describe, exact_width
+from bench.roofline import CPU, Arm, collate, cpu_facts, describe, exact_width, train_step
 from distill.config import JobConfig
 from distill.data import encode, load_job_data, make_loader
-from distill.evaluation import autocast
 from distill.job import distillation_step
 from distill.models import build_student, cls_only_last_layer, for_training, load_classifier, load_tokenizer
 from distill.plan import check_teacher_and_layers
 from distill.results import write_json
 from distill.teacher import TeacherOutputs
-from distill.training import make_optimizer, training_attention
+from distill.training import Runtime, make_optimizer, side_by_side, training_attention
 
 OUT = Path(__file__).resolve().parent / "concurrency.json"
+RUNTIME, SCALER = Runtime.create("bf16"), torch.amp.GradScaler("cpu", enabled=False)
 LARGER = 4  # the larger batch, in default batches
 SEQUENTIAL, AT_ONCE, LARGER_BATCH = (
     "two students, one after the other, 2 threads (a job today)",
@@ -68,24 +67,12 @@ def new_student(teacher: nn.Module, layers: list[int], cfg: JobConfig) -> Studen
     return Student(model, make_optimizer(model, cfg.learning_rate, cfg.weight_decay, eight_bit=False))
 
 
-def train(student: Student, batches: list[dict], step_loss: Callable, cfg: JobConfig, threads: int) -> None:
-    """`student` trained on `batches` as `training.fit` trains it, on `threads` intra-op threads of the calling
-    thread. The attention kernel is the caller's to choose: its switch is process-wide, not per thread."""
-    torch.set_num_threads(threads)
+def train(student: Student, batches: list[dict], step_loss: Callable, cfg: JobConfig) -> None:
+    """`student` trained on `batches` with the roofline's step (`training.fit`'s), on the calling thread's torch
+    threads. The attention kernel is the caller's to choose: its switch is process-wide, not per thread."""
+    arm = Arm(student.model, batches, step_loss, layers=0, plain_attention=False)
     for batch in batches:
-        with autocast(CPU, "bf16"):
-            loss, _ = step_loss(student.model, batch)
-        loss.backward()
-        nn.utils.clip_grad_norm_(student.model.parameters(), cfg.max_grad_norm)
-        student.optimizer.step()
-        student.optimizer.zero_grad(set_to_none=True)
-
-
-def at_once(*work: Callable[[], None]) -> None:
-    """Each callable in a Python thread of its own; returns when all are done, raising the first error."""
-    with ThreadPoolExecutor(len(work)) as pool:
-        for done in [pool.submit(w) for w in work]:
-            done.result()
+        train_step(student.model, student.optimizer, arm, batch, cfg, RUNTIME, SCALER)
 
 
 def measure(arms: dict[str, Callable[[], None]], rounds: int) -> dict[str, list[float]]:
@@ -120,13 +107,12 @@ def main() -> None:
     teacher = load_classifier(plan.source)
     layers = [0, 2, 4] if plan.n_student == 3 else list(range(plan.n_student))
     step = distillation_step(cfg, None, TeacherOutputs(torch.randn(len(train_data), 3), None), layers)
-    threads = torch.get_num_threads()
     students = [new_student(teacher, layers, cfg) for _ in range(5)]
     run = partial(train, step_loss=step, cfg=cfg)
     arms = {
-        SEQUENTIAL: lambda: [run(s, batches, threads=threads) for s in students[:2]],
-        AT_ONCE: lambda: at_once(*(partial(run, s, batches, threads=1) for s in students[2:4])),
-        LARGER_BATCH: lambda: run(students[4], larger, threads=threads),
+        SEQUENTIAL: lambda: [run(s, batches) for s in students[:2]],
+        AT_ONCE: lambda: side_by_side([partial(run, s, batches) for s in students[2:4]], 2, RUNTIME),  # as a job
+        LARGER_BATCH: lambda: run(students[4], larger),
     }
     work = {SEQUENTIAL: 2 * tokens(batches), AT_ONCE: 2 * tokens(batches), LARGER_BATCH: tokens(larger)}
     with contextlib.ExitStack() as stack:
@@ -134,7 +120,6 @@ def main() -> None:
         for s in students:
             stack.enter_context(cls_only_last_layer(s.model, cfg.cls_only_last_layer))
         seconds = measure(arms, args.rounds)
-    torch.set_num_threads(threads)
     rates = {name: work[name] * len(s) / sum(s) for name, s in seconds.items()}
     arms_report = {
         name: {

@@ -242,7 +242,7 @@ def profile_arms(arms: dict[str, Arm], cfg: JobConfig) -> dict[str, StepProfile]
         for timed in (False, True):
             for steps in _rounds(arms):
                 for name, arm, batch in steps:
-                    _record(arm, batch, _train_step(*trained[name], arm, batch, cfg, runtime, scaler), timed)
+                    _record(arm, batch, train_step(*trained[name], arm, batch, cfg, runtime, scaler), timed)
                 if timed:
                     bursts.append(peak_burst())
         for arm in arms.values():
@@ -268,7 +268,7 @@ def matmul_split(arms: dict[str, Arm], trained: dict[str, tuple], cfg: JobConfig
             for name, arm, batch in steps:
                 start = time.perf_counter()
                 with record_function(f"{ARM_SCOPE}{name}"):
-                    _train_step(*trained[name], arm, batch, cfg, runtime, scaler)
+                    train_step(*trained[name], arm, batch, cfg, runtime, scaler)
                 arm.profile.profiled_seconds += time.perf_counter() - start
     for event in recorded.events():
         scopes = [parent.name for parent in _ancestors(event)]
@@ -299,7 +299,7 @@ def _ancestors(event) -> Iterator:
         parent = parent.cpu_parent
 
 
-def _train_step(model, optimizer, arm: Arm, batch: dict, cfg: JobConfig, runtime, scaler) -> tuple[float, ...]:
+def train_step(model, optimizer, arm: Arm, batch: dict, cfg: JobConfig, runtime, scaler) -> tuple[float, ...]:
     """One training step of `arm`: seconds of its forward, backward and optimizer phases."""
     default_threads = torch.get_num_threads()
     torch.set_num_threads(arm.threads or default_threads)

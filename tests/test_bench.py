@@ -247,17 +247,20 @@ def test_scaling_checks_every_row_first_and_a_rerun_measures_only_what_its_file_
 
 
 def test_two_students_trained_at_once_end_where_each_ends_alone():
-    """`bench.concurrency` trains two students in two Python threads, one intra-op thread each: each must do the
-    job's arithmetic, so it ends with the weights of the same student trained alone on one thread, and the thread
-    count it set stays its own (the caller's is untouched)."""
+    """`bench.concurrency` trains two students at once as a job does (`training.side_by_side`: two Python threads,
+    one intra-op thread each): each must do the job's arithmetic, so it ends with the weights of the same student
+    trained alone on one thread, and the thread count the workers set stays theirs (the caller's is untouched)."""
+    from functools import partial
+
     import torch
 
-    from bench.concurrency import at_once, measure, new_student, train
+    from bench.concurrency import RUNTIME, measure, new_student, train
     from distill.config import JobConfig
     from distill.hub import embedded_teacher_path
     from distill.job import distillation_step
     from distill.models import load_classifier
     from distill.teacher import TeacherOutputs
+    from distill.training import side_by_side, training_attention
 
     cfg, teacher = JobConfig(), load_classifier(embedded_teacher_path())
     generator = torch.Generator().manual_seed(0)
@@ -273,10 +276,13 @@ def test_two_students_trained_at_once_end_where_each_ends_alone():
     step = distillation_step(cfg, None, TeacherOutputs(torch.randn(12, 3, generator=generator), None), [0, 2, 4])
     alone, first, second, untrained = (new_student(teacher, [0, 2, 4], cfg) for _ in range(4))
     threads = torch.get_num_threads()
-    train(alone, batches, step, cfg, threads=1)
+    torch.set_num_threads(1)
+    with training_attention(torch.device("cpu")):  # the kernel side_by_side holds, as the bench holds it for all
+        train(alone, batches, step, cfg)
+    torch.set_num_threads(2)  # side by side, as the bench's arm and a job run them: one thread each
+    side_by_side([partial(train, first, batches, step, cfg), partial(train, second, batches, step, cfg)], 2, RUNTIME)
+    assert torch.get_num_threads() == 2
     torch.set_num_threads(threads)
-    at_once(lambda: train(first, batches, step, cfg, threads=1), lambda: train(second, batches, step, cfg, threads=1))
-    assert torch.get_num_threads() == threads
     trained = dict(alone.model.named_parameters())
     assert any(not torch.equal(p, trained[name]) for name, p in untrained.model.named_parameters())
     for student in (first, second):
@@ -286,5 +292,3 @@ def test_two_students_trained_at_once_end_where_each_ends_alone():
     calls = []
     seconds = measure({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, rounds=2)
     assert calls == ["a", "b"] * 3 and [len(s) for s in seconds.values()] == [2, 2]  # round 0 warms up, not kept
-    with pytest.raises(ValueError, match="broken"):
-        at_once(lambda: None, lambda: (_ for _ in ()).throw(ValueError("broken")))
