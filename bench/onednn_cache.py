@@ -7,8 +7,9 @@ PyTorch runs bf16 matmuls on CPU through oneDNN, which keeps one compiled primit
 1,024 (its default). Length-grouped batches, split into passes, have hundreds of shapes. Each child process runs
 one short job (`SETTINGS`: the teacher's fine-tuning and one student, with this project's defaults otherwise) and
 then classifies `CHAT_PAIRS` validation pairs one at a time with the student, as Chat does; arms alternate over
-`--rounds`. Wall time and peak resident memory are the child's own (`os.wait4`); "distill's default" sets no
-variable, so the child gets the capacity `distill/__init__.py` sets.
+`--rounds`. Wall time and peak resident memory are the child's own (`os.wait4`); the primitives it compiled, and
+the time that took, are counted from oneDNN's own log (`ONEDNN_VERBOSE=profile_create`): that time is what a
+larger cache can save, measured without the machine's drift in the wall time.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from pathlib import Path
 OUT = Path(__file__).resolve().parent / "onednn_cache.json"
 SETTINGS = dict(seeds=[0], strategies=["odd"], teacher_epochs=1, train_size=2000, eval_size=500, epochs=2)
 CHAT_PAIRS = 200
-ARMS = {"oneDNN's default (1,024)": "1024", "256": "256", "distill's default": None}
+ARMS = {"oneDNN's default (1,024)": "1024", "256": "256", "64": "64", "16": "16"}
+COMPILED = ",create:cache_miss,"  # ONEDNN_VERBOSE=profile_create's line for a primitive compiled; its last field: ms
 
 
 def child(out: Path) -> None:
@@ -53,26 +55,39 @@ def child(out: Path) -> None:
 
 def run_arm(capacity: str | None, folder: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"}
-    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", ONEDNN_VERBOSE="profile_create")
     if capacity:
         env["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = capacity
-    out = folder / "arm.json"
-    process = subprocess.Popen([sys.executable, "-m", "bench.onednn_cache", "--child", str(out)], env=env)
-    _, status, usage = os.wait4(process.pid, 0)
+    out, verbose = folder / "arm.json", folder / "onednn.log"
+    with verbose.open("w") as log:
+        command = [sys.executable, "-m", "bench.onednn_cache", "--child", str(out)]
+        process = subprocess.Popen(command, env=env, stdout=log)
+        _, status, usage = os.wait4(process.pid, 0)
     if status != 0:
         raise SystemExit(f"the child for capacity {capacity} failed with status {status}")
-    return {**json.loads(out.read_text()), "peak_gib": usage.ru_maxrss / 2**20}
+    compiled = [float(line.rsplit(",", 1)[1]) for line in verbose.open() if COMPILED in line]
+    return {
+        **json.loads(out.read_text()),
+        "peak_gib": usage.ru_maxrss / 2**20,
+        "compiles": len(compiled),
+        "compile_seconds": sum(compiled) / 1000,
+    }
 
 
 def show(result: dict) -> None:
     print(f"\n{result['machine']}; {result['settings']}; {result['rounds']} rounds, arms alternated\n")
-    print("| oneDNN primitive cache | job wall (median) | vs oneDNN's default | peak memory (max) | chat p50 |")
-    print("|---|---|---|---|---|")
+    print(
+        "| oneDNN primitive cache | primitives compiled | compiling (median) | job wall (median) | vs oneDNN's default"
+        " | peak memory (max) | chat p50 |"
+    )
+    print("|---|---|---|---|---|---|---|")
     base = statistics.median(r["job_seconds"] for r in result["arms"][next(iter(ARMS))])
     for arm, runs in result["arms"].items():
         wall = statistics.median(r["job_seconds"] for r in runs)
         print(
-            f"| {arm} | {wall:.1f} s | {base / wall:.2f}x | {max(r['peak_gib'] for r in runs):.2f} GiB |"
+            f"| {arm} | {statistics.median(r['compiles'] for r in runs):,.0f} |"
+            f" {statistics.median(r['compile_seconds'] for r in runs):.1f} s | {wall:.1f} s | {base / wall:.2f}x |"
+            f" {max(r['peak_gib'] for r in runs):.2f} GiB |"
             f" {statistics.median(r['chat_p50_ms'] for r in runs):.1f} ms |"
         )
 

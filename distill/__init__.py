@@ -3,8 +3,9 @@
 import os
 
 # PyTorch runs bf16 matmuls on CPU through oneDNN, which keeps a compiled primitive per shape, up to 1,024 of them.
-# Length-grouped batches have hundreds of shapes: in the default job the cache held about 0.5 GiB of a 2 GiB peak,
-# for no measured gain in speed (`python -m bench.onednn_cache`). A capacity set in the environment is kept.
+# Length-grouped batches have hundreds of shapes: in the default job that cache held 0.35 GiB more at its peak, for
+# a job 1.1x faster (`python -m bench.onednn_cache`; docs/performance.md). 16 keeps the job under its 2 GiB target;
+# a capacity set in the environment (1024 where memory is not short) is kept.
 os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16")
 
 from .config import ConfigError, JobConfig

@@ -225,7 +225,7 @@ def onednn_probe(capacity: str | None) -> tuple[str, float]:
 @pytest.mark.slow
 def test_the_onednn_primitive_cache_is_capped_unless_the_environment_says_otherwise():
     """distill caps oneDNN's cache of compiled bf16 matmuls before any runs (bench.onednn_cache: 0.3 to 0.4 GiB
-    less at the same speed). Measured here by what 300 matmul shapes add to the process; a user's own capacity
+    less, for a slower job). Measured here by what 300 matmul shapes add to the process; a user's own capacity
     is kept."""
     capped, uncapped = onednn_probe(None), onednn_probe("1024")
     assert capped[0] == "16" and uncapped[0] == "1024"
