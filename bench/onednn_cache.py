@@ -53,11 +53,13 @@ def child(out: Path) -> None:
     out.write_text(json.dumps({"job_seconds": job_seconds, "chat_p50_ms": 1000 * statistics.median(times)}))
 
 
-def run_arm(capacity: str | None, folder: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"}
-    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", ONEDNN_VERBOSE="profile_create")
-    if capacity:
-        env["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = capacity
+def run_arm(capacity: str, folder: Path) -> dict:
+    env = os.environ | {
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "ONEDNN_VERBOSE": "profile_create",
+        "ONEDNN_PRIMITIVE_CACHE_CAPACITY": capacity,
+    }
     out, verbose = folder / "arm.json", folder / "onednn.log"
     with verbose.open("w") as log:
         command = [sys.executable, "-m", "bench.onednn_cache", "--child", str(out)]
