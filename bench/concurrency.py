@@ -45,7 +45,7 @@ from distill.teacher import TeacherOutputs
 from distill.training import Runtime, make_optimizer, side_by_side, training_attention
 
 OUT = Path(__file__).resolve().parent / "concurrency.json"
-RUNTIME, SCALER = Runtime.create("bf16"), torch.amp.GradScaler("cpu", enabled=False)
+RUNTIME, SCALER = Runtime.create("auto"), torch.amp.GradScaler("cpu", enabled=False)
 LARGER = 4  # the larger batch, in default batches
 SEQUENTIAL, AT_ONCE, LARGER_BATCH = (
     "two students, one after the other, 2 threads (a job today)",

@@ -106,6 +106,9 @@ def main() -> None:
     if args.show:
         show(json.loads(OUT.read_text()))
         return
+    from bench.roofline import require_native_bf16
+
+    require_native_bf16("bench.onednn_cache")
     arms: dict[str, list[dict]] = {arm: [] for arm in ARMS}
     with tempfile.TemporaryDirectory() as name:
         for _ in range(args.rounds):

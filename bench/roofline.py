@@ -65,7 +65,14 @@ from distill.plan import check_teacher_and_layers
 from distill.results import write_json
 from distill.shared import EVAL_BATCH
 from distill.teacher import TeacherOutputs
-from distill.training import Runtime, accumulate, cross_entropy_step, make_optimizer, training_attention
+from distill.training import (
+    Runtime,
+    accumulate,
+    cross_entropy_step,
+    make_optimizer,
+    resolve_precision,
+    training_attention,
+)
 
 OUT = Path(__file__).resolve().parent / "roofline.json"
 PHASES = ("collation", "forward", "backward", "optimizer")
@@ -76,6 +83,7 @@ TEACHER_DEFAULTS = "teacher fine-tuning, frozen, no dropout, last layer for [CLS
 TEACHER_COMPILED = "teacher fine-tuning, the defaults, compiled by torch.compile"
 ARM_SCOPE = "roofline arm: "
 MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")  # (bias, a, b) for the add* ones
+PEAK_SHAPES = [(1280, 384, 1536), (1280, 1536, 384), (1280, 384, 384)]  # 1,280 tokens through MiniLM's projections
 MATMUL_FLAGS = ("avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16", "amx_int8")
 STALE_MARGIN = 0.2  # a machine measures its own peak within this share from run to run (noisy neighbours)
 
@@ -96,6 +104,15 @@ def cpu_facts() -> dict:
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
     }
+
+
+def require_native_bf16(bench: str) -> None:
+    """Stop a bench of bf16 training on a CPU where a job trains in fp32, with one line saying so."""
+    if resolve_precision("auto", CPU) != "bf16":
+        raise SystemExit(
+            f"{bench} times bf16 training, and this CPU has no avx512_bf16: a job here trains in fp32 "
+            "(python -m bench.precision compares the two)"
+        )
 
 
 def describe(cpu: dict) -> str:
@@ -127,14 +144,14 @@ def matmul_rates(
     return {"x".join(map(str, dims)): matmul_gflops(dtype, *dims, seconds) for dims in shapes}
 
 
-def matmul_gflops(dtype: torch.dtype, m: int, k: int, n: int, seconds: float) -> float:
-    """Best GFLOP/s of (m x k) @ (k x n) over timed bursts filling `seconds`."""
+def matmul_gflops(dtype: torch.dtype, m: int, k: int, n: int, seconds: float, reps: int = 20) -> float:
+    """Best GFLOP/s of (m x k) @ (k x n) over timed bursts of `reps` products filling `seconds`."""
     a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
     for _ in range(3):
         a @ b
     best, deadline = 0.0, time.perf_counter() + seconds
     while time.perf_counter() < deadline:
-        start, reps = time.perf_counter(), 20
+        start = time.perf_counter()
         for _ in range(reps):
             a @ b
         best = max(best, 2 * m * k * n * reps / (time.perf_counter() - start) / 1e9)
@@ -230,7 +247,7 @@ def profile_arms(arms: dict[str, Arm], cfg: JobConfig) -> dict[str, StepProfile]
     steps, which a step's rate is compared with as well as with the best peak of the run. Collation is timed
     once, when the batches are built (`collate`), and added per step afterwards.
     """
-    runtime, scaler = Runtime.create("bf16"), torch.amp.GradScaler("cpu", enabled=False)
+    runtime, scaler = Runtime.create("auto"), torch.amp.GradScaler("cpu", enabled=False)
     with contextlib.ExitStack() as stack:
         trained = {}
         for name, arm in arms.items():
@@ -283,12 +300,13 @@ def matmul_split(arms: dict[str, Arm], trained: dict[str, tuple], cfg: JobConfig
 def peak_burst(reps: int = 5) -> float:
     """GFLOP/s of `reps` bf16 matmuls at the peak's first shape (1,280 x 384 x 1,536): short enough to run between
     the rows' steps. The median of many sits a little under the best, which `matmul_gflops` reports."""
-    a, b = torch.randn(1280, 384, dtype=torch.bfloat16), torch.randn(384, 1536, dtype=torch.bfloat16)
+    m, k, n = PEAK_SHAPES[0]
+    a, b = torch.randn(m, k, dtype=torch.bfloat16), torch.randn(k, n, dtype=torch.bfloat16)
     a @ b
     start = time.perf_counter()
     for _ in range(reps):
         a @ b
-    return 2 * 1280 * 384 * 1536 * reps / (time.perf_counter() - start) / 1e9
+    return 2 * m * k * n * reps / (time.perf_counter() - start) / 1e9
 
 
 def _ancestors(event) -> Iterator:
@@ -408,6 +426,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40, help="timed training steps per measurement")
     parser.add_argument("--matmul-seconds", type=float, default=3.0)
     args = parser.parse_args()
+    require_native_bf16("bench.roofline")
     torch.manual_seed(0)
     cfg = JobConfig()
     plan = check_teacher_and_layers(cfg)
@@ -416,14 +435,11 @@ def main() -> None:
     examples = load_job_data(cfg)
     data = {name: encode(ex, tokenizer, cfg.max_length) for name, ex in examples.items()}
     pad = tokenizer.pad_token_id
-    h, i = config.hidden_size, config.intermediate_size
-    tokens = 1280
 
     cpu = cpu_facts()
-    shapes = [(tokens, h, i), (tokens, i, h), (tokens, h, h)]
     peak = {
-        "bf16": matmul_rates(shapes, args.matmul_seconds),
-        "fp32": matmul_rates(shapes, args.matmul_seconds, torch.float32),
+        "bf16": matmul_rates(PEAK_SHAPES, args.matmul_seconds),
+        "fp32": matmul_rates(PEAK_SHAPES, args.matmul_seconds, torch.float32),
     }
     for name, rates in peak.items():
         print(f"matmul {name}: " + ", ".join(f"{s} {g:.0f} GFLOP/s" for s, g in rates.items()))
@@ -514,7 +530,7 @@ def main() -> None:
     total = sum(epoch.values())
 
     # Measured again after the steps: the peak is the better of the two, so a busy start cannot understate it.
-    after = matmul_rates(shapes, args.matmul_seconds)
+    after = matmul_rates(PEAK_SHAPES, args.matmul_seconds)
     sustained = max(*peak["bf16"].values(), *after.values())
     fp32 = max(peak["fp32"].values())
     machine = f"{platform.machine()}, {os.cpu_count()} cores, {describe(cpu)}"

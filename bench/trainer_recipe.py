@@ -1,9 +1,10 @@
 """The peer: the same comparison as a user would write it with the Hugging Face `Trainer`.
 
 The teacher is fine-tuned with a plain `Trainer`; each student is a `Trainer` whose `compute_loss` runs the
-teacher on every batch and returns (CE + KL on softened logits x T^2 + cosine on logits) / 3; `bf16=True`,
-`train_sampling_strategy="group_by_length"`, the Trainer's default fused AdamW, evaluation only at the end.
-The data rows, layer choices and hyperparameters are the job's, read from the same JobConfig as the pipeline.
+teacher on every batch and returns (CE + KL on softened logits x T^2 + cosine on logits) / 3; `bf16=True` where
+the job trains in bf16 (not on a CPU without avx512_bf16), `train_sampling_strategy="group_by_length"`, the
+Trainer's default fused AdamW, evaluation only at the end. The data rows, layer choices and hyperparameters
+are the job's, read from the same JobConfig as the pipeline.
 
     python -m bench.trainer_recipe --out result.json [job settings as JSON]
 
@@ -32,6 +33,7 @@ from distill.models import build_student, load_classifier, load_tokenizer
 from distill.plan import check_teacher_and_layers
 from distill.shared import student_rows
 from distill.strategies import StrategyContext, resolve_layers
+from distill.training import resolve_precision
 
 
 class DistillationTrainer(Trainer):
@@ -73,7 +75,7 @@ def arguments(folder: str, cfg: JobConfig, *, epochs: int, learning_rate: float,
         warmup_steps=cfg.warmup_ratio,  # a float below 1 is a share of the steps
         weight_decay=cfg.weight_decay,
         max_grad_norm=cfg.max_grad_norm,
-        bf16=True,
+        bf16=resolve_precision("auto", torch.device("cuda" if torch.cuda.is_available() else "cpu")) == "bf16",
         use_cpu=not torch.cuda.is_available(),
         train_sampling_strategy="group_by_length",
         eval_strategy="no",

@@ -151,13 +151,19 @@ def teacher_choices() -> list[str]:
 
 def enforce_limits(cfg: JobConfig) -> None:
     """On the public Space, refuse jobs bigger than its limits, and say how to run them; on ZeroGPU, torch.compile
-    (unsupported there).
+    (unsupported there); on a CPU, a precision it cannot run (fp16, or bf16 where it would be emulated).
 
     Every way to start work goes through here: a new job, a search, explicit layer lists and a resumed run
     (whose stored settings are checked again), so no route walks around a limit.
     """
     if on_zerogpu() and cfg.torch_compile:
         raise ConfigError("torch_compile does not work on ZeroGPU; turn it off", "torch_compile")
+    if hardware() == "cpu":  # the container may have restarted on another CPU since a stopped run began
+        import torch
+
+        from .training import resolve_precision
+
+        resolve_precision(cfg.precision, torch.device("cpu"))
     if not is_public_space():
         return
     limits = settings()["public_limits"]

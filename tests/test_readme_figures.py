@@ -253,6 +253,14 @@ def test_eight_bit():
     assert_on_page(PERFORMANCE, prose, "python -m bench.eight_bit")
 
 
+def test_precision():
+    from bench.precision import summary
+
+    lines = [summary(machine) for machine in bench("precision")["machines"]]
+    assert lines and all("auto picks" in line for line in lines)
+    assert_on_page(PERFORMANCE, lines, "python -m bench.precision")
+
+
 def test_chat_load():
     r = bench("chat_load")
     line = (
