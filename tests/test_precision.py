@@ -5,7 +5,7 @@ times slower than fp32 (`python -m bench.precision`). The CPU is stood in for by
 import pytest
 import torch
 from gradio_client import Client
-from test_app import job_args
+from test_form_walk import api_refusal
 
 from distill import space
 from distill.config import ConfigError, JobConfig
@@ -68,10 +68,15 @@ def test_a_precision_this_cpu_cannot_run_is_refused_before_the_queue(cpu_with, m
 
 
 def test_the_app_refuses_emulated_bf16_at_the_field_and_starts_nothing(app_server, cpu_with):
-    """The app runs in this process, so the stood-in CPU is the one its check sees."""
+    """The app runs in this process, so the stood-in CPU is the one its check sees; the refusal is Gradio's
+    validation at the Precision field, before the queue, not a job that fails."""
     cpu_with()
     before = sorted(p.name for p in app_server[1].iterdir())
     client = Client(app_server[0], verbose=False)
-    with pytest.raises(Exception, match="this CPU has no AVX-512, so bf16 would run 50 to 100 times slower"):
-        client.predict(**job_args(precision="bf16", run_name="emulated-bf16"), api_name="/run_job")
+    message = api_refusal(client, "precision", "bf16", {"run_name": "emulated-bf16"})
+    assert (
+        message
+        == "Precision: this CPU has no AVX-512, so bf16 would run 50 to 100 times slower than fp32; use fp32 or auto"
+    )
+    assert api_refusal(client, "precision", "fp16", {}) == "Precision: fp16 needs a GPU; on this CPU use fp32 or auto"
     assert sorted(p.name for p in app_server[1].iterdir()) == before, "no run was started"
