@@ -60,8 +60,9 @@ def resolve_precision(requested: str, device: torch.device) -> str:
         usable = "fp32 or auto" if bf16_is_emulated() else "bf16, fp32 or auto"
         raise ConfigError(f"fp16 needs a GPU; on this CPU use {usable}", "precision")
     if requested == "auto":
-        return "bf16" if torch.cpu._is_avx512_bf16_supported() else "fp32"
-    if requested == "bf16" and bf16_is_emulated():
+        native = device.type == "cpu" and torch.cpu._is_avx512_bf16_supported()
+        return "bf16" if native else "fp32"
+    if requested == "bf16" and device.type == "cpu" and bf16_is_emulated():
         raise ConfigError(
             "this CPU has no AVX-512, so bf16 would run 50 to 100 times slower than fp32; use fp32 or auto", "precision"
         )

@@ -51,6 +51,8 @@ def test_auto_takes_bf16_only_where_native_and_bf16_is_refused_where_emulated(cp
         resolve_precision("fp16", CPU)
     assert refused.value.setting == "precision"
     assert ("bf16, fp32 or auto" in str(refused.value)) == (bf16 is not None)  # never suggests what it refuses
+    mps = torch.device("mps")  # another accelerator: the CPU's flags do not decide its precision
+    assert resolve_precision("auto", mps) == "fp32" and resolve_precision("bf16", mps) == "bf16"
 
 
 def test_a_precision_this_cpu_cannot_run_is_refused_before_the_queue(cpu_with, monkeypatch):
