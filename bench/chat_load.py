@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -23,6 +22,7 @@ import time
 from pathlib import Path
 
 from bench.app_server import connect, serve
+from bench.machine import machine
 from distill.results import write_json
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -157,7 +157,7 @@ def main() -> int:
     else:
         with tempfile.TemporaryDirectory() as tmp, serve(tmp) as url:
             report = run_load(url, args.clients, args.seconds)
-    report["machine"] = f"{os.cpu_count()} CPU cores"
+    report["machine"] = machine()
     write_json(Path(args.out), report)
     print(
         f"{report['clients']} chat clients for {report['seconds']:.0f} s while a job trained "

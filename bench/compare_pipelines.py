@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from bench.app_server import connect, serve
+from bench.machine import machine
 from distill.results import write_json
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -132,7 +133,7 @@ def main() -> None:
         "strategies": ["top_k", "bottom_k", "odd", "even"],
         "seeds": [0],
     }
-    report: dict = {"settings": common, "machine": f"{os.cpu_count()} CPU cores"}
+    report: dict = {"settings": common, "machine": machine()}
     with tempfile.TemporaryDirectory() as tmp:
         for name, settings in (("baseline", BASELINE), ("pipeline", PIPELINE)):
             report[name] = spawn(name, {**common, **settings}, f"{tmp}/{name}")

@@ -1,6 +1,7 @@
 """Does one student leave part of this CPU idle? Two students trained at once, against one after the other.
 
     python -m bench.concurrency        # prints the table, writes bench/concurrency.json
+    python -m bench.concurrency --out bench/amx/concurrency.json   # another CPU's figures, beside these
 
 One thread instead of two is far less than 2x slower (the roofline's row), so one student leaves part of the
 second core idle. Three arms on the default job's real batches, each student trained as a job trains one (its
@@ -11,11 +12,15 @@ first a warm-up, so this machine's drift falls on each alike:
 - at once: the same two students' steps in two Python threads, one intra-op thread each, as a job with
   `--students-at-once 2` trains them (`training.side_by_side`);
 - one larger batch: one student on batches 4x as large, on torch's threads: the same kind of rows in fewer,
-  larger matmuls, with a quarter of the optimizer steps (a change of recipe, not only of speed).
+  larger matmuls, with a quarter of the optimizer steps (a change of recipe, not only of speed);
+- stacked: the same two students as one (`StackedStudents`): their weights stacked, one forward pass for both
+  under `torch.func.vmap`, each with its own loss and gradient clipping, one optimizer step for both. Every
+  operation then does both students' work, so the cost of an operation that is not the arithmetic is paid once.
 
 Rates are training tokens per second, counted at each batch's longest row (the larger batches hold other rows, of
 other lengths, so that arm compares rates, not the same work). Students trained at once do the job's arithmetic:
-each ends where it ends trained alone on one thread (`tests/test_bench.py`).
+each ends where it ends trained alone on one thread; stacked ones end where each ends alone, up to bf16
+rounding (`tests/test_bench.py`).
 """
 
 from __future__ import annotations
@@ -28,15 +33,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
 
-from bench.roofline import CPU, Arm, collate, cpu_facts, describe, exact_width, train_step
+from bench.machine import machine
+from bench.roofline import CPU, Arm, collate, exact_width, train_step
 from distill.config import JobConfig
 from distill.data import encode, load_job_data, make_loader
+from distill.evaluation import autocast, model_inputs
 from distill.job import distillation_step
 from distill.models import build_student, cls_only_last_layer, for_training, load_classifier, load_tokenizer
 from distill.plan import check_teacher_and_layers
@@ -47,10 +56,11 @@ from distill.training import Runtime, make_optimizer, side_by_side, training_att
 OUT = Path(__file__).resolve().parent / "concurrency.json"
 RUNTIME, SCALER = Runtime.create("auto"), torch.amp.GradScaler("cpu", enabled=False)
 LARGER = 4  # the larger batch, in default batches
-SEQUENTIAL, AT_ONCE, LARGER_BATCH = (
+SEQUENTIAL, AT_ONCE, LARGER_BATCH, STACKED = (
     "two students, one after the other, 2 threads (a job today)",
     "two students at once, one thread each",
     f"one student, batches {LARGER}x as large, 2 threads",
+    "two students stacked, one step for both (torch.func.vmap over their weights), 2 threads",
 )
 
 
@@ -75,6 +85,56 @@ def train(student: Student, batches: list[dict], step_loss: Callable, cfg: JobCo
         train_step(student.model, student.optimizer, arm, batch, cfg, RUNTIME, SCALER)
 
 
+@dataclass
+class StackedStudents:
+    """Students of one architecture trained as one: `model` (the first student) runs with each one's weights,
+    stacked along a new first dimension; the weights no student trains (frozen word embeddings) are held once."""
+
+    model: nn.Module
+    weights: dict[str, torch.Tensor]
+    fixed: dict[str, torch.Tensor]
+    buffers: dict[str, torch.Tensor]
+    optimizer: torch.optim.Optimizer
+
+
+def stack_students(students: list[Student], cfg: JobConfig) -> StackedStudents:
+    """`students` as one, with one fused AdamW over the stacked weights, grouped as `make_optimizer` groups
+    them (a stacked matrix has 3 dimensions)."""
+    models = [s.model for s in students]
+    stacked, buffers = stack_module_state(models)
+    trained = {name for name, p in models[0].named_parameters() if p.requires_grad}
+    weights = {name: w.detach().requires_grad_() for name, w in stacked.items() if name in trained}
+    fixed = {name: p for name, p in models[0].named_parameters() if name not in trained}
+    groups = [
+        {"params": [w for w in weights.values() if w.ndim >= 3], "weight_decay": cfg.weight_decay},
+        {"params": [w for w in weights.values() if w.ndim < 3], "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate, fused=True)
+    return StackedStudents(models[0], weights, fixed, buffers, optimizer)
+
+
+def train_stacked(stacked: StackedStudents, batches: list[dict], step_loss: Callable, cfg: JobConfig) -> None:
+    """Every batch through all of `stacked` at once: one forward pass under vmap, each student's own loss (the
+    job's `step_loss` on its logits), one backward pass, each gradient clipped to its own student's norm as
+    `clip_grad_norm_` clips it, one optimizer step."""
+
+    def logits(weights: dict, buffers: dict, inputs: dict) -> torch.Tensor:
+        return functional_call(stacked.model, ({**weights, **stacked.fixed}, buffers), kwargs=inputs).logits
+
+    for batch in batches:
+        with autocast(CPU, "bf16"):
+            every = vmap(logits, in_dims=(0, 0, None))(stacked.weights, stacked.buffers, model_inputs(batch))
+            loss = sum(step_loss(lambda own=own, **_: SimpleNamespace(logits=own), batch)[0] for own in every)
+        loss.backward()
+        grads = [w.grad for w in stacked.weights.values()]
+        norms = torch.stack([g.flatten(1).float().norm(dim=1) for g in grads]).norm(dim=0)
+        scale = (cfg.max_grad_norm / (norms + 1e-6)).clamp(max=1.0)
+        for g in grads:
+            g.mul_(scale.view(-1, *[1] * (g.ndim - 1)).to(g.dtype))
+        stacked.optimizer.step()
+        stacked.optimizer.zero_grad(set_to_none=True)
+
+
 def measure(arms: dict[str, Callable[[], None]], rounds: int) -> dict[str, list[float]]:
     """Each arm's seconds per round, the arms in turn round by round; round 0 warms up and is not kept."""
     seconds: dict[str, list[float]] = {name: [] for name in arms}
@@ -95,6 +155,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=40, help="default batches each student trains on per round")
     parser.add_argument("--rounds", type=int, default=6, help="timed rounds, after one warm-up round")
+    parser.add_argument("--out", type=Path, default=OUT, help="the file to write (another CPU's: bench/<cpu>/)")
     args = parser.parse_args()
     torch.manual_seed(0)
     cfg = JobConfig()
@@ -107,14 +168,17 @@ def main() -> None:
     teacher = load_classifier(plan.source)
     layers = [0, 2, 4] if plan.n_student == 3 else list(range(plan.n_student))
     step = distillation_step(cfg, None, TeacherOutputs(torch.randn(len(train_data), 3), None), layers)
-    students = [new_student(teacher, layers, cfg) for _ in range(5)]
+    students = [new_student(teacher, layers, cfg) for _ in range(7)]
+    stacked = stack_students(students[5:], cfg)
     run = partial(train, step_loss=step, cfg=cfg)
     arms = {
         SEQUENTIAL: lambda: [run(s, batches) for s in students[:2]],
         AT_ONCE: lambda: side_by_side([partial(run, s, batches) for s in students[2:4]], 2, RUNTIME),  # as a job
         LARGER_BATCH: lambda: run(students[4], larger),
+        STACKED: lambda: train_stacked(stacked, batches, step, cfg),
     }
     work = {SEQUENTIAL: 2 * tokens(batches), AT_ONCE: 2 * tokens(batches), LARGER_BATCH: tokens(larger)}
+    work[STACKED] = 2 * tokens(batches)
     with contextlib.ExitStack() as stack:
         stack.enter_context(training_attention(CPU))
         for s in students:
@@ -130,9 +194,8 @@ def main() -> None:
         }
         for name, rate in rates.items()
     }
-    machine = f"{os.cpu_count()} cores, {describe(cpu_facts())}"
-    report = {"machine": machine, "steps": args.steps, "rounds": args.rounds, "arms": arms_report}
-    write_json(OUT, report)
+    report = {"machine": machine(), "steps": args.steps, "rounds": args.rounds, "arms": arms_report}
+    write_json(args.out, report)
     show(report)
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.machine import machine
 from distill.config import JobConfig
 from distill.data import encode, load_job_data, make_loader
 from distill.errors import UserError
@@ -120,7 +121,7 @@ def measure(source: str, cfg: JobConfig, steps: int) -> dict:
 
     return {
         "rows": len(data),
-        "machine": f"{os.cpu_count()} CPU cores",
+        "machine": machine(),
         "teacher_pass": teacher_rows,
         "optimizer": optimizers,
     }

@@ -2,6 +2,7 @@
 
     python -m bench.onednn_cache              # about 8 minutes on 2 cores; writes bench/onednn_cache.json
     python -m bench.onednn_cache --show       # prints the table again
+    python -m bench.onednn_cache --out bench/amx/onednn_cache.json   # another CPU's figures, beside these
 
 PyTorch runs bf16 matmuls on CPU through oneDNN, which keeps one compiled primitive per shape in a cache of up to
 1,024 (its default). Length-grouped batches, split into passes, have hundreds of shapes. Each child process runs
@@ -17,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -99,14 +99,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--show", action="store_true", help="print the last result again")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, default=OUT, help="the file to write or show (another CPU's: bench/<cpu>/)")
     args = parser.parse_args()
     if args.child:
         child(args.child)
         return
     if args.show:
-        show(json.loads(OUT.read_text()))
+        show(json.loads(args.out.read_text()))
         return
+    from bench.machine import machine
     from bench.roofline import require_native_bf16
+    from distill.results import write_json
 
     require_native_bf16("bench.onednn_cache")
     arms: dict[str, list[dict]] = {arm: [] for arm in ARMS}
@@ -116,12 +119,12 @@ def main() -> None:
                 arms[arm].append(run_arm(capacity, Path(name)))
                 print(arm, arms[arm][-1], flush=True)
     result = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "machine": machine(),
         "settings": SETTINGS,
         "rounds": args.rounds,
         "arms": arms,
     }
-    OUT.write_text(json.dumps(result, indent=1))
+    write_json(args.out, result)
     show(result)
 
 

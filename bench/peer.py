@@ -2,6 +2,7 @@
 
     python -m bench.peer            # about 35 minutes on 2 cores; prints the tables, writes bench/peer.json
     python -m bench.peer --show     # prints them again from bench/peer.json
+    python -m bench.peer --out bench/amx/peer.json   # another CPU's figures, beside these
 
 Both fine-tune the MiniLM teacher and distil four 3-layer students (top_k, bottom_k, odd, even) with 3 seeds
 each, on the same 5,000 training pairs (2 epochs, lr 1e-4, T=1) and the same 1,000 + 1,000 validation pairs,
@@ -15,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -26,7 +26,8 @@ import numpy as np
 import yaml
 from scipy import stats
 
-from distill.results import Run
+from bench.machine import machine
+from distill.results import Run, write_json
 from distill.summary import metric
 
 OUT = Path(__file__).resolve().parent / "peer.json"
@@ -119,18 +120,20 @@ def show(result: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--show", action="store_true", help="print the last result again")
-    if parser.parse_args().show:
-        show(json.loads(OUT.read_text()))
+    parser.add_argument("--out", type=Path, default=OUT, help="the file to write or show (another CPU's: bench/<cpu>/)")
+    args = parser.parse_args()
+    if args.show:
+        show(json.loads(args.out.read_text()))
         return
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
         result = {
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+            "machine": machine(),
             "settings": SETTINGS,
             "trainer": run_trainer(folder),
             "pipeline": run_pipeline(folder),
         }
-    OUT.write_text(json.dumps(result, indent=1))
+    write_json(args.out, result)
     show(result)
 
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import torch
 
-from bench.roofline import PEAK_SHAPES, cpu_facts, describe, matmul_gflops
+from bench.machine import cpu_facts, describe
+from bench.roofline import PEAK_SHAPES, matmul_gflops
 from distill.results import write_json
 from distill.training import bf16_is_emulated, resolve_precision
 

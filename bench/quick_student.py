@@ -9,7 +9,6 @@ The issue asks for at most 3 minutes on a 2-core machine; the exit code is 1 abo
 from __future__ import annotations
 
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from bench.machine import machine
 from distill import space
 from distill.job import run_job
 from distill.results import write_json
@@ -39,7 +39,7 @@ def main() -> int:
         "student_accuracy": round(student["accuracy"], 4),
         "teacher_accuracy": round(teacher["accuracy"], 4),
         "eval_rows": student["eval_rows"],
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "machine": machine(),
     }
     write_json(ROOT / "bench" / "quick_student.json", result)
     print(

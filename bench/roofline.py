@@ -1,6 +1,7 @@
 """How far a training step is from what this CPU can do: a roofline for the default job, in one run.
 
     python -m bench.roofline            # prints the tables, writes bench/roofline.json
+    python -m bench.roofline --out bench/amx/roofline.json   # another CPU's figures, beside these
 
 1. Sustained matmul throughput (GFLOP/s) in bf16 and fp32 at the shapes a MiniLM layer multiplies
    (1,280 tokens x 384 x 1,536 and its neighbours), the best of several timed seconds: the machine's peak.
@@ -33,7 +34,6 @@ import argparse
 import contextlib
 import math
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -47,6 +47,7 @@ from torch import nn
 from torch.profiler import ProfilerActivity, profile, record_function
 from torch.utils.flop_counter import FlopCounterMode
 
+from bench.machine import cpu_facts, machine
 from distill.config import JobConfig
 from distill.data import encode, load_job_data, make_loader
 from distill.estimate import flops_per_token
@@ -84,26 +85,7 @@ TEACHER_COMPILED = "teacher fine-tuning, the defaults, compiled by torch.compile
 ARM_SCOPE = "roofline arm: "
 MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")  # (bias, a, b) for the add* ones
 PEAK_SHAPES = [(1280, 384, 1536), (1280, 1536, 384), (1280, 384, 384)]  # 1,280 tokens through MiniLM's projections
-MATMUL_FLAGS = ("avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16", "amx_int8")
 STALE_MARGIN = 0.2  # a machine measures its own peak within this share from run to run (noisy neighbours)
-
-
-def cpu_facts() -> dict:
-    """What bounds a bf16 matmul on this machine: the CPU model, its matmul instruction sets, torch's threads."""
-    model, flags = platform.processor() or platform.machine(), set()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                model = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-    return {
-        "model": model,
-        "matmul_flags": [flag for flag in MATMUL_FLAGS if flag in flags],
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-    }
 
 
 def require_native_bf16(bench: str) -> None:
@@ -113,13 +95,6 @@ def require_native_bf16(bench: str) -> None:
             f"{bench} times bf16 training, and this CPU has no avx512_bf16: a job here trains in fp32 "
             "(python -m bench.precision compares the two)"
         )
-
-
-def describe(cpu: dict) -> str:
-    """One line for the table's heading: 'AMD EPYC, avx512f avx512_bf16 avx512_vnni, no AMX, 2 threads, torch …'."""
-    amx = "" if any(f.startswith("amx") for f in cpu["matmul_flags"]) else ", no AMX"
-    flags = " ".join(cpu["matmul_flags"]) or "no AVX-512"
-    return f"{cpu['model']}, {flags}{amx}, {cpu['threads']} threads, torch {cpu['torch']}"
 
 
 def stale_peak(recorded: dict, measured_gflops: float, here: dict) -> str | None:
@@ -425,6 +400,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=40, help="timed training steps per measurement")
     parser.add_argument("--matmul-seconds", type=float, default=3.0)
+    parser.add_argument("--out", type=Path, default=OUT, help="the file to write (another CPU's: bench/<cpu>/)")
     args = parser.parse_args()
     require_native_bf16("bench.roofline")
     torch.manual_seed(0)
@@ -533,8 +509,8 @@ def main() -> None:
     after = matmul_rates(PEAK_SHAPES, args.matmul_seconds)
     sustained = max(*peak["bf16"].values(), *after.values())
     fp32 = max(peak["fp32"].values())
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, {describe(cpu)}"
-    print(f"\nRoofline on {machine}; sustained peak: bf16 {sustained:.0f} GFLOP/s, fp32 {fp32:.0f} GFLOP/s\n")
+    on = machine()
+    print(f"\nRoofline on {on}; sustained peak: bf16 {sustained:.0f} GFLOP/s, fp32 {fp32:.0f} GFLOP/s\n")
     alongside = next(iter(profiles.values())).peak_alongside
     print(f"the peak alongside the steps (median of bursts between them): {alongside:.0f} GFLOP/s\n")
     print("| step | ms/step | tokens/step | achieved GFLOP/s | achieved / bf16 peak | achieved / the peak alongside |")
@@ -563,9 +539,9 @@ def main() -> None:
         )
     )
     write_json(
-        OUT,
+        args.out,
         {
-            "machine": machine,
+            "machine": on,
             "cpu": cpu,
             "matmul_gflops": peak,
             "bf16_gflops_after_the_steps": after,

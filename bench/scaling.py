@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -35,7 +34,7 @@ from distill.estimate import workload
 from distill.hf_jobs import estimate
 from distill.results import write_json
 
-from .roofline import cpu_facts, describe
+from .machine import machine
 
 OUT = Path(__file__).resolve().parent / "scaling.json"
 ROOT = Path(__file__).resolve().parent.parent
@@ -151,8 +150,8 @@ def main() -> None:
     print_projected(projected)
     if args.project_only:
         return
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, {describe(cpu_facts())}"
-    print_measured(measure(machine, projected), machine)
+    on = machine()
+    print_measured(measure(on, projected), on)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import torch
 
+from bench.machine import machine
 from distill.config import JobConfig
 from distill.job import run_job
 from distill.progress import Event
@@ -131,11 +132,11 @@ def main() -> None:
             }
             print(name, results[name], flush=True)
     print_variants("`odd`, 3 seeds, 5,000 pairs x 2 epochs", "variant", "s per student", results, "student_seconds", 1)
-    machine = f"{platform.machine()}, {os.cpu_count()} cores"
+    on = machine()
     runs = kept.get("runs") or [{"variants": [n for n in results if n not in names], "machine": kept.get("machine")}]
     runs = [{**r, "variants": [n for n in r["variants"] if n not in names]} for r in runs]
-    runs = [r for r in runs if r["variants"]] + [{"variants": names, "machine": machine}]
-    write_json(OUT, {"machine": machine, "settings": SETTINGS, "variants": results, "runs": runs})
+    runs = [r for r in runs if r["variants"]] + [{"variants": names, "machine": on}]
+    write_json(OUT, {"machine": on, "settings": SETTINGS, "variants": results, "runs": runs})
 
 
 if __name__ == "__main__":

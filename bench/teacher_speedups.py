@@ -12,7 +12,6 @@ saving the model) and accuracy on both validation splits (1,000 pairs each), mea
 from __future__ import annotations
 
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+from bench.machine import machine
 from distill.config import JobConfig
 from distill.plan import plan_job
 from distill.results import Run, write_json
@@ -63,7 +63,7 @@ def main() -> None:
         for name, r in rows.items()
     }
     print_variants("teacher fine-tuning, 3 seeds", "teacher fine-tuning", "seconds", results, "seconds", 0)
-    write_json(OUT, {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "seeds": SEEDS, "variants": results})
+    write_json(OUT, {"machine": machine(), "seeds": SEEDS, "variants": results})
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The benches that the README quotes still run: each one's smallest form, on this CPU, checked for its numbers."""
 
+import contextlib
 import json
 import os
 import subprocess
@@ -147,7 +148,8 @@ def test_the_roofline_trains_its_rows_in_turn_step_by_step():
 
 
 def test_a_roofline_whose_peak_is_under_what_this_cpu_measures_is_refused():
-    from bench.roofline import cpu_facts, stale_peak
+    from bench.machine import cpu_facts
+    from bench.roofline import stale_peak
 
     here = cpu_facts()
     assert here["threads"] >= 1 and here["model"]
@@ -162,15 +164,17 @@ def test_a_roofline_whose_peak_is_under_what_this_cpu_measures_is_refused():
     assert stale_peak({**busy, "cpu": {**here, "threads": here["threads"] + 1}}, measured, here) is None
 
 
-def test_the_committed_roofline_peak_stands_on_this_cpu():
-    """The committed peak against the same shapes measured now: if this machine has the CPU it was measured on
+@pytest.mark.parametrize("name", ["roofline.json", "amx/roofline.json"])
+def test_the_committed_roofline_peak_stands_on_this_cpu(name):
+    """The committed peaks against the same shapes measured now: if this machine has the CPU one was measured on
     and multiplies faster than the file says, the file came from a busy or slower machine and must be remeasured."""
-    from bench.roofline import OUT, cpu_facts, matmul_rates, stale_peak
+    from bench.machine import cpu_facts
+    from bench.roofline import OUT, matmul_rates, stale_peak
 
-    recorded, here = json.loads(OUT.read_text()), cpu_facts()
+    recorded, here = json.loads((OUT.parent / name).read_text()), cpu_facts()
     assert set(recorded["cpu"]) == set(here)  # the file names its CPU, flags, threads and torch
     if recorded["cpu"] != here:
-        pytest.skip(f"bench/roofline.json was measured on {recorded['cpu']}, this is {here}")
+        pytest.skip(f"bench/{name} was measured on {recorded['cpu']}, this is {here}")
     shapes = [tuple(map(int, shape.split("x"))) for shape in recorded["matmul_gflops"]["bf16"]]
     measured = max(matmul_rates(shapes, 0.5).values())
     assert stale_peak(recorded, measured, here) is None
@@ -292,3 +296,61 @@ def test_two_students_trained_at_once_end_where_each_ends_alone():
     calls = []
     seconds = measure({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, rounds=2)
     assert calls == ["a", "b"] * 3 and [len(s) for s in seconds.values()] == [2, 2]  # round 0 warms up, not kept
+
+
+def test_stacked_students_each_end_where_they_end_alone():
+    """`bench.concurrency`'s stacked arm trains two students as one (weights stacked, vmap): each must still train
+    as itself, with its own loss, gradient norm and optimizer state, so each student's change in every weight
+    points where the same student's change points when it trains alone, and not where the other's does."""
+    import torch
+
+    from bench.concurrency import new_student, stack_students, train, train_stacked
+    from distill.config import JobConfig
+    from distill.hub import embedded_teacher_path
+    from distill.job import distillation_step
+    from distill.models import cls_only_last_layer, load_classifier
+    from distill.teacher import TeacherOutputs
+    from distill.training import training_attention
+
+    cfg, teacher = JobConfig(max_grad_norm=0.5), load_classifier(embedded_teacher_path())  # low: clipping acts
+    generator = torch.Generator().manual_seed(0)
+    batches = [
+        {
+            "input_ids": torch.randint(1000, 5000, (8, 13), generator=generator),
+            "attention_mask": (torch.arange(13) < torch.randint(5, 14, (8, 1), generator=generator)).long(),
+            "labels": torch.arange(8) % 3,
+            "rows": torch.arange(8) + 8 * n,
+        }
+        for n in range(3)
+    ]
+    step = distillation_step(cfg, None, TeacherOutputs(torch.randn(24, 3, generator=generator), None), [0, 2, 4])
+    layer_sets = ([0, 2, 4], [3, 4, 5])
+    alone = [new_student(teacher, layers, cfg) for layers in layer_sets]
+    together = [new_student(teacher, layers, cfg) for layers in layer_sets]
+    start = [{n: p.detach().clone() for n, p in s.model.named_parameters()} for s in alone]
+    stacked = stack_students(together, cfg)
+    with contextlib.ExitStack() as held:
+        held.enter_context(training_attention(torch.device("cpu")))
+        for student in (*alone, together[0]):
+            held.enter_context(cls_only_last_layer(student.model))
+        for student in alone:
+            train(student, batches, step, cfg)
+        train_stacked(stacked, batches, step, cfg)
+
+    def change(weights: dict, k: int, name: str) -> torch.Tensor:
+        return (weights[name] - start[k][name]).flatten().float()
+
+    for k, student in enumerate(alone):
+        own = dict(student.model.named_parameters())
+        assert stacked.fixed.keys() == {n for n, p in own.items() if not p.requires_grad}
+        for name, weight in stacked.weights.items():
+            if name.endswith(
+                "key.bias"
+            ):  # softmax cancels it: its gradient is 0 but for rounding, which AdamW scales up
+                continue
+            moved = change({name: weight[k]}, k, name)
+            assert torch.cosine_similarity(moved, change(own, k, name), dim=0) > 0.98, (k, name)
+    first, second = (
+        change({"classifier.weight": stacked.weights["classifier.weight"][k]}, k, "classifier.weight") for k in range(2)
+    )
+    assert torch.cosine_similarity(first, second, dim=0) < 0.9  # two students, not one trained twice

@@ -12,6 +12,7 @@ import contextlib
 import io
 import json
 import re
+import statistics
 from pathlib import Path
 
 import pytest
@@ -90,29 +91,34 @@ def test_every_relative_link_points_to_a_file_and_heading():
 # --- bench files: each printed line on the page that cites the bench ---------------------------------------------
 
 
-def test_roofline():
-    from bench.roofline import (
-        STUDENT_COMPILED,
-        STUDENT_ROUNDED,
-        TEACHER_COMPILED,
-        TEACHER_DEFAULTS,
-        split_line,
-        step_line,
-    )
+STUDENT_DEFAULTS = "student, frozen, no dropout, last layer for [CLS] only (the defaults)"
 
-    defaults = "student, frozen, no dropout, last layer for [CLS] only (the defaults)"
-    r = bench("roofline")
+
+def roofline_lines(r: dict) -> list[str]:
+    """The lines bench.roofline prints from its file `r`: its heading, the peak alongside, both tables."""
+    from bench.roofline import split_line, step_line
+
     peak = r["sustained_bf16_gflops"]
-    lines = [step_line(name, s) for name, s in r["steps"].items()]
     assert all(s["share_of_peak"] == pytest.approx(s["gflops"] / peak) for s in r["steps"].values())
-    lines.append(f"median of bursts between them): {r['bf16_gflops_alongside_the_steps']:.0f} GFLOP/s")
+    fp32 = max(r["matmul_gflops"]["fp32"].values())
+    return [
+        f"Roofline on {r['machine']}; sustained peak: bf16 {peak:.0f} GFLOP/s, fp32 {fp32:.0f} GFLOP/s",
+        f"median of bursts between them): {r['bf16_gflops_alongside_the_steps']:.0f} GFLOP/s",
+        *(step_line(name, s) for name, s in r["steps"].items()),
+        *(split_line(name, row) for name, row in r["matmul_split"].items()),
+    ]
+
+
+def test_roofline():
+    from bench.roofline import STUDENT_COMPILED, STUDENT_ROUNDED, TEACHER_COMPILED, TEACHER_DEFAULTS
+
+    defaults = STUDENT_DEFAULTS
+
+    r = bench("roofline")
+    lines = roofline_lines(r)
     total = sum(r["student_epoch_seconds"].values())
     lines += [f"| {phase} | {s:.1f} | {s / total:.0%} |" for phase, s in r["student_epoch_seconds"].items()]
     lines.append(", ".join(f"{b} {t:.1f} s" for b, t in r["evaluation_seconds"].items()))
-    lines += [split_line(name, row) for name, row in r["matmul_split"].items()]
-    fp32 = max(r["matmul_gflops"]["fp32"].values())
-    lines.append(f"sustained peak: bf16 {peak:.0f} GFLOP/s, fp32 {fp32:.0f} GFLOP/s")
-    assert r["machine"] in PAGES[PERFORMANCE]
     assert_on_page(PERFORMANCE, lines, "python -m bench.roofline")
     steps = {name: s["ms_per_step"] for name, s in r["steps"].items()}
     default = steps[defaults]
@@ -259,6 +265,85 @@ def test_precision():
     lines = [summary(machine) for machine in bench("precision")["machines"]]
     assert lines and all("auto picks" in line for line in lines)
     assert_on_page(PERFORMANCE, lines, "python -m bench.precision")
+
+
+def test_amx():
+    """Another CPU's files, `bench/amx/`, are on their own section, with the figures its prose derives from them."""
+    from bench.concurrency import AT_ONCE, LARGER_BATCH, STACKED
+    from bench.concurrency import show as concurrency_table
+    from bench.onednn_cache import show
+    from bench.peer import show as peer_table
+    from bench.peer import students
+    from bench.roofline import STUDENT_COMPILED, TEACHER_COMPILED, TEACHER_DEFAULTS
+
+    r, dev = bench("amx/roofline"), bench("roofline")
+    assert "amx_bf16" in r["cpu"]["matmul_flags"] and "amx_bf16" not in dev["cpu"]["matmul_flags"]
+    section = PAGES[PERFORMANCE].split("### On a CPU with AMX")[1].split("\n### ")[0]
+    cache = bench("amx/onednn_cache")
+    assert cache["machine"] == r["machine"]
+    lines = roofline_lines(r) + table_lines(printed(show, cache))
+    missing = [line for line in lines if flat(line) not in flat(section)]
+    assert not missing, "not in the AMX section:\n" + "\n".join(missing)
+
+    ms = {name: s["ms_per_step"] for name, s in r["steps"].items()}
+    split = r["matmul_split"].values()
+    arms = {arm: runs for arm, runs in cache["arms"].items()}
+    low, high = arms["16"], arms["oneDNN's default (1,024)"]
+    dev_compiled = bench("onednn_cache")["arms"]["16"]
+    one_thread = ms["student, frozen, no dropout, on 1 thread instead of 2"]
+
+    def median(runs: list[dict], key: str) -> float:
+        return statistics.median(run[key] for run in runs)
+
+    prose = [
+        f"The peak is {r['sustained_bf16_gflops'] / dev['sustained_bf16_gflops']:.1f} times the development",
+        f"the default student step is only {dev['steps'][STUDENT_DEFAULTS]['ms_per_step'] / ms[STUDENT_DEFAULTS]:.2f}x"
+        f" faster ({ms[STUDENT_DEFAULTS]:.0f} ms against {dev['steps'][STUDENT_DEFAULTS]['ms_per_step']:.0f}) and the"
+        f" teacher's {dev['steps'][TEACHER_DEFAULTS]['ms_per_step'] / ms[TEACHER_DEFAULTS]:.2f}x",
+        f"the defaults reach {r['steps'][STUDENT_DEFAULTS]['share_of_peak']:.0%} (student) and "
+        f"{r['steps'][TEACHER_DEFAULTS]['share_of_peak']:.0%} (teacher)",
+        f"run at {min(s['matmul_share_of_peak_alongside'] for s in split):.0%} to "
+        f"{max(s['matmul_share_of_peak_alongside'] for s in split):.0%} of the peak alongside",
+        f"torch.compile gains {ms[STUDENT_DEFAULTS] / ms[STUDENT_COMPILED]:.2f}x (student) and "
+        f"{ms[TEACHER_DEFAULTS] / ms[TEACHER_COMPILED]:.2f}x (teacher) there, after "
+        f"{r['steps'][STUDENT_COMPILED]['warmup_seconds'] - r['steps'][STUDENT_DEFAULTS]['warmup_seconds']:.0f} s and "
+        f"{r['steps'][TEACHER_COMPILED]['warmup_seconds'] - r['steps'][TEACHER_DEFAULTS]['warmup_seconds']:.0f} s",
+        f"One thread instead of two is {one_thread / ms['student, word embeddings frozen, no dropout']:.2f}x",
+        f"compiles {median(low, 'compiles') / median(high, 'compiles'):.1f} times as many primitives",
+        f"({median(low, 'compile_seconds'):.1f} s for the {median(low, 'compiles'):,.0f} against "
+        f"{median(dev_compiled, 'compile_seconds'):.1f} s there)",
+        f"for {max(x['peak_gib'] for x in high) - max(x['peak_gib'] for x in low):.2f} GiB less",
+    ]
+    concurrency, dev_concurrency = bench("amx/concurrency"), bench("concurrency")
+    peer, dev_peer = bench("amx/peer"), bench("peer")
+    lines = table_lines(printed(concurrency_table, concurrency)) + table_lines(peer_text := printed(peer_table, peer))
+    lines += [line for line in peer_text.splitlines() if line.startswith("all ")]
+    missing = [line for line in lines if flat(line) not in flat(section)]
+    assert not missing, "not in the AMX section:\n" + "\n".join(missing)
+    gain = {arm: row["vs_one_after_the_other"] for arm, row in concurrency["arms"].items()}
+    dev_gain = {arm: row["vs_one_after_the_other"] for arm, row in dev_concurrency["arms"].items()}
+
+    def per_student(side: dict) -> float:
+        return statistics.mean(m["seconds"] for m in students(side).values())
+
+    def faster(side: str) -> float:
+        return per_student(dev_peer[side]) / per_student(peer[side])
+
+    def whole(result: dict) -> float:
+        return result["trainer"]["seconds"] / result["pipeline"]["seconds"]
+
+    prose += [
+        f"two at once train {gain[AT_ONCE]:.2f}x the tokens a second ({dev_gain[AT_ONCE]:.2f}x on the development",
+        f"batches 4x as large {gain[LARGER_BATCH]:.2f}x ({dev_gain[LARGER_BATCH]:.2f}x)",
+        f"It is {gain[STACKED]:.2f}x, slower than one after the other",
+        f"{whole(peer):.2f}x for the whole comparison there, against {whole(dev_peer):.2f}x on the development",
+        f"its students took {faster('trainer'):.2f}x less time than on the development machine and this "
+        f"pipeline's {faster('pipeline'):.2f}x",
+    ]
+    assert gain[STACKED] < 1  # "slower"
+    assert all(s["rest_ms_at_target"] < 0 for s in split)  # "The last column is negative"
+    missing = [line for line in prose if flat(line) not in flat(section)]
+    assert not missing, "not in the AMX section:\n" + "\n".join(missing)
 
 
 def test_chat_load():
