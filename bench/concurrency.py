@@ -98,19 +98,19 @@ class StackedStudents:
 
 
 def stack_students(students: list[Student], cfg: JobConfig) -> StackedStudents:
-    """`students` as one, with one fused AdamW over the stacked weights, grouped as `make_optimizer` groups
-    them (a stacked matrix has 3 dimensions)."""
+    """`students` as one, with one optimizer over the stacked weights: the first student's, its groups and settings
+    as `make_optimizer` made them, each weight replaced by its stack."""
     models = [s.model for s in students]
     stacked, buffers = stack_module_state(models)
     trained = {name for name, p in models[0].named_parameters() if p.requires_grad}
     weights = {name: w.detach().requires_grad_() for name, w in stacked.items() if name in trained}
     fixed = {name: p for name, p in models[0].named_parameters() if name not in trained}
+    name_of = {p: name for name, p in models[0].named_parameters()}
     groups = [
-        {"params": [w for w in weights.values() if w.ndim >= 3], "weight_decay": cfg.weight_decay},
-        {"params": [w for w in weights.values() if w.ndim < 3], "weight_decay": 0.0},
+        {**group, "params": [weights[name_of[p]] for p in group["params"]]}
+        for group in students[0].optimizer.param_groups
     ]
-    optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate, fused=True)
-    return StackedStudents(models[0], weights, fixed, buffers, optimizer)
+    return StackedStudents(models[0], weights, fixed, buffers, type(students[0].optimizer)(groups))
 
 
 def train_stacked(stacked: StackedStudents, batches: list[dict], step_loss: Callable, cfg: JobConfig) -> None:

@@ -337,20 +337,16 @@ def test_stacked_students_each_end_where_they_end_alone():
             train(student, batches, step, cfg)
         train_stacked(stacked, batches, step, cfg)
 
-    def change(weights: dict, k: int, name: str) -> torch.Tensor:
-        return (weights[name] - start[k][name]).flatten().float()
+    def change(weight: torch.Tensor, k: int, name: str) -> torch.Tensor:
+        return (weight - start[k][name]).flatten().float()
 
     for k, student in enumerate(alone):
         own = dict(student.model.named_parameters())
         assert stacked.fixed.keys() == {n for n, p in own.items() if not p.requires_grad}
         for name, weight in stacked.weights.items():
-            if name.endswith(
-                "key.bias"
-            ):  # softmax cancels it: its gradient is 0 but for rounding, which AdamW scales up
+            if name.endswith("key.bias"):  # softmax cancels it: a gradient of 0 but for rounding, scaled up by AdamW
                 continue
-            moved = change({name: weight[k]}, k, name)
-            assert torch.cosine_similarity(moved, change(own, k, name), dim=0) > 0.98, (k, name)
-    first, second = (
-        change({"classifier.weight": stacked.weights["classifier.weight"][k]}, k, "classifier.weight") for k in range(2)
-    )
+            moved, alone_moved = change(weight[k], k, name), change(own[name], k, name)
+            assert torch.cosine_similarity(moved, alone_moved, dim=0) > 0.98, (k, name)
+    first, second = (change(stacked.weights["classifier.weight"][k], k, "classifier.weight") for k in range(2))
     assert torch.cosine_similarity(first, second, dim=0) < 0.9  # two students, not one trained twice
