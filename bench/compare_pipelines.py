@@ -25,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import recorded
 from bench.app_server import connect, serve
 from bench.machine import machine
 from distill.results import write_json
@@ -117,9 +118,7 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     out = ROOT / "bench" / "results.json"
     if args.show:
-        if not out.is_file():
-            sys.exit(f"error: no {out.relative_to(ROOT)} yet; run the bench first")
-        print(format_report(json.loads(out.read_text())))
+        print(format_report(recorded(out)))
         return
     if args.one:
         print(json.dumps(run_one(json.loads(args.one), args.results_dir)))

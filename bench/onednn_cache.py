@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import recorded
+
 OUT = Path(__file__).resolve().parent / "onednn_cache.json"
 SETTINGS = dict(seeds=[0], strategies=["odd"], teacher_epochs=1, train_size=2000, eval_size=500, epochs=2)
 CHAT_PAIRS = 200
@@ -105,7 +107,7 @@ def main() -> None:
         child(args.child)
         return
     if args.show:
-        show(json.loads(args.out.read_text()))
+        show(recorded(args.out))
         return
     from bench.machine import machine
     from bench.roofline import require_native_bf16

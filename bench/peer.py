@@ -26,6 +26,7 @@ import numpy as np
 import yaml
 from scipy import stats
 
+from bench import recorded
 from bench.machine import machine
 from distill.results import Run, write_json
 from distill.summary import metric
@@ -123,7 +124,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUT, help="the file to write or show (another CPU's: bench/<cpu>/)")
     args = parser.parse_args()
     if args.show:
-        show(json.loads(args.out.read_text()))
+        show(recorded(args.out))
         return
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)

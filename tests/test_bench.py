@@ -350,3 +350,17 @@ def test_stacked_students_each_end_where_they_end_alone():
             assert torch.cosine_similarity(moved, alone_moved, dim=0) > 0.98, (k, name)
     first, second = (change(stacked.weights["classifier.weight"][k], k, "classifier.weight") for k in range(2))
     assert torch.cosine_similarity(first, second, dim=0) < 0.9  # two students, not one trained twice
+
+
+@pytest.mark.parametrize("bench", ["peer", "onednn_cache"])
+def test_show_of_a_result_not_written_yet_says_so_in_one_line(bench, tmp_path):
+    missing = tmp_path / "none.json"
+    done = subprocess.run(
+        [sys.executable, "-m", f"bench.{bench}", "--show", "--out", str(missing)],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr == f"error: no {missing} yet; run the bench first\n"
